@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Config } from './config.js'
+import { errorHandling } from './errors.js'
+import { database } from './plugins/database.js'
+import { containerRoutes } from './routes/containers.js'
+import { healthRoutes } from './routes/health.js'
+import { resourceRoutes } from './routes/resources.js'
+import { siteRoutes } from './routes/sites.js'
+import { createValidatorCompiler, formatValidationError } from './validation.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+// A client's (or nginx's) request id is kept when it is short and plain, so it can be
+// followed across logs; anything else is replaced rather than written into the logs.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+function requestId (request: IncomingMessage): string {
+  const given = request.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+const configPlugin = fp(async function config (app: FastifyInstance, options: { config: Config }) {
+  app.decorate('config', options.config)
+}, { name: 'invsys-config' })
+
+const openapi = fp(async function openapi (app: FastifyInstance) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'invsys',
+        version: '0.1.0',
+        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded.'
+      },
+      tags: [
+        { name: 'sites', description: 'Places where resources are kept' },
+        { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>' },
+        { name: 'resources', description: 'Every resource, any type' },
+        { name: 'allocations', description: 'Bookings and maintenance blocks' },
+        { name: 'containers', description: 'Boxes and racks inside freezers' },
+        { name: 'instruments', description: 'Instrument-category resources with their site' },
+        { name: 'operations', description: 'Liveness and readiness' }
+      ]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+}, { name: 'invsys-openapi' })
+
+/** The whole API as a plugin: external plugins, then the database, then routes. */
+export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config }) {
+  await app.register(configPlugin, { config: options.config })
+  await app.register(errorHandling)
+  await app.register(openapi)
+  await app.register(database)
+  await app.register(healthRoutes)
+  await app.register(siteRoutes)
+  await app.register(resourceRoutes)
+  await app.register(containerRoutes)
+}, { name: 'invsys' })
+
+/** Builds the app that server.ts listens with and tests inject into. No side effects at import. */
+export async function buildApp (config: Config): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy,
+    genReqId: requestId,
+    schemaErrorFormatter: formatValidationError
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.setValidatorCompiler(createValidatorCompiler())
+  // JSON only: a text/plain body is answered 415 instead of reaching validation as a string.
+  app.removeContentTypeParser('text/plain')
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('X-Request-Id', request.id)
+  })
+  await app.register(invsys, { config })
+  await app.ready()
+  return app
+}

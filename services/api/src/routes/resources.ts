@@ -1,0 +1,137 @@
+import type { FastifyInstance } from 'fastify'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { listResourceTypes } from '../database/resource-types.js'
+import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
+import { NotFoundError } from '../errors.js'
+import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
+import {
+  DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
+  ResourcePatch, ResourceType, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
+} from '../schemas/resources.js'
+import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
+import { assertWindow, sendPage } from './paging.js'
+
+interface Family {
+  /** `/api/resources`, or `/api/<plural>` for one type. */
+  base: string
+  /** The type every resource of the family has; undefined for the generic family. */
+  type: string | undefined
+  tags: string[]
+}
+
+/**
+ * One family of resource routes. The generic family takes `type` in bodies and
+ * filters; a per-type family fixes it, and treats a resource of another type as absent.
+ */
+function registerResourceFamily (app: FastifyInstance, family: Family, typeNames: string[]): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>()
+  const db = app.pg.pool
+  const { base, type, tags } = family
+  const noun = type ?? 'resource'
+  const notFound = (id: string) => new NotFoundError(`no ${noun} with id ${id}`)
+  // Per-type bodies have no type property: the path says it.
+  const input = type ? TypedResourceInput : ResourceInput(typeNames)
+  const patch = type ? TypedResourcePatch : ResourcePatch(typeNames)
+  const listQuery = type ? TypedResourceListQuery : ResourceListQuery(typeNames)
+  const withType = <T extends object>(body: T) => ({ type: type as string, ...body })
+
+  api.get(base, {
+    schema: {
+      tags,
+      summary: `List ${type ? family.base.slice(5) : 'resources'}`,
+      description: 'available_from/available_to keep only resources with no live allocation overlapping that window (either side may be left open).',
+      querystring: listQuery,
+      response: { 200: Type.Array(Resource), ...errorResponses(...READ_ERRORS) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, ...filter } = request.query as { limit: number, offset: number, type?: string, site_id?: number, available_from?: string, available_to?: string }
+    assertWindow(filter.available_from, filter.available_to, 'available_from', 'available_to')
+    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset })
+    return sendPage(request, reply, rows, { limit, offset })
+  })
+
+  api.post(base, {
+    schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, 409) } }
+  }, async (request, reply) => {
+    const resource = await createResource(db, withType(request.body as ResourceInput))
+    return reply.code(201).header('Location', `${base}/${resource.id}`).send(resource)
+  })
+
+  api.get(`${base}/:id`, {
+    schema: { tags, summary: `Get a ${noun}`, params: ResourceParams, response: { 200: Resource, ...errorResponses(...READ_ERRORS, 404) } }
+  }, async (request) => {
+    return await getResource(db, request.params.id, type) ?? Promise.reject(notFound(request.params.id))
+  })
+
+  api.put(`${base}/:id`, {
+    schema: {
+      tags,
+      summary: `Create or replace the ${noun} with this id`,
+      description: `201 when it created the ${noun} with the client-chosen uuid, 200 when it replaced it.` +
+        (type ? ` 404 when the id belongs to a resource of another type.` : ''),
+      params: ResourceParams,
+      body: input,
+      response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, 409, ...(type ? [404] : [])) }
+    }
+  }, async (request, reply) => {
+    const result = await upsertResource(db, request.params.id, withType(request.body as ResourceInput), type !== undefined)
+    if (!result) throw notFound(request.params.id)
+    if (result.created) reply.code(201).header('Location', `${base}/${result.resource.id}`)
+    return result.resource
+  })
+
+  api.patch(`${base}/:id`, {
+    schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, 409) } }
+  }, async (request) => {
+    return await patchResource(db, request.params.id, type, request.body as ResourcePatch) ?? Promise.reject(notFound(request.params.id))
+  })
+
+  api.delete(`${base}/:id`, {
+    schema: {
+      tags,
+      summary: `Delete a ${noun}`,
+      description: '409 while it has allocations that have not ended (or, for a freezer, containers), unless ?force=true, which deletes those with it. Past allocations always go with it.',
+      params: ResourceParams,
+      querystring: DeleteResourceQuery,
+      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, 409) }
+    }
+  }, async (request, reply) => {
+    if (!await removeResource(db, request.params.id, type, request.query.force ?? false)) throw notFound(request.params.id)
+    return reply.code(204).send(null)
+  })
+
+  registerResourceAllocationRoutes(app, base, type, tags)
+}
+
+/**
+ * Resource types, resources (generic and one family per resource_type row, read at
+ * boot: a type added in SQL appears after a restart), allocations and instruments.
+ */
+export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.pg.pool
+  const types = await listResourceTypes(db)
+  const typeNames = types.map((t) => t.name)
+
+  app.get('/api/resource-types', {
+    schema: { tags: ['resource types'], summary: 'List resource types (changed only through SQL)', response: { 200: Type.Array(ResourceType), ...errorResponses(503) } }
+  }, async () => listResourceTypes(db))
+
+  registerResourceFamily(app, { base: '/api/resources', type: undefined, tags: ['resources'] }, typeNames)
+  for (const { name, plural } of types) {
+    registerResourceFamily(app, { base: `/api/${plural}`, type: name, tags: [plural] }, typeNames)
+  }
+  registerAllocationRoutes(app, typeNames)
+
+  app.get('/api/instruments', {
+    schema: {
+      tags: ['instruments'],
+      summary: 'List instruments with their site name (the instrument view)',
+      querystring: InstrumentListQuery,
+      response: { 200: Type.Array(Instrument), ...errorResponses(...READ_ERRORS) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, site_id: siteId } = request.query
+    return sendPage(request, reply, await listInstruments(db, siteId, { limit, offset }), { limit, offset })
+  })
+}

@@ -1,0 +1,60 @@
+import { Ajv, type Options } from 'ajv'
+import addFormatsModule from 'ajv-formats'
+import type { FastifySchema, FastifySchemaCompiler } from 'fastify'
+import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
+
+// ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
+
+function ajv (options: Options): Ajv {
+  const instance = new Ajv({ removeAdditional: false, useDefaults: true, allErrors: false, strict: false, ...options })
+  addFormats(instance)
+  return instance
+}
+
+/**
+ * Bodies are JSON and must arrive with the right types (`"name": 123` is refused, not
+ * turned into "123"); query strings and path parameters are text and are coerced.
+ * Unknown properties are refused everywhere rather than stripped.
+ */
+export function createValidatorCompiler (): FastifySchemaCompiler<FastifySchema> {
+  const strict = ajv({ coerceTypes: false })
+  const coercing = ajv({ coerceTypes: 'array' })
+  return ({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema as object)
+}
+
+/** Ajv's messages, reworded where they would not name the field or say what is expected. */
+function describe (error: FastifySchemaValidationError, context: string): string {
+  const field = `${context}${error.instancePath}`
+  const params = error.params as Record<string, unknown>
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return `${field}/${String(params.additionalProperty)} is not an accepted property`
+    case 'required':
+      return `${field}/${String(params.missingProperty)} is required`
+    case 'format':
+      if (params.format === 'date-time') {
+        return `${field} must be an RFC 3339 date-time with an offset, such as 2030-06-01T09:00:00Z or 2030-06-01T11:00:00+02:00`
+      }
+      return `${field} must be a valid ${String(params.format)}`
+    case 'enum':
+      return `${field} must be one of ${(params.allowedValues as unknown[]).join(', ')}`
+    case 'pattern':
+      return field.endsWith('/mac') ? `${field} must be a MAC address such as 08:00:2b:01:02:03` : `${field} must not be blank`
+  }
+  return `${field} ${error.message ?? 'is invalid'}`
+}
+
+/**
+ * Fastify's schemaErrorFormatter: unions (nullable fields, literal lists) make Ajv
+ * report every branch, so the most specific error is chosen and stated once.
+ */
+export function formatValidationError (errors: FastifySchemaValidationError[], context: string): Error {
+  const literals = errors.filter((e) => e.keyword === 'const')
+  if (literals.length > 0 && literals.length === errors.length - 1) {
+    const allowed = literals.map((e) => String((e.params as { allowedValue: unknown }).allowedValue))
+    return new Error(`${context}${literals[0]!.instancePath} must be one of ${allowed.join(', ')}`)
+  }
+  const specific = errors.find((e) => e.keyword !== 'type' && e.keyword !== 'anyOf' && e.keyword !== 'const') ?? errors[0]
+  return new Error(specific ? describe(specific, context) : `${context} is invalid`)
+}
