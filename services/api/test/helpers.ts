@@ -1,0 +1,86 @@
+import fs from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import { startEmbeddedPostgres } from '../src/database/embedded.js'
+import { ensureSchema } from '../src/database/schema.js'
+
+type Tap = { teardown: (fn: () => unknown) => void }
+
+export async function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** A directory the `postgres` user can reach when the tests run as root. */
+export async function tempDir (prefix: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix))
+  await fs.chmod(dir, 0o755)
+  return dir
+}
+
+/** A throwaway PostgreSQL cluster for one test file, stopped and deleted at teardown. */
+export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: () => Promise<void> }> {
+  const dir = await tempDir('invsys-test-')
+  const database = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), port: await freePort(), database: 'invsys', fast: true })
+  let stopped = false
+  const stop = async () => {
+    if (stopped) return
+    stopped = true
+    await database.stop()
+  }
+  t.teardown(async () => {
+    await stop()
+    await fs.rm(dir, { recursive: true, force: true })
+  })
+  return { url: database.url, stop }
+}
+
+/** The very app server.ts runs, on its own fresh database with the schema (and mock data when asked). */
+export async function buildTestApp (t: Tap, options: { seed?: boolean } = {}): Promise<FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void> }> {
+  const database = await startTestDatabase(t)
+  await ensureSchema(database.url, { seed: options.seed ?? false })
+  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), databaseUrl: database.url }
+  const app = await buildApp(config)
+  t.teardown(() => app.close())
+  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop })
+}
+
+export type Response = LightMyRequestResponse
+
+/** JSON request through app.inject. */
+export async function call (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown): Promise<Response> {
+  return app.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }) })
+}
+
+let counter = 0
+/** Names unique within a run, so tests sharing a database never collide by accident. */
+export function unique (prefix: string): string {
+  counter += 1
+  return `${prefix}-${process.pid}-${counter}`
+}
+
+export async function createSite (app: FastifyInstance, fields: Record<string, unknown> = {}): Promise<{ id: number }> {
+  const res = await call(app, 'POST', '/api/sites', { name: unique('site'), ...fields })
+  if (res.statusCode !== 201) throw new Error(`site not created: ${res.body}`)
+  return res.json()
+}
+
+export async function createResource (app: FastifyInstance, type: string, fields: Record<string, unknown> = {}): Promise<{ id: string, name: string }> {
+  const res = await call(app, 'POST', '/api/resources', { type, name: unique(type), ...fields })
+  if (res.statusCode !== 201) throw new Error(`resource not created: ${res.body}`)
+  return res.json()
+}
+
+export async function book (app: FastifyInstance, resourceId: string, startsAt: string | null, endsAt: string | null, extra: Record<string, unknown> = {}): Promise<Response> {
+  return call(app, 'POST', `/api/resources/${resourceId}/allocations`, { starts_at: startsAt, ends_at: endsAt, ...extra })
+}
