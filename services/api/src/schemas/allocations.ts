@@ -93,5 +93,6 @@ export interface AllocationFilter {
 
 export const AllocationConflictBody = Type.Object({
   ...ErrorBody.properties,
-  conflicts: Type.Array(Allocation)
-}, { description: 'The slot is taken: conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })
+  // Optional: a 409 on these routes may also be another conflict (a cancelled allocation, a concurrent change).
+  conflicts: Type.Optional(Type.Array(Allocation))
+}, { description: 'Conflict. When the slot is taken (code ALLOCATION_CONFLICT), conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })
