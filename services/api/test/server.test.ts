@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import t from 'tap'
+import { freePort, startTestDatabase, tempDir } from './helpers.js'
+
+const SERVER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/server.ts')
+
+interface Running { child: ChildProcess, lines: string[], base: string, exited: Promise<number | null> }
+
+/** Runs server.ts as `npm start` would, and resolves once it logs that it is ready. */
+async function startServer (env: Record<string, string>): Promise<Running> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const lines: string[] = []
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${lines.join('\n')}`)), 60_000)
+    const onData = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        lines.push(line)
+        if (line.includes('invsys ready')) { clearTimeout(timer); resolve() }
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${lines.join('\n')}`)) })
+  })
+  await ready
+  return { child, lines, base: `http://127.0.0.1:${port}`, exited }
+}
+
+async function stopServer (server: Running): Promise<number | null> {
+  server.child.kill('SIGTERM')
+  return server.exited
+}
+
+t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart keeps what was written', async (t) => {
+  const dir = await tempDir('invsys-server-')
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  const env = { EMBEDDED_PG_DIR: path.join(dir, 'pg'), EMBEDDED_PG_PORT: String(await freePort()) }
+
+  const first = await startServer(env)
+  t.teardown(() => first.child.kill('SIGKILL'))
+  const logged = first.lines.map((l) => { try { return JSON.parse(l) } catch { return undefined } }).filter(Boolean)
+  t.ok(logged.length > 0 && logged.length === first.lines.filter((l) => l.startsWith('{')).length, 'logs are JSON lines')
+  t.ok(first.lines.some((l) => l.includes(`/docs`)), 'prints the docs URL')
+  t.ok(first.lines.some((l) => l.includes(`psql postgres://`)), 'prints a psql connection string')
+  const sites = await (await fetch(`${first.base}/api/sites`)).json() as Array<{ name: string, contact: string }>
+  t.match(sites[0], { name: 'Site 1', contact: 'John Smith' }, 'mock data is loaded on first boot')
+  const created = await fetch(`${first.base}/api/sites`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Survives restarts' }) })
+  t.equal(created.status, 201)
+  const request = await fetch(`${first.base}/api/sites`, { headers: { 'x-request-id': 'trace-me-42' } })
+  t.equal(request.status, 200)
+  t.equal(await stopServer(first), 0, 'SIGTERM exits cleanly')
+  t.ok(first.lines.some((l) => l.includes('"reqId":"trace-me-42"')), 'request logs carry the request id')
+
+  const second = await startServer(env)
+  t.teardown(() => second.child.kill('SIGKILL'))
+  const names = (await (await fetch(`${second.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
+  t.ok(names.includes('Survives restarts'), 'data written before the restart is still there')
+  t.equal(names.filter((n) => n === 'Site 1').length, 1, 'mock data is not loaded twice')
+  t.equal(await stopServer(second), 0)
+})
+
+t.test('DATABASE_URL: an empty database gets the schema only; a populated one is never dropped', async (t) => {
+  const database = await startTestDatabase(t)
+  const first = await startServer({ DATABASE_URL: database.url })
+  t.teardown(() => first.child.kill('SIGKILL'))
+  t.same(await (await fetch(`${first.base}/api/sites`)).json(), [], 'no mock data unless asked')
+  await fetch(`${first.base}/api/sites`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Keep me' }) })
+  t.equal(await stopServer(first), 0)
+
+  const second = await startServer({ DATABASE_URL: database.url, SEED_MOCK_DATA: 'true' })
+  t.teardown(() => second.child.kill('SIGKILL'))
+  const names = (await (await fetch(`${second.base}/api/sites`)).json() as Array<{ name: string }>).map((s) => s.name)
+  t.same(names, ['Keep me'], 'the populated database was left as it was')
+  t.equal(await stopServer(second), 0)
+
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
+  const { rows } = await client.query("SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'allocation_no_overlap'")
+  await client.end()
+  t.equal(rows[0].n, 1, 'the exclusion constraint is in place')
+})
+
+t.test('a bad configuration stops the process with one clear line', async (t) => {
+  for (const [env, expected] of [
+    [{ PORT: 'eighty' }, /PORT must be a whole number/],
+    [{ DATABASE_URL: 'mysql://localhost/x' }, /DATABASE_URL must start with postgres:\/\//],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
+    [{ SEED_MOCK_DATA: 'yes please' }, /SEED_MOCK_DATA must be true or false/]
+  ] as const) {
+    const child = spawn(process.execPath, ['--import', 'tsx', SERVER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    t.equal(code, 1, `${Object.keys(env)[0]}: exit code`)
+    t.match(stderr, expected)
+    t.equal(stderr.trim().split('\n').length, 1, `${Object.keys(env)[0]}: one line, no stack trace`)
+  }
+})
