@@ -87,6 +87,8 @@ function startProcess(name, cmd, args, { cwd, env, uid, gid, logFile } = {}) {
       rec.exited = true;
       rec.code = code;
       rec.signal = signal;
+      // Something else on the machine stopping our processes explains odd failures.
+      if (!rec.stopping) note(`WARNING: ${name} exited by itself or by another process's signal (exit ${code}, signal ${signal})`);
       res();
     });
     child.on('error', (e) => {
@@ -101,6 +103,7 @@ function startProcess(name, cmd, args, { cwd, env, uid, gid, logFile } = {}) {
 
 function killGroup(rec, signal) {
   if (!rec || rec.exited || !rec.child.pid) return;
+  rec.stopping = true;
   try {
     process.kill(-rec.child.pid, signal);
   } catch {
@@ -180,7 +183,7 @@ function have(cmd) {
 let aptUpdated = false;
 function aptInstall(pkg) {
   if (!isRoot) throw new Error(`${pkg} is missing and this is not root: apt-get install -y ${pkg}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive', NEEDRESTART_SUSPEND: '1' };
   if (!aptUpdated) {
     execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 180_000 });
     aptUpdated = true;
