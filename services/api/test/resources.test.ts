@@ -14,6 +14,9 @@ t.test('resource types are listed as seeded', async (t) => {
     { name: 'lorry', plural: 'lorries', category: 'vehicle' },
     { name: 'truck', plural: 'trucks', category: 'vehicle' }
   ])
+  const page = await call(app, 'GET', '/api/resource-types?limit=2&offset=2')
+  t.same(page.json().map((r: { name: string }) => r.name), ['freezer', 'lorry'])
+  t.equal(page.headers.link, '</api/resource-types?limit=2&offset=4>; rel="next"')
 })
 
 t.test('POST /api/resources creates; names are unique per type only', async (t) => {

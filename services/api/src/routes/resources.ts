@@ -1,13 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { listResourceTypes } from '../database/resource-types.js'
+import { allResourceTypes, listResourceTypes } from '../database/resource-types.js'
 import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
 import { NotFoundError } from '../errors.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import {
   DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
-  ResourcePatch, ResourceType, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
+  ResourcePatch, ResourceType, ResourceTypeListQuery, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
 } from '../schemas/resources.js'
 import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
 import { assertWindow, sendPage } from './paging.js'
@@ -110,12 +110,20 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
  */
 export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.pg.pool
-  const types = await listResourceTypes(db)
+  const types = await allResourceTypes(db)
   const typeNames = types.map((t) => t.name)
 
   app.get('/api/resource-types', {
-    schema: { tags: ['resource types'], summary: 'List resource types (changed only through SQL)', response: { 200: Type.Array(ResourceType), ...errorResponses(503) } }
-  }, async () => listResourceTypes(db))
+    schema: {
+      tags: ['resource types'],
+      summary: 'List resource types (changed only through SQL)',
+      querystring: ResourceTypeListQuery,
+      response: { 200: Type.Array(ResourceType), ...errorResponses(...READ_ERRORS) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset } = request.query
+    return sendPage(request, reply, await listResourceTypes(db, { limit, offset }), { limit, offset })
+  })
 
   registerResourceFamily(app, { base: '/api/resources', type: undefined, tags: ['resources'] }, typeNames)
   for (const { name, plural } of types) {

@@ -36,6 +36,8 @@ export const ResourceType = Type.Object({
 })
 export type ResourceType = Static<typeof ResourceType>
 
+export const ResourceTypeListQuery = Type.Object({ ...PageQuery }, { additionalProperties: false })
+
 export const TypeName = (types: string[]) => Type.Union(types.map((name) => Type.Literal(name)), { description: 'A resource type name' })
 
 const commonFields = {
