@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { errorHandling } from './errors.js'
+import { errorHandling, sendFrameworkError } from './errors.js'
 import { database } from './plugins/database.js'
 import { containerRoutes } from './routes/containers.js'
 import { healthRoutes } from './routes/health.js'
@@ -75,7 +75,10 @@ export async function buildApp (config: Config): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     genReqId: requestId,
-    schemaErrorFormatter: formatValidationError
+    schemaErrorFormatter: formatValidationError,
+    // `/api/sites/` is the collection, as curl users type it, not an item with an empty id.
+    routerOptions: { ignoreTrailingSlash: true },
+    frameworkErrors: sendFrameworkError
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(createValidatorCompiler())
   // JSON only: a text/plain body is answered 415 instead of reaching validation as a string.

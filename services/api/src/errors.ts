@@ -137,6 +137,15 @@ export function errorBody (error: HttpError) {
   }
 }
 
+/**
+ * Errors the router raises before any route or hook runs (a malformed %-escape in the
+ * path) get the same JSON body as every other error.
+ */
+export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
+  void reply.code(status).send(errorBody(new HttpError(status, FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message)))
+}
+
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
 export const errorHandling = fp(async function errorHandling (app: FastifyInstance) {
   app.setErrorHandler(function (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {

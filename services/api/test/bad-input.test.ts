@@ -32,6 +32,8 @@ const json = (value: unknown) => JSON.stringify(value)
 const cases: Case[] = [
   { name: 'malformed uuid in the path', method: 'GET', url: '/api/resources/123', status: 400, message: /params\/id must be a valid uuid/ },
   { name: 'malformed uuid in a nested path', method: 'DELETE', url: `/api/cars/${car.id}/allocations/zzz`, status: 400, message: /params\/allocation_id/ },
+  { name: 'malformed escape in the path', method: 'GET', url: '/api/sites/%zz', status: 400, message: /not a valid url/ },
+  { name: 'repeated query parameter', method: 'GET', url: '/api/sites?limit=10&limit=20', status: 400, message: /querystring\/limit/ },
   { name: 'site id that is not a number', method: 'GET', url: '/api/sites/abc', status: 400, message: /params\/id/ },
   { name: 'site id beyond 2^53', method: 'GET', url: '/api/sites/99999999999999999999', status: 400, message: /params\/id/ },
   { name: 'time without an offset', method: 'POST', url: alloc, body: json({ starts_at: '2030-02-01T10:00:00', ends_at: '2030-02-01T11:00:00Z' }), status: 400, message: /body\/starts_at must be an RFC 3339 date-time with an offset/ },

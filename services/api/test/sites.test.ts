@@ -34,6 +34,7 @@ t.test('GET /api/sites filters by case-insensitive substring, treating LIKE char
   await createSite(app, { name: 'Zeta North' })
   const res = await call(app, 'GET', '/api/sites?q=ZETA')
   t.same(res.json().map((s: { name: string }) => s.name).sort(), ['Zeta 100% Depot', 'Zeta North'])
+  t.same((await call(app, 'GET', '/api/sites/?q=ZETA')).json().length, 2, 'a trailing slash names the collection too')
   const percent = await call(app, 'GET', '/api/sites?q=%25')
   t.same(percent.json().map((s: { name: string }) => s.name), ['Zeta 100% Depot'])
   const injection = await call(app, 'GET', `/api/sites?q=${encodeURIComponent("'; DROP TABLE site; --")}`)
