@@ -65,7 +65,15 @@ t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart 
   const names = (await (await fetch(`${second.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
   t.ok(names.includes('Survives restarts'), 'data written before the restart is still there')
   t.equal(names.filter((n) => n === 'Site 1').length, 1, 'mock data is not loaded twice')
-  t.equal(await stopServer(second), 0)
+
+  // kill -9 leaves the embedded PostgreSQL running; the next start must not be locked out.
+  second.child.kill('SIGKILL')
+  await second.exited
+  const third = await startServer(env)
+  t.teardown(() => third.child.kill('SIGKILL'))
+  const after = (await (await fetch(`${third.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
+  t.ok(after.includes('Survives restarts'), 'a start after kill -9 takes over the orphaned database, data intact')
+  t.equal(await stopServer(third), 0)
 })
 
 t.test('DATABASE_URL: an empty database gets the schema only; a populated one is never dropped', async (t) => {

@@ -25,6 +25,24 @@ async function exists (file: string): Promise<boolean> {
 }
 
 /**
+ * A server killed with SIGKILL leaves its PostgreSQL running, which then refuses to let
+ * the next start use the data directory. When postmaster.pid names a live process whose
+ * command line is a postgres on this very directory, stop it (SIGINT: fast shutdown) and
+ * wait. Anything else (no /proc, another program reusing the pid) is left alone.
+ */
+async function stopOrphan (dataDir: string): Promise<void> {
+  const pid = Number((await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
+  if (!Number.isInteger(pid) || pid <= 0) return
+  const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
+  if (!cmdline[0]?.endsWith('postgres') || !cmdline.includes(dataDir)) return
+  process.kill(pid, 'SIGINT')
+  for (let waited = 0; waited < 15_000; waited += 100) {
+    if (!await exists(`/proc/${pid}`)) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/**
  * Starts PostgreSQL from the binaries shipped in npm, creating the cluster and the
  * database on first use and reusing them afterwards. As root it runs the server as
  * the `postgres` user (PostgreSQL refuses root), creating that user if needed.
@@ -48,6 +66,7 @@ export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<
     await fs.mkdir(path.dirname(options.dataDir), { recursive: true })
     await server.initialise()
   }
+  await stopOrphan(options.dataDir)
   try {
     await server.start()
   } catch (error) {
