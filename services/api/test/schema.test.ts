@@ -1,0 +1,51 @@
+import t from 'tap'
+import { buildTestApp } from './helpers.js'
+
+const app = await buildTestApp(t, { seed: true })
+const db = app.pg.pool
+
+t.test('every table, view and column of the schema is commented for psql users', async (t) => {
+  const { rows: relations } = await db.query(`
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL`)
+  t.same(relations, [], 'tables and views without a comment')
+  const { rows: columns } = await db.query(`
+    SELECT c.relname || '.' || a.attname AS column FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+      AND col_description(c.oid, a.attnum) IS NULL`)
+  t.same(columns, [], 'table columns without a comment')
+})
+
+t.test('the mock data reads like a small real operation', async (t) => {
+  const { rows: [site1] } = await db.query('SELECT * FROM site WHERE id = 1')
+  t.match(site1, { name: 'Site 1', contact: 'John Smith', address: '123 Muffin Lane', state_or_region: 'MI', country: 'USA', postcode_or_zip: '48103' })
+  const { rows: types } = await db.query('SELECT type, count(*)::int AS n FROM resource GROUP BY type ORDER BY type')
+  t.same(types.map((r) => r.type), ['car', 'computer', 'freezer', 'lorry', 'truck'], 'every type is represented')
+  const { rows: [macs] } = await db.query("SELECT count(*)::int AS n FROM resource WHERE type = 'computer' AND mac IS NOT NULL")
+  t.ok(macs.n >= 2, 'computers have MACs')
+  const { rows: freezers } = await db.query("SELECT name FROM resource WHERE type = 'freezer' AND (name LIKE '%-20C%' OR name LIKE '%-40C%')")
+  t.ok(freezers.length >= 2, '-20C and -40C freezers')
+  const { rows: [containers] } = await db.query('SELECT count(*)::int AS n FROM container')
+  t.ok(containers.n > 0, 'freezers hold containers')
+  const { rows: [when] } = await db.query(`
+    SELECT count(*) FILTER (WHERE upper(during) < now())::int AS past,
+           count(*) FILTER (WHERE lower(during) > now())::int AS future,
+           count(*) FILTER (WHERE upper_inf(during) AND kind = 'maintenance')::int AS open_maintenance
+    FROM allocation WHERE status = 'confirmed'`)
+  t.ok(when.past > 0 && when.future > 0, 'past and future bookings')
+  t.equal(when.open_maintenance, 1, 'an open-ended maintenance block')
+})
+
+t.test('create_tables.sql can be run again on a populated database (it is the dev reset)', async (t) => {
+  const { runScript } = await import('../src/database/schema.js')
+  const client = await db.connect()
+  try {
+    await runScript(client, 'create_tables.sql')
+    await runScript(client, 'mock_data.sql')
+  } finally {
+    client.release()
+  }
+  const { rows: [count] } = await db.query("SELECT count(*)::int AS n FROM site WHERE name = 'Site 1'")
+  t.equal(count.n, 1, 'recreated, not duplicated')
+})
