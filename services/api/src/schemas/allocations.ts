@@ -91,7 +91,10 @@ export interface AllocationFilter {
   status?: string
 }
 
+// conflicts is optional: the same status also answers other conflicts on these routes
+// (a cancelled allocation, a concurrent update), and a required property missing from
+// those bodies would make the reply fail to serialise as a 500.
 export const AllocationConflictBody = Type.Object({
   ...ErrorBody.properties,
-  conflicts: Type.Array(Allocation)
-}, { description: 'The slot is taken: conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })
+  conflicts: Type.Optional(Type.Array(Allocation))
+}, { description: 'Conflict. With code ALLOCATION_CONFLICT the slot is taken and conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })
