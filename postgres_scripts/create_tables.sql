@@ -11,6 +11,10 @@ DROP TABLE IF EXISTS container, allocation, resource, resource_type, site CASCAD
 DROP FUNCTION IF EXISTS touch_updated_at() CASCADE;
 DROP FUNCTION IF EXISTS allocation_range(timestamptz, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS site_keep_id_sequence_ahead() CASCADE;
+DROP FUNCTION IF EXISTS allocation_blocks(text, timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS allocation_current_status(text, timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS allocation_expire_overlapping_holds() CASCADE;
+DROP FUNCTION IF EXISTS allocation_check_status_change() CASCADE;
 
 -- Lets one GiST index hold both the uuid equality and the range overlap of the
 -- exclusion constraint on allocation.
@@ -149,13 +153,14 @@ CREATE TABLE allocation (
   kind          text NOT NULL DEFAULT 'booking'
                 CONSTRAINT allocation_kind_known CHECK (kind IN ('booking', 'maintenance')),
   status        text NOT NULL DEFAULT 'confirmed'
-                CONSTRAINT allocation_status_known CHECK (status IN ('confirmed', 'cancelled')),
+                CONSTRAINT allocation_status_known CHECK (status IN ('held', 'confirmed', 'cancelled', 'expired')),
   description   text,
   data          jsonb NOT NULL DEFAULT '{}'
                 CONSTRAINT allocation_data_is_object CHECK (jsonb_typeof(data) = 'object'),
   created_at    timestamptz NOT NULL DEFAULT now(),
   updated_at    timestamptz NOT NULL DEFAULT now(),
   cancelled_at  timestamptz,
+  expires_at    timestamptz,
   CONSTRAINT allocation_during_not_empty CHECK (NOT isempty(during)),
   -- One spelling per range: bounded ends are [start, end), so back-to-back
   -- allocations touch without overlapping.
@@ -168,24 +173,92 @@ CREATE TABLE allocation (
   CONSTRAINT allocation_during_finite CHECK (isempty(during) OR (
     (lower_inf(during) OR isfinite(lower(during))) AND (upper_inf(during) OR isfinite(upper(during))))),
   CONSTRAINT allocation_cancelled_at_matches_status CHECK ((status = 'cancelled') = (cancelled_at IS NOT NULL)),
+  CONSTRAINT allocation_expires_at_matches_status CHECK ((status IN ('held', 'expired')) = (expires_at IS NOT NULL)),
+  -- A hold is short by design: it reserves a slot while someone decides, not instead of booking.
+  CONSTRAINT allocation_hold_length CHECK (expires_at IS NULL OR
+    (expires_at > created_at AND expires_at <= created_at + interval '1 hour')),
   -- The promise of the product: no two live allocations of one resource overlap.
-  -- Cancelled rows stay as history and stop blocking their slot.
+  -- Cancelled and expired rows stay as history and stop blocking their slot. A hold
+  -- whose expires_at has passed is still in this index until it is written as expired
+  -- (the predicate cannot mention now()); allocation_expire_overlapping_holds does that
+  -- before anything is checked against it, and reads ask allocation_blocks().
   CONSTRAINT allocation_no_overlap EXCLUDE USING gist (resource_id WITH =, during WITH &&)
-    WHERE (status <> 'cancelled')
+    WHERE (status IN ('held', 'confirmed'))
 );
 COMMENT ON TABLE allocation IS 'A resource taken for a span of time: a booking or a maintenance block. Never two live ones overlap.';
 COMMENT ON COLUMN allocation.resource_id IS 'The resource taken. Deleting the resource deletes its allocations.';
 COMMENT ON COLUMN allocation.during IS 'Half-open [start, end) time range; an unbounded end means from the beginning of time / until further notice.';
 COMMENT ON COLUMN allocation.kind IS 'booking (someone uses it) or maintenance (nobody can).';
-COMMENT ON COLUMN allocation.status IS 'confirmed blocks the slot; cancelled is kept as history and blocks nothing.';
+COMMENT ON COLUMN allocation.status IS 'confirmed blocks the slot; held blocks it until expires_at, then counts as expired; cancelled and expired are kept as history and block nothing.';
 COMMENT ON COLUMN allocation.description IS 'Free text: who, why.';
 COMMENT ON COLUMN allocation.data IS 'Client-defined JSON object (e.g. a job number); never interpreted by invsys.';
 COMMENT ON COLUMN allocation.created_at IS 'When the row was inserted.';
 COMMENT ON COLUMN allocation.updated_at IS 'When the row last changed (maintained by a trigger).';
 COMMENT ON COLUMN allocation.cancelled_at IS 'When it was cancelled; set exactly when status is cancelled.';
+COMMENT ON COLUMN allocation.expires_at IS 'When a hold stops blocking unless confirmed; set exactly when status is held or expired, at most an hour after created_at.';
 CREATE INDEX allocation_during_idx ON allocation USING gist (during);
 CREATE TRIGGER allocation_touch_updated_at BEFORE UPDATE ON allocation
   FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
+
+-- Whether an allocation blocks its slot now. A hold past its expires_at does not, even
+-- while its row still says held: no background job is needed for correctness, because
+-- every read asks this instead of looking at status alone.
+CREATE FUNCTION allocation_blocks(status text, expires_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT status = 'confirmed' OR (status = 'held' AND expires_at > now())
+$$;
+COMMENT ON FUNCTION allocation_blocks(text, timestamptz) IS
+  'True for confirmed allocations and holds that have not run out. E.g. SELECT * FROM allocation WHERE allocation_blocks(status, expires_at).';
+
+-- The status as of now: a run-out hold reads as expired before anyone has written it so.
+CREATE FUNCTION allocation_current_status(status text, expires_at timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN status = 'held' AND expires_at <= now() THEN 'expired' ELSE status END
+$$;
+COMMENT ON FUNCTION allocation_current_status(text, timestamptz) IS
+  'status, except that a held row past its expires_at reads as expired.';
+
+-- Before a row starts (or keeps) blocking a slot, run-out holds of the same resource that
+-- overlap it are written as expired, so they leave the exclusion constraint's index before
+-- the row is checked against it. This runs inside the inserting or moving statement, so
+-- INSERT ... ON CONFLICT DO NOTHING still judges only live rows, psql writes included.
+-- Locks are taken in id order so two writers expiring the same holds cannot deadlock.
+CREATE FUNCTION allocation_expire_overlapping_holds() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE allocation SET status = 'expired'
+  WHERE id IN (
+    SELECT id FROM allocation
+    WHERE resource_id = NEW.resource_id AND status = 'held' AND expires_at <= now()
+      AND during && NEW.during AND id <> NEW.id
+    ORDER BY id
+    FOR UPDATE);
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER allocation_expire_overlapping_holds BEFORE INSERT OR UPDATE OF resource_id, during, status ON allocation
+  FOR EACH ROW WHEN (NEW.status IN ('held', 'confirmed')) EXECUTE FUNCTION allocation_expire_overlapping_holds();
+
+-- A hold is born held and leaves that state once: confirmed while it lasts, cancelled,
+-- or expired once it has run out. Expired is history, like cancelled.
+CREATE FUNCTION allocation_check_status_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status = OLD.status THEN
+    RETURN NEW;
+  END IF;
+  IF OLD.status = 'held' AND NEW.status = 'confirmed' AND OLD.expires_at <= now() THEN
+    RAISE EXCEPTION 'the hold expired at %; it can no longer be confirmed', OLD.expires_at
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'allocation_hold_expired';
+  END IF;
+  IF NEW.status = 'held' OR OLD.status = 'expired'
+     OR (NEW.status = 'expired' AND (OLD.status <> 'held' OR OLD.expires_at > now())) THEN
+    RAISE EXCEPTION 'an allocation cannot change from % to %', OLD.status, NEW.status
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'allocation_status_transition';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER allocation_check_status_change BEFORE UPDATE OF status ON allocation
+  FOR EACH ROW EXECUTE FUNCTION allocation_check_status_change();
 
 -- Views for ad-hoc psql; the API reads instrument for GET /api/instruments.
 CREATE VIEW instrument AS
@@ -207,10 +280,10 @@ COMMENT ON VIEW vehicle IS 'Vehicle-category resources (cars, lorries, trucks, .
 CREATE VIEW resource_booking AS
   SELECT a.id AS allocation_id, r.type, r.name AS resource_name, s.name AS site_name,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
-         a.kind, a.status, a.description
+         a.kind, allocation_current_status(a.status, a.expires_at) AS status, a.expires_at, a.description
   FROM allocation a
   JOIN resource r ON r.id = a.resource_id
   LEFT JOIN site s ON s.id = r.site_id;
-COMMENT ON VIEW resource_booking IS 'Every allocation with its resource and site by name; null starts_at / ends_at mean unbounded.';
+COMMENT ON VIEW resource_booking IS 'Every allocation with its resource and site by name; null starts_at / ends_at mean unbounded; status as of now (a run-out hold reads expired).';
 
 COMMIT;

@@ -1,18 +1,29 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
-import { cancelAllocation, createAllocation, getAllocation, listAllocations, patchAllocation, type Scope } from '../database/allocations.js'
+import {
+  cancelAllocation, confirmAllocation, createAllocation, getAllocation, listAllocations, patchAllocation,
+  type NewAllocation, type Scope
+} from '../database/allocations.js'
 import { getResource } from '../database/resources.js'
-import { NotFoundError } from '../errors.js'
+import { BadRequestError, NotFoundError } from '../errors.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
-  ResourceAllocationListQuery
+  ConfirmInput, ResourceAllocationListQuery
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
 
 /** 409 on a write that collides: the allocation conflict body also lists what overlaps. */
 const writeErrors = { ...errorResponses(...WRITE_ERRORS, 404), 409: AllocationConflictBody }
+
+/** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
+export function newAllocation (body: AllocationInput): NewAllocation {
+  const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {}, status = 'confirmed', hold_seconds: holdSeconds } = body
+  if (status === 'held' && holdSeconds === undefined) throw new BadRequestError('body/hold_seconds is required when status is held')
+  if (status !== 'held' && holdSeconds !== undefined) throw new BadRequestError('body/hold_seconds is allowed only with status held')
+  return { starts_at: startsAt, ends_at: endsAt, kind, description, data, status, hold_seconds: holdSeconds ?? null }
+}
 
 /**
  * The allocations of one resource: `base` is `/api/resources` or a per-type path such
@@ -49,14 +60,13 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
     schema: {
       tags,
       summary: `Book a ${noun} (or block it for maintenance)`,
-      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at).',
+      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...writeErrors }
     }
   }, async (request, reply) => {
-    const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {} } = request.body
-    const allocation = await createAllocation(db, request.params.id, type, { starts_at: startsAt, ends_at: endsAt, kind, description, data })
+    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body))
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -108,6 +118,22 @@ function registerAllocationItemRoutes<P extends TSchema> (
     const { id, scope } = locate(request.params as Record<string, string>)
     if (!await cancelAllocation(db, id, scope)) throw notFound(id)
     return reply.code(204).send(null)
+  })
+
+  api.post(`${path}/confirm`, {
+    schema: {
+      tags,
+      summary: 'Confirm a hold',
+      description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. No body is needed.',
+      params,
+      body: ConfirmInput,
+      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 404, 409) }
+    },
+    // Fastify validates an absent body as undefined, which no object schema accepts.
+    preValidation: async (request) => { request.body ??= {} }
+  }, async (request) => {
+    const { id, scope } = locate(request.params as Record<string, string>)
+    return await confirmAllocation(db, id, scope) ?? Promise.reject(notFound(id))
   })
 }
 

@@ -2,7 +2,14 @@ import { Type, type Static } from '@sinclair/typebox'
 import { DateTime, ErrorBody, Nullable, PageQuery, SiteId, Text, Uuid } from './common.js'
 
 export const Kind = Type.Union([Type.Literal('booking'), Type.Literal('maintenance')])
-export const Status = Type.Union([Type.Literal('confirmed'), Type.Literal('cancelled')])
+export const Status = Type.Union([Type.Literal('held'), Type.Literal('confirmed'), Type.Literal('cancelled'), Type.Literal('expired')], {
+  description: 'held blocks the slot until expires_at, then reads expired; confirmed blocks it; cancelled and expired are history and block nothing'
+})
+export const NewStatus = Type.Union([Type.Literal('confirmed'), Type.Literal('held')], {
+  description: 'held: blocks the slot for hold_seconds unless confirmed (POST /api/allocations/:id/confirm)'
+})
+/** How long a new hold lasts; the database also refuses a hold longer than an hour. */
+export const HoldSeconds = Type.Integer({ minimum: 1, maximum: 3600, description: 'With status held: seconds until the hold expires (1 to 3600)', examples: [600] })
 
 const Data = Type.Object({}, { additionalProperties: true, description: 'Any JSON object; stored and returned as is', examples: [{ job: 'J-1042' }] })
 
@@ -18,7 +25,8 @@ export const Allocation = Type.Object({
   data: Data,
   created_at: DateTime,
   updated_at: DateTime,
-  cancelled_at: Nullable(DateTime)
+  cancelled_at: Nullable(DateTime),
+  expires_at: Type.Union([DateTime, Type.Null()], { description: 'When a hold stops blocking; null unless status is held or expired' })
 }, {
   examples: [{
     id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
@@ -32,7 +40,8 @@ export const Allocation = Type.Object({
     data: { job: 'J-1042' },
     created_at: '2030-05-20T08:00:00Z',
     updated_at: '2030-05-20T08:00:00Z',
-    cancelled_at: null
+    cancelled_at: null,
+    expires_at: null
   }]
 })
 export type Allocation = Static<typeof Allocation>
@@ -46,12 +55,19 @@ const otherFields = {
   description: Type.Optional(Nullable(Text(2000))),
   data: Type.Optional(Data)
 }
+const holdFields = {
+  status: Type.Optional(NewStatus),
+  hold_seconds: Type.Optional(HoldSeconds)
+}
 
 /** starts_at and ends_at are required so that an open end is always said out loud (null), never implied. */
-export const AllocationInput = Type.Object({ ...timeFields, ...otherFields }, {
+export const AllocationInput = Type.Object({ ...timeFields, ...otherFields, ...holdFields }, {
   additionalProperties: false,
-  description: 'starts_at: null means from the beginning of time, ends_at: null until further notice',
-  examples: [{ starts_at: '2030-06-01T09:00:00+02:00', ends_at: '2030-06-01T17:00:00+02:00', description: 'Downtown mapping run', data: { job: 'J-1042' } }]
+  description: 'starts_at: null means from the beginning of time, ends_at: null until further notice. status held with hold_seconds reserves the slot until confirmed or expired.',
+  examples: [
+    { starts_at: '2030-06-01T09:00:00+02:00', ends_at: '2030-06-01T17:00:00+02:00', description: 'Downtown mapping run', data: { job: 'J-1042' } },
+    { starts_at: '2030-06-01T09:00:00Z', ends_at: '2030-06-01T11:00:00Z', status: 'held', hold_seconds: 600 }
+  ]
 })
 export type AllocationInput = Static<typeof AllocationInput>
 
@@ -62,13 +78,18 @@ export const AllocationPatch = Type.Partial(Type.Object({ ...timeFields, ...othe
 export type AllocationPatch = Static<typeof AllocationPatch>
 
 export const AllocationParams = Type.Object({ id: Uuid })
+
+/** Confirming takes no fields: no body at all, or {} for clients that always send one. */
+export const ConfirmInput = Type.Object({}, { additionalProperties: false, description: 'No body, or {}', examples: [{}] })
+// Flat (not a union holding Status) so that a bad value is reported as the list of allowed ones.
+export const AllocationStatusFilter = Type.Union([...Status.anyOf, Type.Literal('all')], { default: 'confirmed', description: 'Status as of now (default confirmed; all for every status)' })
 export const ResourceAllocationParams = Type.Object({ id: Uuid, allocation_id: Uuid })
 
 const window = {
   from: Type.Optional(DateTime),
   to: Type.Optional(DateTime),
   kind: Type.Optional(Kind),
-  status: Type.Optional(Type.Union([Status, Type.Literal('all')], { default: 'confirmed' }))
+  status: Type.Optional(AllocationStatusFilter)
 }
 
 export const ResourceAllocationListQuery = Type.Object({ ...window, ...PageQuery }, { additionalProperties: false })
