@@ -7,7 +7,7 @@
 BEGIN;
 
 DROP VIEW IF EXISTS instrument, vehicle, resource_booking CASCADE;
-DROP TABLE IF EXISTS container, allocation, resource, resource_type, site CASCADE;
+DROP TABLE IF EXISTS allocation_event, container, allocation, resource, resource_type, site CASCADE;
 DROP FUNCTION IF EXISTS touch_updated_at() CASCADE;
 DROP FUNCTION IF EXISTS allocation_range(timestamptz, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS site_keep_id_sequence_ahead() CASCADE;
@@ -15,6 +15,8 @@ DROP FUNCTION IF EXISTS allocation_blocks(text, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS allocation_current_status(text, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS allocation_expire_overlapping_holds() CASCADE;
 DROP FUNCTION IF EXISTS allocation_check_status_change() CASCADE;
+DROP FUNCTION IF EXISTS utc_text(timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS allocation_record_event() CASCADE;
 
 -- Lets one GiST index hold both the uuid equality and the range overlap of the
 -- exclusion constraint on allocation.
@@ -259,6 +261,74 @@ END
 $$;
 CREATE TRIGGER allocation_check_status_change BEFORE UPDATE OF status ON allocation
   FOR EACH ROW EXECUTE FUNCTION allocation_check_status_change();
+
+-- RFC 3339 in UTC with Z, as the API writes times, whatever the session's TimeZone.
+CREATE FUNCTION utc_text(t timestamptz) RETURNS text
+LANGUAGE sql STABLE SET TimeZone = 'UTC' AS $$
+  SELECT replace(to_json(t) #>> '{}', '+00:00', 'Z')
+$$;
+
+CREATE TABLE allocation_event (
+  id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  -- No foreign key: the history of an allocation outlives it (deleting a resource
+  -- deletes its allocations, and that is recorded too).
+  allocation_id  uuid NOT NULL,
+  operation      text NOT NULL CONSTRAINT allocation_event_operation_known
+                 CHECK (operation IN ('insert', 'update', 'confirm', 'cancel', 'expire', 'delete')),
+  at             timestamptz NOT NULL DEFAULT clock_timestamp(),
+  db_user        text NOT NULL DEFAULT current_user,
+  application    text NOT NULL DEFAULT current_setting('application_name'),
+  old_row        jsonb CONSTRAINT allocation_event_old_row_unless_insert CHECK ((old_row IS NULL) = (operation = 'insert')),
+  new_row        jsonb CONSTRAINT allocation_event_new_row_unless_delete CHECK ((new_row IS NULL) = (operation = 'delete'))
+);
+COMMENT ON TABLE allocation_event IS 'Every change to an allocation, from the API or by hand, written by a trigger. Read it oldest first: ORDER BY id.';
+COMMENT ON COLUMN allocation_event.allocation_id IS 'The allocation changed; it may since have been deleted along with its resource.';
+COMMENT ON COLUMN allocation_event.operation IS 'insert, update (times, kind, description, data), confirm, cancel, expire (a run-out hold written as expired) or delete.';
+COMMENT ON COLUMN allocation_event.at IS 'Clock time when the change was written.';
+COMMENT ON COLUMN allocation_event.db_user IS 'The PostgreSQL role that made the change.';
+COMMENT ON COLUMN allocation_event.application IS 'The client''s application_name: invsys-api for the API, psql for psql, and so on.';
+COMMENT ON COLUMN allocation_event.old_row IS 'The allocation before the change, shaped like the API representation (starts_at/ends_at, UTC times), status as stored; null for insert.';
+COMMENT ON COLUMN allocation_event.new_row IS 'The allocation after the change, same shape; null for delete.';
+CREATE INDEX allocation_event_allocation_id_idx ON allocation_event (allocation_id, id);
+
+-- The stored row, shaped like the API's allocation (during split into starts_at and
+-- ends_at, times in UTC with Z), so history reads the same whoever wrote it.
+CREATE FUNCTION allocation_snapshot(a allocation) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT jsonb_build_object(
+    'id', a.id, 'resource_id', a.resource_id,
+    'starts_at', utc_text(lower(a.during)), 'ends_at', utc_text(upper(a.during)),
+    'kind', a.kind, 'status', a.status, 'description', a.description, 'data', a.data,
+    'created_at', utc_text(a.created_at), 'updated_at', utc_text(a.updated_at),
+    'cancelled_at', utc_text(a.cancelled_at), 'expires_at', utc_text(a.expires_at))
+$$;
+
+CREATE FUNCTION allocation_record_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN allocation_snapshot(OLD) END;
+  new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN allocation_snapshot(NEW) END;
+BEGIN
+  -- A write that changed nothing but updated_at (a PATCH with the same values) is not history.
+  IF TG_OP = 'UPDATE' AND old_row - 'updated_at' = new_row - 'updated_at' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO allocation_event (allocation_id, operation, old_row, new_row)
+  VALUES (
+    CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
+    CASE
+      WHEN TG_OP = 'INSERT' THEN 'insert'
+      WHEN TG_OP = 'DELETE' THEN 'delete'
+      WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'cancelled' THEN 'cancel'
+      WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'expired' THEN 'expire'
+      WHEN NEW.status IS DISTINCT FROM OLD.status AND OLD.status = 'held' AND NEW.status = 'confirmed' THEN 'confirm'
+      ELSE 'update'
+    END,
+    old_row, new_row);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER allocation_record_event AFTER INSERT OR UPDATE OR DELETE ON allocation
+  FOR EACH ROW EXECUTE FUNCTION allocation_record_event();
 
 -- Views for ad-hoc psql; the API reads instrument for GET /api/instruments.
 CREATE VIEW instrument AS

@@ -5,11 +5,12 @@ import {
   cancelAllocation, confirmAllocation, createAllocation, getAllocation, listAllocations, patchAllocation,
   type NewAllocation, type Scope
 } from '../database/allocations.js'
+import { listAllocationEvents } from '../database/history.js'
 import { getResource } from '../database/resources.js'
 import { BadRequestError, NotFoundError } from '../errors.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
-  ConfirmInput, ResourceAllocationListQuery
+  AllocationEvent, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
@@ -134,6 +135,22 @@ function registerAllocationItemRoutes<P extends TSchema> (
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
     return await confirmAllocation(db, id, scope) ?? Promise.reject(notFound(id))
+  })
+
+  api.get(`${path}/history`, {
+    schema: {
+      tags,
+      summary: 'The history of an allocation, oldest first',
+      description: 'Every insert, change, confirm, cancel and expiry, written by a database trigger, so changes made by hand in psql are here too. old and new are the row before and after (status as stored).',
+      params,
+      querystring: HistoryQuery,
+      response: { 200: Type.Array(AllocationEvent), ...errorResponses(...READ_ERRORS, 404) }
+    }
+  }, async (request, reply) => {
+    const { id, scope } = locate(request.params as Record<string, string>)
+    if (!await getAllocation(db, id, scope)) throw notFound(id)
+    const { limit, offset } = request.query
+    return sendPage(request, reply, await listAllocationEvents(db, id, { limit, offset }), { limit, offset })
   })
 }
 

@@ -115,6 +115,49 @@ export interface AllocationFilter {
 // conflicts is optional: the same status also answers other conflicts on these routes
 // (a cancelled allocation, a concurrent update), and a required property missing from
 // those bodies would make the reply fail to serialise as a 500.
+/** An allocation as the history trigger stored it: status as written, not as of now. */
+const AllocationSnapshot = Type.Object({
+  id: Uuid,
+  resource_id: Uuid,
+  starts_at: Nullable(DateTime),
+  ends_at: Nullable(DateTime),
+  kind: Type.String(),
+  status: Type.String(),
+  description: Nullable(Type.String()),
+  data: Data,
+  created_at: DateTime,
+  updated_at: DateTime,
+  cancelled_at: Nullable(DateTime),
+  expires_at: Nullable(DateTime)
+}, { additionalProperties: true })
+
+export const AllocationEvent = Type.Object({
+  id: Type.Integer({ description: 'Increases with every change recorded' }),
+  allocation_id: Uuid,
+  operation: Type.Union(['insert', 'update', 'confirm', 'cancel', 'expire', 'delete'].map((op) => Type.Literal(op)), {
+    description: 'update covers times, kind, description and data; expire is a run-out hold written as expired'
+  }),
+  at: DateTime,
+  db_user: Type.String({ description: 'The PostgreSQL role that made the change' }),
+  application: Type.String({ description: 'The client application_name: invsys-api for the API, psql for psql' }),
+  old: Nullable(AllocationSnapshot),
+  new: Nullable(AllocationSnapshot)
+}, {
+  examples: [{
+    id: 42,
+    allocation_id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
+    operation: 'update',
+    at: '2030-05-21T10:15:00.123456Z',
+    db_user: 'postgres',
+    application: 'psql',
+    old: { id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77', resource_id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90', starts_at: '2030-06-01T09:00:00Z', ends_at: '2030-06-01T17:00:00Z', kind: 'booking', status: 'confirmed', description: null, data: {}, created_at: '2030-05-20T08:00:00Z', updated_at: '2030-05-20T08:00:00Z', cancelled_at: null, expires_at: null },
+    new: { id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77', resource_id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90', starts_at: '2030-06-01T10:00:00Z', ends_at: '2030-06-01T18:00:00Z', kind: 'booking', status: 'confirmed', description: null, data: {}, created_at: '2030-05-20T08:00:00Z', updated_at: '2030-05-21T10:15:00.123456Z', cancelled_at: null, expires_at: null }
+  }]
+})
+export type AllocationEvent = Static<typeof AllocationEvent>
+
+export const HistoryQuery = Type.Object({ ...PageQuery }, { additionalProperties: false })
+
 export const AllocationConflictBody = Type.Object({
   ...ErrorBody.properties,
   conflicts: Type.Optional(Type.Array(Allocation))
