@@ -17,6 +17,7 @@ DROP FUNCTION IF EXISTS allocation_expire_overlapping_holds() CASCADE;
 DROP FUNCTION IF EXISTS allocation_check_status_change() CASCADE;
 DROP FUNCTION IF EXISTS utc_text(timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS allocation_record_event() CASCADE;
+DROP FUNCTION IF EXISTS resource_free_time(uuid, tstzrange) CASCADE;
 
 -- Lets one GiST index hold both the uuid equality and the range overlap of the
 -- exclusion constraint on allocation.
@@ -261,6 +262,21 @@ END
 $$;
 CREATE TRIGGER allocation_check_status_change BEFORE UPDATE OF status ON allocation
   FOR EACH ROW EXECUTE FUNCTION allocation_check_status_change();
+
+-- When a resource is free within span: span minus the union of what blocks it, as a
+-- multirange, so back-to-back and overlapping allocations merge and open ends need no
+-- special case. Used by the free-time and slot routes, and handy in psql:
+--   SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval '7 days'))) FROM resource;
+CREATE FUNCTION resource_free_time(resource_id uuid, span tstzrange) RETURNS tstzmultirange
+LANGUAGE sql STABLE AS $$
+  SELECT tstzmultirange(span) - coalesce(range_agg(a.during), '{}'::tstzmultirange)
+  FROM allocation a
+  WHERE a.resource_id = resource_free_time.resource_id
+    AND allocation_blocks(a.status, a.expires_at)
+    AND a.during && span
+$$;
+COMMENT ON FUNCTION resource_free_time(uuid, tstzrange) IS
+  'The free parts of span for one resource: span minus its confirmed allocations and live holds.';
 
 -- RFC 3339 in UTC with Z, as the API writes times, whatever the session's TimeZone.
 CREATE FUNCTION utc_text(t timestamptz) RETURNS text

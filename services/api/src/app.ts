@@ -47,6 +47,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>' },
         { name: 'resources', description: 'Every resource, any type' },
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
+        { name: 'availability', description: 'Free slots across resources' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'operations', description: 'Liveness and readiness' }

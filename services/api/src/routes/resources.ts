@@ -10,6 +10,7 @@ import {
   ResourcePatch, ResourceType, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
 } from '../schemas/resources.js'
 import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
+import { registerFreeTimeRoute, registerSlotRoutes } from './availability.js'
 import { assertWindow, sendPage } from './paging.js'
 
 interface Family {
@@ -102,6 +103,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   registerResourceAllocationRoutes(app, base, type, tags)
+  registerFreeTimeRoute(app, base, type, tags)
 }
 
 /**
@@ -122,6 +124,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     registerResourceFamily(app, { base: `/api/${plural}`, type: name, tags: [plural] }, typeNames)
   }
   registerAllocationRoutes(app, typeNames)
+  registerSlotRoutes(app, typeNames)
 
   app.get('/api/instruments', {
     schema: {
