@@ -74,6 +74,35 @@ const INSERT = `
   )
   ${selectFrom('inserted')}`
 
+// One candidate per statement: the first resource of the type (and site), by name, that
+// has not been tried and looked free, booked with the same ON CONFLICT DO NOTHING insert
+// as a single resource, so simultaneous requests never deadlock. No row: nothing is left
+// to try. A row without an allocation id: someone took that one in between.
+const BOOK_ANY = `
+  WITH candidate AS (
+    SELECT r.id FROM resource r
+    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND r.id <> ALL ($3::uuid[])
+      AND NOT EXISTS (
+        SELECT 1 FROM allocation a
+        WHERE a.resource_id = r.id AND allocation_blocks(a.status, a.expires_at)
+          AND a.during && allocation_range($4, $5))
+    ORDER BY r.name, r.id
+    LIMIT 1
+  ), inserted AS (
+    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at)
+    SELECT id, allocation_range($4, $5), $6, $7, $8, $9,
+           CASE WHEN $9 = 'held' THEN now() + make_interval(secs => $10::int) END
+    FROM candidate
+    ON CONFLICT DO NOTHING
+    RETURNING *
+  )
+  SELECT c.id AS candidate_id, booked.*
+  FROM candidate c
+  LEFT JOIN (${selectFrom('inserted')}) booked ON true`
+
+const EMPTY_SPAN = 'SELECT isempty(allocation_range($1, $2)) AS empty'
+
 const OVERLAPPING = `
   ${SELECT}
   WHERE a.resource_id = $1
@@ -149,6 +178,38 @@ export async function createAllocation (db: Db, resourceId: string, type: string
     if (!await getResource(db, resourceId, type)) return undefined
   }
   throw new AllocationConflictError([])
+}
+
+/** Where book-any-free may look: every resource of a type, or those at one site. */
+export interface AnyResource { type: string, site_id?: number }
+
+type Attempt = Partial<Allocation> & { candidate_id: string }
+
+async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation): Promise<Attempt | undefined> {
+  return (await db.query<Attempt>(BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
+    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds])).rows[0]
+}
+
+/**
+ * Books the first free resource of a type (and site), moving on to the next candidate
+ * whenever a concurrent request takes the one it tried. Undefined when none is free.
+ * Each attempt rules one resource out, so the loop ends after at most one attempt per
+ * resource of the type.
+ */
+export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation): Promise<Allocation | undefined> {
+  const tried: string[] = []
+  for (;;) {
+    const attempt = await bookFirstCandidate(db, where, tried, fields)
+    if (!attempt) return undefined
+    const { candidate_id: candidate, ...allocation } = attempt
+    if (allocation.id) return allocation as Allocation
+    tried.push(candidate)
+  }
+}
+
+/** Whether [starts_at, ends_at) is empty (an inverted or zero-length pair), judged as the allocation table would. */
+export async function isEmptySpan (db: Db, startsAt: string | null, endsAt: string | null): Promise<boolean> {
+  return (await db.query<{ empty: boolean }>(EMPTY_SPAN, [startsAt, endsAt])).rows[0]!.empty
 }
 
 async function updateAllocation (db: Db, id: string, fields: AllocationFields): Promise<Allocation> {

@@ -2,15 +2,16 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import {
-  cancelAllocation, confirmAllocation, createAllocation, getAllocation, listAllocations, patchAllocation,
+  bookAnyFree, cancelAllocation, confirmAllocation, isEmptySpan, createAllocation, getAllocation, listAllocations, patchAllocation,
   type NewAllocation, type Scope
 } from '../database/allocations.js'
 import { listAllocationEvents } from '../database/history.js'
 import { getResource } from '../database/resources.js'
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { getSite } from '../database/sites.js'
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
-  AllocationEvent, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
+  AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
@@ -172,6 +173,29 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
     const { limit, offset, ...filter } = request.query
     assertWindow(filter.from, filter.to, 'from', 'to')
     return sendPage(request, reply, await listAllocations(db, filter, { limit, offset }), { limit, offset })
+  })
+
+  api.post('/api/allocations', {
+    schema: {
+      tags,
+      summary: 'Book any free resource of a type',
+      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free.',
+      body: BookAnyInput(typeNames),
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 409) }
+    }
+  }, async (request, reply) => {
+    const { type, site_id: siteId, ...fields } = request.body
+    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields))
+    if (!allocation) {
+      // Only on refusal, explain bad input that found no candidate to be refused by: an
+      // empty span, or a site that does not exist.
+      if (await isEmptySpan(db, fields.starts_at, fields.ends_at)) throw new BadRequestError('body/starts_at must be before ends_at')
+      if (siteId !== undefined && !await getSite(db, siteId)) {
+        throw new ConflictError('site_id does not name an existing site', 'REFERENCE_NOT_FOUND')
+      }
+      throw new ConflictError(`no ${type}${siteId === undefined ? '' : ` at site ${siteId}`} is free for that whole time`, 'NO_AVAILABILITY')
+    }
+    return reply.code(201).header('Location', `/api/allocations/${allocation.id}`).send(allocation)
   })
 
   registerAllocationItemRoutes(app, '/api/allocations/:id', AllocationParams, (params) => ({ id: params.id!, scope: {} }), tags)

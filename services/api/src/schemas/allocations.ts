@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { DateTime, ErrorBody, Nullable, PageQuery, SiteId, Text, Uuid } from './common.js'
+import { TypeName } from './resources.js'
 
 export const Kind = Type.Union([Type.Literal('booking'), Type.Literal('maintenance')])
 export const Status = Type.Union([Type.Literal('held'), Type.Literal('confirmed'), Type.Literal('cancelled'), Type.Literal('expired')], {
@@ -70,6 +71,18 @@ export const AllocationInput = Type.Object({ ...timeFields, ...otherFields, ...h
   ]
 })
 export type AllocationInput = Static<typeof AllocationInput>
+
+/** Body of POST /api/allocations: any free resource of the type (and site) is booked. */
+export const BookAnyInput = (types: string[]) => Type.Object({
+  type: TypeName(types),
+  site_id: Type.Optional(SiteId),
+  ...timeFields, ...otherFields, ...holdFields
+}, {
+  additionalProperties: false,
+  description: 'Books the first free resource of the type (at site_id, when given), by name. starts_at/ends_at as for any allocation; status held with hold_seconds makes it a hold.',
+  examples: [{ type: 'car', site_id: 1, starts_at: '2030-06-01T09:00:00Z', ends_at: '2030-06-01T17:00:00Z', description: 'Airport run' }]
+})
+export type BookAnyInput = Static<ReturnType<typeof BookAnyInput>>
 
 export const AllocationPatch = Type.Partial(Type.Object({ ...timeFields, ...otherFields }), {
   additionalProperties: false,
