@@ -7,7 +7,7 @@
 BEGIN;
 
 DROP VIEW IF EXISTS instrument, vehicle, resource_booking CASCADE;
-DROP TABLE IF EXISTS allocation_event, container, allocation, resource, resource_type, site CASCADE;
+DROP TABLE IF EXISTS idempotency_key, allocation_event, container, allocation, resource, resource_type, site CASCADE;
 DROP FUNCTION IF EXISTS touch_updated_at() CASCADE;
 DROP FUNCTION IF EXISTS allocation_range(timestamptz, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS site_keep_id_sequence_ahead() CASCADE;
@@ -345,6 +345,31 @@ END
 $$;
 CREATE TRIGGER allocation_record_event AFTER INSERT OR UPDATE OR DELETE ON allocation
   FOR EACH ROW EXECUTE FUNCTION allocation_record_event();
+
+CREATE TABLE idempotency_key (
+  key           text NOT NULL CONSTRAINT idempotency_key_format CHECK (key ~ '^[!-~]{1,255}$'),
+  method        text NOT NULL,
+  path          text NOT NULL,
+  request_hash  text NOT NULL,
+  -- Which request holds the key, so that only it stores its response or lets the key go.
+  claim         uuid NOT NULL,
+  status_code   integer CONSTRAINT idempotency_key_status_code_valid CHECK (status_code BETWEEN 100 AND 599),
+  location      text,
+  body          text,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  expires_at    timestamptz NOT NULL DEFAULT now() + interval '24 hours',
+  PRIMARY KEY (key, method, path),
+  CONSTRAINT idempotency_key_response_whole CHECK ((status_code IS NULL) = (body IS NULL))
+);
+COMMENT ON TABLE idempotency_key IS 'Idempotency-Key headers of creating POSTs and the first response to each, replayed to retries until expires_at.';
+COMMENT ON COLUMN idempotency_key.key IS 'The client''s Idempotency-Key: 1 to 255 visible ASCII characters.';
+COMMENT ON COLUMN idempotency_key.path IS 'The request path without its query string; a key is scoped to one method and path.';
+COMMENT ON COLUMN idempotency_key.request_hash IS 'SHA-256 of the body with its keys sorted: the same key with another body is refused.';
+COMMENT ON COLUMN idempotency_key.status_code IS 'The first response''s status; null while that request is still running.';
+COMMENT ON COLUMN idempotency_key.location IS 'The first response''s Location header, if any.';
+COMMENT ON COLUMN idempotency_key.body IS 'The first response''s body, exactly as sent.';
+COMMENT ON COLUMN idempotency_key.expires_at IS 'After this the key is forgotten and may be used again; expired rows are purged as new keys arrive.';
+CREATE INDEX idempotency_key_expires_at_idx ON idempotency_key (expires_at);
 
 -- Views for ad-hoc psql; the API reads instrument for GET /api/instruments.
 CREATE VIEW instrument AS

@@ -59,6 +59,7 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   })
 
   api.post(`${base}/:id/allocations`, {
+    config: { idempotent: true },
     schema: {
       tags,
       summary: `Book a ${noun} (or block it for maintenance)`,
@@ -176,6 +177,7 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
   })
 
   api.post('/api/allocations', {
+    config: { idempotent: true },
     schema: {
       tags,
       summary: 'Book any free resource of a type',

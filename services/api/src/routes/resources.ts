@@ -53,6 +53,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   api.post(base, {
+    config: { idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, 409) } }
   }, async (request, reply) => {
     const resource = await createResource(db, withType(request.body as ResourceInput))
