@@ -11,6 +11,7 @@ import {
 } from '../schemas/resources.js'
 import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
 import { registerFreeTimeRoute, registerSlotRoutes } from './availability.js'
+import { registerCalendarRoute } from './calendar.js'
 import { assertWindow, sendPage } from './paging.js'
 
 interface Family {
@@ -105,6 +106,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
 
   registerResourceAllocationRoutes(app, base, type, tags)
   registerFreeTimeRoute(app, base, type, tags)
+  registerCalendarRoute(app, base, type, tags)
 }
 
 /**
