@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import {
-  bookAnyFree, cancelAllocation, confirmAllocation, isEmptySpan, createAllocation, getAllocation, listAllocations, patchAllocation,
+  bookAnyFree, cancelAllocation, confirmAllocation, createAllocation, getAllocation, isEmptySpan, listAllocations, patchAllocation,
   type NewAllocation, type Scope
 } from '../database/allocations.js'
 import { listAllocationEvents } from '../database/history.js'
@@ -20,7 +20,7 @@ import { assertWindow, sendPage } from './paging.js'
 const writeErrors = { ...errorResponses(...WRITE_ERRORS, 404), 409: AllocationConflictBody }
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
-export function newAllocation (body: AllocationInput): NewAllocation {
+function newAllocation (body: AllocationInput): NewAllocation {
   const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {}, status = 'confirmed', hold_seconds: holdSeconds } = body
   if (status === 'held' && holdSeconds === undefined) throw new BadRequestError('body/hold_seconds is required when status is held')
   if (status !== 'held' && holdSeconds !== undefined) throw new BadRequestError('body/hold_seconds is allowed only with status held')
