@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { errorHandling, sendFrameworkError } from './errors.js'
 import { database } from './plugins/database.js'
+import { idempotency } from './plugins/idempotency.js'
 import { containerRoutes } from './routes/containers.js'
 import { healthRoutes } from './routes/health.js'
 import { resourceRoutes } from './routes/resources.js'
@@ -47,6 +48,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>' },
         { name: 'resources', description: 'Every resource, any type' },
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
+        { name: 'availability', description: 'Free slots across resources' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'operations', description: 'Liveness and readiness' }
@@ -62,6 +64,8 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  // Before the routes: it marks up the schema of every creating POST as it is added.
+  await app.register(idempotency)
   await app.register(healthRoutes)
   await app.register(siteRoutes)
   await app.register(resourceRoutes)

@@ -48,7 +48,20 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
   resource_mac_only_on_computers: 'mac is allowed only on computers',
   allocation_during_not_empty: 'starts_at must be before ends_at',
   allocation_during_finite: 'starts_at and ends_at must be finite times (use null for an open end)',
-  allocation_no_overlap: 'the resource is already allocated during that time'
+  allocation_no_overlap: 'the resource is already allocated during that time',
+  allocation_expires_at_matches_status: 'expires_at is set exactly when status is held or expired',
+  allocation_hold_length: 'hold_seconds must be from 1 to 3600: a hold ends after its creation and within an hour',
+  allocation_hold_expired: 'the hold has expired; create a new one instead',
+  allocation_status_transition: 'the allocation cannot change to that status'
+}
+
+/**
+ * Rules a trigger enforces by raising a named check_violation that are conflicts with
+ * the allocation's current state (409 with this code), not invalid input (400).
+ */
+const STATE_CONFLICT_CODES: Record<string, string> = {
+  allocation_hold_expired: 'HOLD_EXPIRED',
+  allocation_status_transition: 'STATUS_TRANSITION'
 }
 
 /** Foreign keys read differently when the referenced row is missing and when it is still in use. */
@@ -77,6 +90,8 @@ export function fromPgError (error: unknown): HttpError | undefined {
   if (isUnavailable(error)) return new HttpError(503, 'DATABASE_UNAVAILABLE', 'the database cannot be reached; try again shortly')
   if (!isPgError(error)) return undefined
   const constraint = error.constraint ?? ''
+  const stateConflict = STATE_CONFLICT_CODES[constraint]
+  if (stateConflict) return new ConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, stateConflict)
   switch (error.code) {
     case '23P01':
       return new ConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, 'ALLOCATION_CONFLICT')

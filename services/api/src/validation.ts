@@ -40,7 +40,10 @@ function describe (error: FastifySchemaValidationError, context: string): string
     case 'enum':
       return `${field} must be one of ${(params.allowedValues as unknown[]).join(', ')}`
     case 'pattern':
-      return field.endsWith('/mac') ? `${field} must be a MAC address such as 08:00:2b:01:02:03` : `${field} must not be blank`
+      if (field.endsWith('/mac')) return `${field} must be a MAC address such as 08:00:2b:01:02:03`
+      if (field.endsWith('/idempotency-key')) return `${field} must be 1 to 255 visible ASCII characters (no spaces)`
+      if (field.endsWith('/duration')) return `${field} must be an ISO 8601 duration longer than zero, such as PT2H, P1D or P1DT2H30M`
+      return `${field} must not be blank`
   }
   return `${field} ${error.message ?? 'is invalid'}`
 }

@@ -3,6 +3,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import pg from 'pg'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { startEmbeddedPostgres } from '../src/database/embedded.js'
@@ -84,3 +85,35 @@ export async function createResource (app: FastifyInstance, type: string, fields
 export async function book (app: FastifyInstance, resourceId: string, startsAt: string | null, endsAt: string | null, extra: Record<string, unknown> = {}): Promise<Response> {
   return call(app, 'POST', `/api/resources/${resourceId}/allocations`, { starts_at: startsAt, ends_at: endsAt, ...extra })
 }
+
+/** Runs SQL the way a psql user would: on its own connection, outside the API. */
+export async function sql<R extends Record<string, unknown> = Record<string, unknown>> (app: { databaseUrl: string }, text: string, values: unknown[] = []): Promise<R[]> {
+  const client = new pg.Client({ connectionString: app.databaseUrl })
+  await client.connect()
+  try {
+    return (await client.query<R>(text, values)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+/** Listens on a free loopback port and gives the base URL: concurrency tests go over real HTTP. */
+export async function listen (app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as net.AddressInfo
+  return `http://127.0.0.1:${port}`
+}
+
+/** A JSON request over real HTTP; the reply body is parsed when there is one (typed loosely, like inject's json()). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function fetchJson (url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, headers: Headers }> {
+  const res = await fetch(url, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  const text = await res.text()
+  return { status: res.status, body: text === '' ? null : JSON.parse(text), headers: res.headers }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

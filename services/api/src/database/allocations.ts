@@ -16,12 +16,22 @@ export interface AllocationFields {
   data: Record<string, unknown>
 }
 
-/** The allocation representation, read from `source`: the table, or rows a CTE just wrote. */
+/** A new allocation is confirmed at once, or held for hold_seconds (then null otherwise). */
+export interface NewAllocation extends AllocationFields {
+  status: 'confirmed' | 'held'
+  hold_seconds: number | null
+}
+
+/**
+ * The allocation representation, read from `source`: the table, or rows a CTE just wrote.
+ * The status is as of now: a hold past its expires_at reads as expired even before any
+ * write has marked it so.
+ */
 const selectFrom = (source: string) => `
   SELECT a.id, a.resource_id, r.type AS resource_type,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
-         a.kind, a.status, a.description, a.data,
-         a.created_at, a.updated_at, a.cancelled_at
+         a.kind, allocation_current_status(a.status, a.expires_at) AS status, a.description, a.data,
+         a.created_at, a.updated_at, a.cancelled_at, a.expires_at
   FROM ${source} a
   JOIN resource r ON r.id = a.resource_id`
 
@@ -40,7 +50,7 @@ const LIST = `
     AND ($3::bigint IS NULL OR r.site_id = $3)
     AND a.during && tstzrange($4::timestamptz, $5::timestamptz, '[)')
     AND ($6::text IS NULL OR a.kind = $6)
-    AND ($7::text = 'all' OR a.status = $7)
+    AND ($7::text = 'all' OR allocation_current_status(a.status, a.expires_at) = $7)
   ORDER BY lower(a.during) ASC NULLS FIRST, a.id
   LIMIT $8 OFFSET $9`
 
@@ -48,11 +58,15 @@ const LIST = `
 // simultaneous overlapping inserts would otherwise each wait on the other's index
 // entry and one would die as a deadlock (40P01) after deadlock_timeout; speculative
 // insertion lets the loser back off at once. The only constraint it can absorb here
-// is the exclusion constraint (ids are generated), so "no row" means "overlap".
+// is the exclusion constraint (ids are generated), so "no row" means "overlap". Run-out
+// holds in the way are expired by a trigger inside this same statement, before the check.
+// A hold's expires_at is counted from the same now() as created_at, which
+// allocation_hold_length compares it with.
 const INSERT = `
   WITH inserted AS (
-    INSERT INTO allocation (resource_id, during, kind, description, data)
-    SELECT r.id, allocation_range($3, $4), $5, $6, $7
+    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at)
+    SELECT r.id, allocation_range($3, $4), $5, $6, $7, $8,
+           CASE WHEN $8 = 'held' THEN now() + make_interval(secs => $9::int) END
     FROM resource r
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
     ON CONFLICT DO NOTHING
@@ -60,10 +74,39 @@ const INSERT = `
   )
   ${selectFrom('inserted')}`
 
+// One candidate per statement: the first resource of the type (and site), by name, that
+// has not been tried and looked free, booked with the same ON CONFLICT DO NOTHING insert
+// as a single resource, so simultaneous requests never deadlock. No row: nothing is left
+// to try. A row without an allocation id: someone took that one in between.
+const BOOK_ANY = `
+  WITH candidate AS (
+    SELECT r.id FROM resource r
+    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND r.id <> ALL ($3::uuid[])
+      AND NOT EXISTS (
+        SELECT 1 FROM allocation a
+        WHERE a.resource_id = r.id AND allocation_blocks(a.status, a.expires_at)
+          AND a.during && allocation_range($4, $5))
+    ORDER BY r.name, r.id
+    LIMIT 1
+  ), inserted AS (
+    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at)
+    SELECT id, allocation_range($4, $5), $6, $7, $8, $9,
+           CASE WHEN $9 = 'held' THEN now() + make_interval(secs => $10::int) END
+    FROM candidate
+    ON CONFLICT DO NOTHING
+    RETURNING *
+  )
+  SELECT c.id AS candidate_id, booked.*
+  FROM candidate c
+  LEFT JOIN (${selectFrom('inserted')}) booked ON true`
+
+const EMPTY_SPAN = 'SELECT isempty(allocation_range($1, $2)) AS empty'
+
 const OVERLAPPING = `
   ${SELECT}
   WHERE a.resource_id = $1
-    AND a.status <> 'cancelled'
+    AND allocation_blocks(a.status, a.expires_at)
     AND a.during && allocation_range($2, $3)
     AND ($4::uuid IS NULL OR a.id <> $4)
   ORDER BY lower(a.during) ASC NULLS FIRST, a.id`
@@ -77,17 +120,25 @@ const UPDATE = `
   )
   ${selectFrom('updated')}`
 
-// Cancelling an already cancelled allocation changes nothing (not even updated_at),
-// yet still reports that the allocation exists.
+// Cancelling what no longer blocks (already cancelled, or a hold that ran out) changes
+// nothing, not even updated_at, yet still reports that the allocation exists.
 const CANCEL = `
   WITH target AS (
-    SELECT a.id, a.status FROM allocation a JOIN resource r ON r.id = a.resource_id
+    SELECT a.id, a.status, a.expires_at FROM allocation a JOIN resource r ON r.id = a.resource_id
     WHERE ${SCOPED}
   ), cancelled AS (
-    UPDATE allocation SET status = 'cancelled', cancelled_at = now()
-    WHERE id IN (SELECT id FROM target WHERE status <> 'cancelled')
+    UPDATE allocation SET status = 'cancelled', cancelled_at = now(), expires_at = NULL
+    WHERE id IN (SELECT id FROM target WHERE allocation_blocks(status, expires_at))
   )
   SELECT count(*)::int AS found FROM target`
+
+const CONFIRM = `
+  WITH confirmed AS (
+    UPDATE allocation SET status = 'confirmed', expires_at = NULL
+    WHERE id = $1
+    RETURNING *
+  )
+  ${selectFrom('confirmed')}`
 
 function scopeValues (id: string, scope: Scope) {
   return [id, scope.resourceId ?? null, scope.type ?? null]
@@ -116,11 +167,11 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
  * Books the slot, or throws AllocationConflictError with what overlaps. Undefined when
  * the resource does not exist (or is not of `type`).
  */
-export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: AllocationFields): Promise<Allocation | undefined> {
+export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: NewAllocation): Promise<Allocation | undefined> {
   // An overlap found empty means the blocking allocation was cancelled in between: try again.
   for (let attempt = 1; attempt <= 5; attempt++) {
     const { rows } = await db.query<Allocation>(INSERT, [resourceId, type ?? null,
-      fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data])
+      fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds])
     if (rows[0]) return rows[0]
     const conflicts = await overlappingAllocations(db, resourceId, fields.starts_at, fields.ends_at)
     if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
@@ -129,8 +180,44 @@ export async function createAllocation (db: Db, resourceId: string, type: string
   throw new AllocationConflictError([])
 }
 
+/** Where book-any-free may look: every resource of a type, or those at one site. */
+export interface AnyResource { type: string, site_id?: number }
+
+type Attempt = Partial<Allocation> & { candidate_id: string }
+
+async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation): Promise<Attempt | undefined> {
+  return (await db.query<Attempt>(BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
+    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds])).rows[0]
+}
+
+/**
+ * Books the first free resource of a type (and site), moving on to the next candidate
+ * whenever a concurrent request takes the one it tried. Undefined when none is free.
+ * Each attempt rules one resource out, so the loop ends after at most one attempt per
+ * resource of the type.
+ */
+export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation): Promise<Allocation | undefined> {
+  const tried: string[] = []
+  for (;;) {
+    const attempt = await bookFirstCandidate(db, where, tried, fields)
+    if (!attempt) return undefined
+    const { candidate_id: candidate, ...allocation } = attempt
+    if (allocation.id) return allocation as Allocation
+    tried.push(candidate)
+  }
+}
+
+/** Whether [starts_at, ends_at) is empty (an inverted or zero-length pair), judged as the allocation table would. */
+export async function isEmptySpan (db: Db, startsAt: string | null, endsAt: string | null): Promise<boolean> {
+  return (await db.query<{ empty: boolean }>(EMPTY_SPAN, [startsAt, endsAt])).rows[0]!.empty
+}
+
 async function updateAllocation (db: Db, id: string, fields: AllocationFields): Promise<Allocation> {
   return (await db.query<Allocation>(UPDATE, [id, fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data])).rows[0]!
+}
+
+async function markConfirmed (db: Db, id: string): Promise<Allocation> {
+  return (await db.query<Allocation>(CONFIRM, [id])).rows[0]!
 }
 
 /** False when no such allocation exists in the scope; cancelling twice is fine. */
@@ -155,6 +242,7 @@ export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, 
       if (current.status === 'cancelled') {
         throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
       }
+      if (current.status === 'expired') throw holdExpired(current)
       moved = { ...current, ...patch }
       return await updateAllocation(client, id, moved)
     })
@@ -164,4 +252,31 @@ export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, 
     }
     throw error
   }
+}
+
+function holdExpired (allocation: Allocation): ConflictError {
+  return new ConflictError(`the hold expired at ${allocation.expires_at}; create a new one instead`, 'HOLD_EXPIRED')
+}
+
+/**
+ * Turns a live hold into a confirmed allocation, under a row lock so that a cancel or a
+ * second confirm cannot interleave. Undefined when not found in the scope. The slot is
+ * already the hold's, so confirming never conflicts with another allocation; a trigger
+ * refuses confirming a run-out hold in psql too.
+ */
+export async function confirmAllocation (pool: pg.Pool, id: string, scope: Scope): Promise<Allocation | undefined> {
+  return withTransaction(pool, async (client) => {
+    const current = await lockAllocation(client, id, scope)
+    if (!current) return undefined
+    switch (current.status) {
+      case 'held':
+        return markConfirmed(client, id)
+      case 'expired':
+        throw holdExpired(current)
+      case 'confirmed':
+        throw new ConflictError('the allocation is already confirmed', 'ALREADY_CONFIRMED')
+      default:
+        throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
+    }
+  })
 }

@@ -13,8 +13,8 @@ export interface ResourceFields {
 
 const COLUMNS = 'id, type, name, site_id, mac::text AS mac, created_at, updated_at'
 
-// available_from/available_to: keep only resources with no live allocation overlapping
-// the window; an omitted side of the window is unbounded.
+// available_from/available_to: keep only resources with no blocking allocation (confirmed,
+// or a hold that has not run out) overlapping the window; an omitted side is unbounded.
 const LIST = `
   SELECT ${COLUMNS}
   FROM resource r
@@ -23,7 +23,7 @@ const LIST = `
     AND (NOT $3::boolean OR NOT EXISTS (
           SELECT 1 FROM allocation a
           WHERE a.resource_id = r.id
-            AND a.status <> 'cancelled'
+            AND allocation_blocks(a.status, a.expires_at)
             AND a.during && tstzrange($4::timestamptz, $5::timestamptz, '[)')))
   ORDER BY r.type, r.name, r.id
   LIMIT $6 OFFSET $7`
@@ -55,7 +55,7 @@ const UPDATE = `
 // Allocations that block the slot now or later: what a plain DELETE refuses to take with it.
 const UNENDED_ALLOCATIONS = `
   SELECT count(*)::int AS count FROM allocation
-  WHERE resource_id = $1 AND status <> 'cancelled' AND (upper_inf(during) OR upper(during) > now())`
+  WHERE resource_id = $1 AND allocation_blocks(status, expires_at) AND (upper_inf(during) OR upper(during) > now())`
 
 const DELETE_CONTAINERS = 'DELETE FROM container WHERE freezer_id = $1'
 

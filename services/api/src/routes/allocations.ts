@@ -1,18 +1,31 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
-import { cancelAllocation, createAllocation, getAllocation, listAllocations, patchAllocation, type Scope } from '../database/allocations.js'
+import {
+  bookAnyFree, cancelAllocation, confirmAllocation, createAllocation, getAllocation, isEmptySpan, listAllocations, patchAllocation,
+  type NewAllocation, type Scope
+} from '../database/allocations.js'
+import { listAllocationEvents } from '../database/history.js'
 import { getResource } from '../database/resources.js'
-import { NotFoundError } from '../errors.js'
+import { getSite } from '../database/sites.js'
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
-  ResourceAllocationListQuery
+  AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
 
 /** 409 on a write that collides: the allocation conflict body also lists what overlaps. */
 const writeErrors = { ...errorResponses(...WRITE_ERRORS, 404), 409: AllocationConflictBody }
+
+/** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
+function newAllocation (body: AllocationInput): NewAllocation {
+  const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {}, status = 'confirmed', hold_seconds: holdSeconds } = body
+  if (status === 'held' && holdSeconds === undefined) throw new BadRequestError('body/hold_seconds is required when status is held')
+  if (status !== 'held' && holdSeconds !== undefined) throw new BadRequestError('body/hold_seconds is allowed only with status held')
+  return { starts_at: startsAt, ends_at: endsAt, kind, description, data, status, hold_seconds: holdSeconds ?? null }
+}
 
 /**
  * The allocations of one resource: `base` is `/api/resources` or a per-type path such
@@ -46,17 +59,17 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   })
 
   api.post(`${base}/:id/allocations`, {
+    config: { idempotent: true },
     schema: {
       tags,
       summary: `Book a ${noun} (or block it for maintenance)`,
-      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at).',
+      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...writeErrors }
     }
   }, async (request, reply) => {
-    const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {} } = request.body
-    const allocation = await createAllocation(db, request.params.id, type, { starts_at: startsAt, ends_at: endsAt, kind, description, data })
+    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body))
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -109,6 +122,38 @@ function registerAllocationItemRoutes<P extends TSchema> (
     if (!await cancelAllocation(db, id, scope)) throw notFound(id)
     return reply.code(204).send(null)
   })
+
+  api.post(`${path}/confirm`, {
+    schema: {
+      tags,
+      summary: 'Confirm a hold',
+      description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. No body is needed.',
+      params,
+      body: ConfirmInput,
+      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 404, 409) }
+    },
+    // Fastify validates an absent body as undefined, which no object schema accepts.
+    preValidation: async (request) => { request.body ??= {} }
+  }, async (request) => {
+    const { id, scope } = locate(request.params as Record<string, string>)
+    return await confirmAllocation(db, id, scope) ?? Promise.reject(notFound(id))
+  })
+
+  api.get(`${path}/history`, {
+    schema: {
+      tags,
+      summary: 'The history of an allocation, oldest first',
+      description: 'Every insert, change, confirm, cancel and expiry, written by a database trigger, so changes made by hand in psql are here too. old and new are the row before and after (status as stored).',
+      params,
+      querystring: HistoryQuery,
+      response: { 200: Type.Array(AllocationEvent), ...errorResponses(...READ_ERRORS, 404) }
+    }
+  }, async (request, reply) => {
+    const { id, scope } = locate(request.params as Record<string, string>)
+    if (!await getAllocation(db, id, scope)) throw notFound(id)
+    const { limit, offset } = request.query
+    return sendPage(request, reply, await listAllocationEvents(db, id, { limit, offset }), { limit, offset })
+  })
 }
 
 /** GET /api/allocations and /api/allocations/:id. */
@@ -129,6 +174,30 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
     const { limit, offset, ...filter } = request.query
     assertWindow(filter.from, filter.to, 'from', 'to')
     return sendPage(request, reply, await listAllocations(db, filter, { limit, offset }), { limit, offset })
+  })
+
+  api.post('/api/allocations', {
+    config: { idempotent: true },
+    schema: {
+      tags,
+      summary: 'Book any free resource of a type',
+      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free.',
+      body: BookAnyInput(typeNames),
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 409) }
+    }
+  }, async (request, reply) => {
+    const { type, site_id: siteId, ...fields } = request.body
+    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields))
+    if (!allocation) {
+      // Only on refusal, explain bad input that found no candidate to be refused by: an
+      // empty span, or a site that does not exist.
+      if (await isEmptySpan(db, fields.starts_at, fields.ends_at)) throw new BadRequestError('body/starts_at must be before ends_at')
+      if (siteId !== undefined && !await getSite(db, siteId)) {
+        throw new ConflictError('site_id does not name an existing site', 'REFERENCE_NOT_FOUND')
+      }
+      throw new ConflictError(`no ${type}${siteId === undefined ? '' : ` at site ${siteId}`} is free for that whole time`, 'NO_AVAILABILITY')
+    }
+    return reply.code(201).header('Location', `/api/allocations/${allocation.id}`).send(allocation)
   })
 
   registerAllocationItemRoutes(app, '/api/allocations/:id', AllocationParams, (params) => ({ id: params.id!, scope: {} }), tags)

@@ -30,6 +30,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/api/freezers/:id/containers', {
+    config: { idempotent: true },
     schema: {
       tags,
       summary: 'Put a container in a freezer',

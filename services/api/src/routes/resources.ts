@@ -10,6 +10,8 @@ import {
   ResourcePatch, ResourceType, ResourceTypeListQuery, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
 } from '../schemas/resources.js'
 import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
+import { registerFreeTimeRoute, registerSlotRoutes } from './availability.js'
+import { registerCalendarRoute } from './calendar.js'
 import { assertWindow, sendPage } from './paging.js'
 
 interface Family {
@@ -52,6 +54,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   api.post(base, {
+    config: { idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, 409) } }
   }, async (request, reply) => {
     const resource = await createResource(db, withType(request.body as ResourceInput))
@@ -102,6 +105,8 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   registerResourceAllocationRoutes(app, base, type, tags)
+  registerFreeTimeRoute(app, base, type, tags)
+  registerCalendarRoute(app, base, type, tags)
 }
 
 /**
@@ -130,6 +135,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     registerResourceFamily(app, { base: `/api/${plural}`, type: name, tags: [plural] }, typeNames)
   }
   registerAllocationRoutes(app, typeNames)
+  registerSlotRoutes(app, typeNames)
 
   app.get('/api/instruments', {
     schema: {

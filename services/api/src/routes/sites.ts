@@ -20,6 +20,7 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/api/sites', {
+    config: { idempotent: true },
     schema: { tags, summary: 'Create a site', body: SiteInput, response: { 201: Site, ...errorResponses(...WRITE_ERRORS) } }
   }, async (request, reply) => {
     const site = await createSite(db, request.body)

@@ -37,6 +37,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: 'Conflict: a duplicate, a thing still in use, or an overlapping allocation',
   413: 'Body too large',
   415: 'Unsupported content type (send application/json)',
+  422: 'The Idempotency-Key was already used with a different body',
   503: 'The database cannot be reached'
 }
 

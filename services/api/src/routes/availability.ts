@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { findSlots, listFreeTime } from '../database/availability.js'
+import { getResource } from '../database/resources.js'
+import { BadRequestError, NotFoundError } from '../errors.js'
+import { FreeTime, FreeTimeQuery, MAX_SLOT_WINDOW_DAYS, Slot, SlotQuery } from '../schemas/availability.js'
+import { errorResponses, READ_ERRORS } from '../schemas/common.js'
+import { ResourceParams } from '../schemas/resources.js'
+import { sendPage } from './paging.js'
+
+const DAY_MS = 24 * 60 * 60 * 1000
+
+/** from and to are both required here, and must run forwards. */
+function assertForwards (from: string, to: string): void {
+  if (Date.parse(from) >= Date.parse(to)) throw new BadRequestError('querystring/from must be before to')
+}
+
+/** The pattern admits P0D and PT0S; a slot of no length is not a question worth answering. */
+function assertPositive (duration: string): void {
+  if (!/[1-9]/.test(duration)) throw new BadRequestError('querystring/duration must be longer than zero')
+}
+
+/** GET <base>/:id/free: `base` is /api/resources or a per-type path such as /api/cars. */
+export function registerFreeTimeRoute (app: FastifyInstance, base: string, type: string | undefined, tags: string[]): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>()
+  const db = app.pg.pool
+  const noun = type ?? 'resource'
+
+  api.get(`${base}/:id/free`, {
+    schema: {
+      tags,
+      summary: `When a ${noun} is free within a window`,
+      description: 'The parts of [from, to) not taken by a confirmed allocation or a live hold (cancelled allocations and run-out holds do not count), earliest first. Open-ended allocations take the rest of the window on their open side.',
+      params: ResourceParams,
+      querystring: FreeTimeQuery,
+      response: { 200: Type.Array(FreeTime), ...errorResponses(...READ_ERRORS, 404) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, from, to } = request.query
+    assertForwards(from, to)
+    const rows = await listFreeTime(db, request.params.id, type, { from, to }, { limit, offset })
+    if (rows.length === 0 && offset === 0 && !await getResource(db, request.params.id, type)) {
+      throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
+    }
+    return sendPage(request, reply, rows, { limit, offset })
+  })
+}
+
+/** GET /api/slots. */
+export function registerSlotRoutes (app: FastifyInstance, typeNames: string[]): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>()
+  const db = app.pg.pool
+
+  api.get('/api/slots', {
+    schema: {
+      tags: ['availability'],
+      summary: 'Find free slots of at least a duration across the resources of a type',
+      description: `Free gaps within [from, to) at least duration long, on every resource of the type (at site_id, when given), earliest first (then by resource name). Each is the whole gap, clipped to the window, so it may be longer than asked; book any part of it. The window may span at most ${MAX_SLOT_WINDOW_DAYS} days; page further ahead with later windows.`,
+      querystring: SlotQuery(typeNames),
+      response: { 200: Type.Array(Slot), ...errorResponses(...READ_ERRORS) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, ...search } = request.query
+    assertForwards(search.from, search.to)
+    if (Date.parse(search.to) - Date.parse(search.from) > MAX_SLOT_WINDOW_DAYS * DAY_MS) {
+      throw new BadRequestError(`querystring/to must be at most ${MAX_SLOT_WINDOW_DAYS} days after from`)
+    }
+    assertPositive(search.duration)
+    return sendPage(request, reply, await findSlots(db, search, { limit, offset }), { limit, offset })
+  })
+}
