@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -34,8 +34,21 @@ const configPlugin = fp(async function config (app: FastifyInstance, options: { 
   app.decorate('config', options.config)
 }, { name: 'invsys-config' })
 
+/**
+ * A query parameter with a default (limit, offset, status) may be left out, although
+ * its TypeBox schema lists it as required so that handlers see it filled in. The
+ * document says what a client may send: such parameters are optional there.
+ */
+function documentDefaultsAsOptional ({ schema, url }: { schema: FastifySchema, url: string }) {
+  const query = schema?.querystring as { properties?: Record<string, { default?: unknown }>, required?: string[] } | undefined
+  if (!query?.required || !query.properties) return { schema, url }
+  const required = query.required.filter((name) => query.properties?.[name]?.default === undefined)
+  return { schema: { ...schema, querystring: { ...query, required } }, url }
+}
+
 const openapi = fp(async function openapi (app: FastifyInstance) {
   await app.register(swagger, {
+    transform: documentDefaultsAsOptional,
     openapi: {
       openapi: '3.0.3',
       info: {

@@ -43,7 +43,9 @@ function describe (error: FastifySchemaValidationError, context: string): string
       if (field.endsWith('/mac')) return `${field} must be a MAC address such as 08:00:2b:01:02:03`
       if (field.endsWith('/idempotency-key')) return `${field} must be 1 to 255 visible ASCII characters (no spaces)`
       if (field.endsWith('/duration')) return `${field} must be an ISO 8601 duration longer than zero, such as PT2H, P1D or P1DT2H30M`
-      return `${field} must not be blank`
+      // Name's pattern only asks for one non-space character; any other pattern keeps Ajv's own words.
+      if (params.pattern === '\\S') return `${field} must not be blank`
+      return `${field} ${error.message ?? 'does not have the expected form'}`
   }
   return `${field} ${error.message ?? 'is invalid'}`
 }

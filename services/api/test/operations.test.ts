@@ -49,6 +49,8 @@ t.test('the OpenAPI document covers every route with schemas and examples', asyn
       }
     }
   }
+  const siteParams = doc.paths['/api/sites'].get.parameters as Array<{ name: string, required: boolean }>
+  t.same(siteParams.filter((p) => p.required).map((p) => p.name), [], 'limit and offset have defaults, so they are optional')
   const docs = await call(app, 'GET', '/docs')
   t.ok([200, 302].includes(docs.statusCode), 'Swagger UI is served')
 })
