@@ -7,7 +7,9 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { errorHandling } from './errors.js'
+import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
+import { accountRoutes } from './routes/accounts.js'
 import { containerRoutes } from './routes/containers.js'
 import { healthRoutes } from './routes/health.js'
 import { resourceRoutes } from './routes/resources.js'
@@ -40,7 +42,17 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
       info: {
         title: 'invsys',
         version: '0.1.0',
-        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded.'
+        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready and /docs are public.'
+      },
+      components: {
+        securitySchemes: {
+          [BEARER_SCHEME]: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'invsys_…',
+            description: 'An API token, e.g. invsys_dev_admin_token_change_me on a development machine. Admins get more with POST /api/accounts/{id}/tokens or npm run token.'
+          }
+        }
       },
       tags: [
         { name: 'sites', description: 'Places where resources are kept' },
@@ -49,6 +61,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
+        { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -62,16 +75,35 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  // Before every route: its onRoute hook checks and documents each route's access.
+  await app.register(auth)
   await app.register(healthRoutes)
+  await app.register(accountRoutes)
   await app.register(siteRoutes)
   await app.register(resourceRoutes)
   await app.register(containerRoutes)
 }, { name: 'invsys' })
 
+/**
+ * Log paths that may carry credentials. Nothing logs request headers today (Fastify's
+ * request serializer keeps method, url and addresses only); this keeps a future
+ * `log.info({ req })` or an error carrying headers from writing a token down.
+ */
+const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'err.headers.authorization']
+
+export interface BuildOptions {
+  /** Where log lines go instead of stdout (tests read them). */
+  logStream?: { write: (line: string) => void }
+}
+
 /** Builds the app that server.ts listens with and tests inject into. No side effects at import. */
-export async function buildApp (config: Config): Promise<FastifyInstance> {
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: {
+      level: config.logLevel,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      ...(options.logStream ? { stream: options.logStream } : {})
+    },
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     genReqId: requestId,

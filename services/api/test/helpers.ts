@@ -5,8 +5,10 @@ import path from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
+import { createFirstAdmin } from '../src/database/accounts.js'
 import { startEmbeddedPostgres } from '../src/database/embedded.js'
 import { ensureSchema } from '../src/database/schema.js'
+import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 
 type Tap = { teardown: (fn: () => unknown) => void }
 
@@ -45,21 +47,65 @@ export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: (
   return { url: database.url, stop }
 }
 
-/** The very app server.ts runs, on its own fresh database with the schema (and mock data when asked). */
-export async function buildTestApp (t: Tap, options: { seed?: boolean } = {}): Promise<FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void> }> {
+/** The token `call` sends when told nothing else: the test app's first admin's. */
+const defaultTokens = new WeakMap<FastifyInstance, string>()
+
+export type TestApp = FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void>, adminToken: string }
+
+/**
+ * The very app server.ts runs, on its own fresh database with the schema (and mock
+ * data when asked), and its first admin created as server.ts would, with a fresh
+ * token that `call` then sends by default. `logLevel` and `logStream` let a test read
+ * the logs.
+ */
+export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?: string, logStream?: { write: (line: string) => void } } = {}): Promise<TestApp> {
   const database = await startTestDatabase(t)
   await ensureSchema(database.url, { seed: options.seed ?? false })
-  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), databaseUrl: database.url }
-  const app = await buildApp(config)
+  const config = { ...loadConfig({ LOG_LEVEL: options.logLevel ?? 'silent' }), databaseUrl: database.url }
+  const app = await buildApp(config, { logStream: options.logStream })
   t.teardown(() => app.close())
-  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop })
+  const adminToken = generateToken()
+  await createFirstAdmin(app.pg.pool, { hash: hashToken(adminToken), prefix: tokenDisplayPrefix(adminToken) })
+  defaultTokens.set(app, adminToken)
+  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop, adminToken })
 }
 
 export type Response = LightMyRequestResponse
 
-/** JSON request through app.inject. */
-export async function call (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown): Promise<Response> {
-  return app.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }) })
+/** The Authorization header for `token`. */
+export function bearer (token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` }
+}
+
+/**
+ * JSON request through app.inject, as the test app's admin unless `options.token`
+ * says otherwise: another token, or null for none.
+ */
+export async function call (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown, options: { token?: string | null } = {}): Promise<Response> {
+  const token = options.token === undefined ? defaultTokens.get(app) : options.token
+  return app.inject({
+    method,
+    url,
+    ...(token ? { headers: bearer(token) } : {}),
+    ...(body === undefined ? {} : { payload: body as object })
+  })
+}
+
+/** `call` with a given token (or null for none) first, for tests that switch identities often. */
+export function as (token: string | null) {
+  return (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown) => call(app, method, url, body, { token })
+}
+
+export interface TestAccount { id: number, name: string, role: 'admin' | 'member', token: string, tokenId: string }
+
+/** A new account with one token, made through the API by the test app's admin. */
+export async function createAccount (app: FastifyInstance, role: 'admin' | 'member' = 'member'): Promise<TestAccount> {
+  const account = await call(app, 'POST', '/api/accounts', { name: unique(role), role })
+  if (account.statusCode !== 201) throw new Error(`account not created: ${account.body}`)
+  const { id, name } = account.json()
+  const token = await call(app, 'POST', `/api/accounts/${id}/tokens`, { label: 'test' })
+  if (token.statusCode !== 201) throw new Error(`token not created: ${token.body}`)
+  return { id, name, role, token: token.json().token, tokenId: token.json().id }
 }
 
 let counter = 0

@@ -1,7 +1,8 @@
 import type pg from 'pg'
 import { withTransaction, type Db, type Page } from './db.js'
 import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
-import { AllocationConflictError, ConflictError } from '../errors.js'
+import type { Actor } from '../schemas/accounts.js'
+import { AllocationConflictError, ConflictError, ForbiddenError } from '../errors.js'
 import { getResource } from './resources.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
@@ -21,7 +22,7 @@ const selectFrom = (source: string) => `
   SELECT a.id, a.resource_id, r.type AS resource_type,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
          a.kind, a.status, a.description, a.data,
-         a.created_at, a.updated_at, a.cancelled_at
+         a.created_at, a.updated_at, a.cancelled_at, a.owner_id, a.updated_by
   FROM ${source} a
   JOIN resource r ON r.id = a.resource_id`
 
@@ -49,10 +50,11 @@ const LIST = `
 // entry and one would die as a deadlock (40P01) after deadlock_timeout; speculative
 // insertion lets the loser back off at once. The only constraint it can absorb here
 // is the exclusion constraint (ids are generated), so "no row" means "overlap".
+// $8, the acting account, owns what it creates.
 const INSERT = `
   WITH inserted AS (
-    INSERT INTO allocation (resource_id, during, kind, description, data)
-    SELECT r.id, allocation_range($3, $4), $5, $6, $7
+    INSERT INTO allocation (resource_id, during, kind, description, data, owner_id, updated_by)
+    SELECT r.id, allocation_range($3, $4), $5, $6, $7, $8, $8
     FROM resource r
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
     ON CONFLICT DO NOTHING
@@ -71,23 +73,27 @@ const OVERLAPPING = `
 const UPDATE = `
   WITH updated AS (
     UPDATE allocation
-    SET during = allocation_range($2, $3), kind = $4, description = $5, data = $6
+    SET during = allocation_range($2, $3), kind = $4, description = $5, data = $6, updated_by = $7
     WHERE id = $1
     RETURNING *
   )
   ${selectFrom('updated')}`
 
 // Cancelling an already cancelled allocation changes nothing (not even updated_at),
-// yet still reports that the allocation exists.
+// yet still reports that the allocation exists. $4 is the acting account, $5 true when
+// it may cancel anyone's (an admin); otherwise only what it owns is cancelled, and the
+// caller hears "not permitted" rather than a silent success. Owners never change, so
+// the permission read with the row cannot go stale before the update.
 const CANCEL = `
   WITH target AS (
-    SELECT a.id, a.status FROM allocation a JOIN resource r ON r.id = a.resource_id
+    SELECT a.id, a.status, ($5 OR a.owner_id = $4) AS permitted
+    FROM allocation a JOIN resource r ON r.id = a.resource_id
     WHERE ${SCOPED}
   ), cancelled AS (
-    UPDATE allocation SET status = 'cancelled', cancelled_at = now()
-    WHERE id IN (SELECT id FROM target WHERE status <> 'cancelled')
+    UPDATE allocation SET status = 'cancelled', cancelled_at = now(), updated_by = $4
+    WHERE id IN (SELECT id FROM target WHERE permitted AND status <> 'cancelled')
   )
-  SELECT count(*)::int AS found FROM target`
+  SELECT permitted FROM target`
 
 function scopeValues (id: string, scope: Scope) {
   return [id, scope.resourceId ?? null, scope.type ?? null]
@@ -113,51 +119,67 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
 }
 
 /**
- * Books the slot, or throws AllocationConflictError with what overlaps. Undefined when
- * the resource does not exist (or is not of `type`).
+ * Books the slot for `actor`, who owns the new allocation, or throws
+ * AllocationConflictError with what overlaps. Undefined when the resource does not
+ * exist (or is not of `type`).
  */
-export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: AllocationFields): Promise<Allocation | undefined> {
-  // An overlap found empty means the blocking allocation was cancelled in between: try again.
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const { rows } = await db.query<Allocation>(INSERT, [resourceId, type ?? null,
-      fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data])
-    if (rows[0]) return rows[0]
-    const conflicts = await overlappingAllocations(db, resourceId, fields.starts_at, fields.ends_at)
-    if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
-    if (!await getResource(db, resourceId, type)) return undefined
-  }
-  throw new AllocationConflictError([])
+export async function createAllocation (pool: pg.Pool, resourceId: string, type: string | undefined, fields: AllocationFields, actor: Actor): Promise<Allocation | undefined> {
+  // A transaction only so that triggers see the actor (withTransaction sets it).
+  return withTransaction(pool, async (client) => {
+    // An overlap found empty means the blocking allocation was cancelled in between: try again.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const { rows } = await client.query<Allocation>(INSERT, [resourceId, type ?? null,
+        fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, actor.id])
+      if (rows[0]) return rows[0]
+      const conflicts = await overlappingAllocations(client, resourceId, fields.starts_at, fields.ends_at)
+      if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
+      if (!await getResource(client, resourceId, type)) return undefined
+    }
+    throw new AllocationConflictError([])
+  }, { actor: actor.id })
 }
 
-async function updateAllocation (db: Db, id: string, fields: AllocationFields): Promise<Allocation> {
-  return (await db.query<Allocation>(UPDATE, [id, fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data])).rows[0]!
+async function updateAllocation (db: Db, id: string, fields: AllocationFields, actor: Actor): Promise<Allocation> {
+  return (await db.query<Allocation>(UPDATE, [id, fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, actor.id])).rows[0]!
 }
 
-/** False when no such allocation exists in the scope; cancelling twice is fine. */
-export async function cancelAllocation (db: Db, id: string, scope: Scope = {}): Promise<boolean> {
-  return (await db.query<{ found: number }>(CANCEL, scopeValues(id, scope))).rows[0]!.found > 0
+const notYours = () => new ForbiddenError('the allocation belongs to another account: only its owner or an admin may change or cancel it')
+
+/**
+ * Cancels, as `actor`: members only their own allocations (ForbiddenError otherwise).
+ * False when no such allocation exists in the scope; cancelling twice is fine.
+ */
+export async function cancelAllocation (pool: pg.Pool, id: string, scope: Scope, actor: Actor): Promise<boolean> {
+  const row = await withTransaction(pool, async (client) =>
+    (await client.query<{ permitted: boolean }>(CANCEL, [...scopeValues(id, scope), actor.id, actor.role === 'admin'])).rows[0],
+  { actor: actor.id })
+  if (row && !row.permitted) throw notYours()
+  return row !== undefined
 }
 
 /** The fields PATCH may change: any of the input fields, each kept when absent. */
 export type AllocationPatchFields = Partial<AllocationFields>
 
 /**
- * Applies a patch (a move, when times change) under a row lock; the exclusion
- * constraint judges the new times exactly as it judges an insert. Undefined when not
- * found in the scope; a cancelled allocation is history and is not changed.
+ * Applies a patch (a move, when times change) under a row lock, as `actor`: members
+ * only to their own allocations (ForbiddenError otherwise; the lock keeps the check
+ * and the update together). The exclusion constraint judges the new times exactly as
+ * it judges an insert. Undefined when not found in the scope; a cancelled allocation
+ * is history and is not changed.
  */
-export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, patch: AllocationPatchFields): Promise<Allocation | undefined> {
+export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor): Promise<Allocation | undefined> {
   let moved: (AllocationFields & { resource_id: string }) | undefined
   try {
     return await withTransaction(pool, async (client) => {
       const current = await lockAllocation(client, id, scope)
       if (!current) return undefined
+      if (actor.role !== 'admin' && current.owner_id !== actor.id) throw notYours()
       if (current.status === 'cancelled') {
         throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
       }
       moved = { ...current, ...patch }
-      return await updateAllocation(client, id, moved)
-    })
+      return await updateAllocation(client, id, moved, actor)
+    }, { actor: actor.id })
   } catch (error) {
     if ((error as { code?: string }).code === '23P01' && moved) {
       throw new AllocationConflictError(await overlappingAllocations(pool, moved.resource_id, moved.starts_at, moved.ends_at, id))

@@ -3,7 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { cancelAllocation, createAllocation, getAllocation, listAllocations, patchAllocation, type Scope } from '../database/allocations.js'
 import { getResource } from '../database/resources.js'
-import { NotFoundError } from '../errors.js'
+import { ForbiddenError, NotFoundError } from '../errors.js'
+import { actorOf } from '../plugins/auth.js'
+import type { Account } from '../schemas/accounts.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   ResourceAllocationListQuery
@@ -11,8 +13,18 @@ import {
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
 
-/** 409 on a write that collides: the allocation conflict body also lists what overlaps. */
-const writeErrors = { ...errorResponses(...WRITE_ERRORS, 404), 409: AllocationConflictBody }
+/**
+ * 409 on a write that collides: the allocation conflict body also lists what overlaps.
+ * 403: a member's write of maintenance, or to someone else's allocation.
+ */
+const writeErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: AllocationConflictBody }
+
+/** Maintenance blocks a resource for everyone: only admins create it or turn a booking into it. */
+function assertMayUseKind (actor: Account, kind: string | undefined): void {
+  if (kind === 'maintenance' && actor.role !== 'admin') {
+    throw new ForbiddenError('only admins may create maintenance allocations; members book with kind booking')
+  }
+}
 
 /**
  * The allocations of one resource: `base` is `/api/resources` or a per-type path such
@@ -27,6 +39,7 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   const itemPath = (resourceId: string, allocationId: string) => `${base}/${resourceId}/allocations/${allocationId}`
 
   api.get(`${base}/:id/allocations`, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: `List the allocations of a ${noun}, by start`,
@@ -46,17 +59,20 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   })
 
   api.post(`${base}/:id/allocations`, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: `Book a ${noun} (or block it for maintenance)`,
-      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at).',
+      summary: `Book a ${noun} (or, for admins, block it for maintenance)`,
+      description: 'The caller owns the new allocation. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). A member asking for kind maintenance gets 403.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...writeErrors }
     }
   }, async (request, reply) => {
     const { starts_at: startsAt, ends_at: endsAt, kind = 'booking', description = null, data = {} } = request.body
-    const allocation = await createAllocation(db, request.params.id, type, { starts_at: startsAt, ends_at: endsAt, kind, description, data })
+    const actor = actorOf(request)
+    assertMayUseKind(actor, kind)
+    const allocation = await createAllocation(db, request.params.id, type, { starts_at: startsAt, ends_at: endsAt, kind, description, data }, actor)
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -76,6 +92,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
   const notFound = (id: string) => new NotFoundError(`no allocation with id ${id}`)
 
   api.get(path, {
+    config: { access: 'member' },
     schema: { tags, summary: 'Get an allocation', params, response: { 200: Allocation, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
@@ -83,30 +100,34 @@ function registerAllocationItemRoutes<P extends TSchema> (
   })
 
   api.patch(path, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: 'Change or move an allocation',
-      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409).',
+      summary: 'Change or move an allocation (members: their own)',
+      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
       params,
       body: AllocationPatch,
       response: { 200: Allocation, ...writeErrors }
     }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    return await patchAllocation(db, id, scope, request.body) ?? Promise.reject(notFound(id))
+    const actor = actorOf(request)
+    assertMayUseKind(actor, request.body.kind)
+    return await patchAllocation(db, id, scope, request.body, actor) ?? Promise.reject(notFound(id))
   })
 
   api.delete(path, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: 'Cancel an allocation',
-      description: 'The row stays as history with status cancelled and its slot is free again. Cancelling twice is still 204.',
+      summary: 'Cancel an allocation (members: their own)',
+      description: 'The row stays as history with status cancelled and its slot is free again. Cancelling twice is still 204. A member cancelling someone else\'s allocation gets 403.',
       params,
-      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404) }
+      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 403, 404) }
     }
   }, async (request, reply) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    if (!await cancelAllocation(db, id, scope)) throw notFound(id)
+    if (!await cancelAllocation(db, id, scope, actorOf(request))) throw notFound(id)
     return reply.code(204).send(null)
   })
 }
@@ -118,6 +139,7 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
   const tags = ['allocations']
 
   api.get('/api/allocations', {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: 'List allocations across resources, by start',

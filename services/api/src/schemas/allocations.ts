@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { accountId } from './accounts.js'
 import { DateTime, ErrorBody, Nullable, PageQuery, SiteId, Text, Uuid } from './common.js'
 
 export const Kind = Type.Union([Type.Literal('booking'), Type.Literal('maintenance')])
@@ -18,7 +19,9 @@ export const Allocation = Type.Object({
   data: Data,
   created_at: DateTime,
   updated_at: DateTime,
-  cancelled_at: Nullable(DateTime)
+  cancelled_at: Nullable(DateTime),
+  owner_id: Nullable(accountId('The account that created it (members may change only their own); null when made outside the API')),
+  updated_by: Nullable(accountId('The account that created it or last changed it through the API'))
 }, {
   examples: [{
     id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
@@ -32,7 +35,9 @@ export const Allocation = Type.Object({
     data: { job: 'J-1042' },
     created_at: '2030-05-20T08:00:00Z',
     updated_at: '2030-05-20T08:00:00Z',
-    cancelled_at: null
+    cancelled_at: null,
+    owner_id: 2,
+    updated_by: 2
   }]
 })
 export type Allocation = Static<typeof Allocation>
