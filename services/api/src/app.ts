@@ -86,10 +86,11 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
 
 /**
  * Log paths that may carry credentials. Nothing logs request headers today (Fastify's
- * request serializer keeps method, url and addresses only); this keeps a future
- * `log.info({ req })` or an error carrying headers from writing a token down.
+ * request serializer keeps method, url and addresses only); this keeps a future line
+ * that logs headers, at the top or one level down (`{ request: { headers } }`, an
+ * error carrying them), from writing a token down.
  */
-const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'err.headers.authorization']
+const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie']
 
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
