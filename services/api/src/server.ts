@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { createFirstAdmin } from './database/accounts.js'
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded.js'
+import { EMBEDDED_DATABASE, startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded.js'
 import { ensureSchema } from './database/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from './tokens.js'
 
@@ -47,7 +47,7 @@ async function main (): Promise<void> {
 
   let embedded: EmbeddedDatabase | undefined
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.embeddedDataDir, port: config.embeddedPort, database: 'invsys' })
+    embedded = await startEmbeddedPostgres({ dataDir: config.embeddedDataDir, port: config.embeddedPort, database: EMBEDDED_DATABASE })
       .catch((error: Error) => fail(error.message))
     config = { ...config, databaseUrl: embedded.url }
   }
