@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, type Config } from './config.js'
 import { createFirstAdmin } from './database/accounts.js'
 import { EMBEDDED_DATABASE, startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded.js'
 import { ensureSchema } from './database/schema.js'
-import { generateToken, hashToken, tokenDisplayPrefix } from './tokens.js'
+import { DEVELOPMENT_ADMIN_TOKEN, generateToken, hashToken, tokenDisplayPrefix } from './tokens.js'
 
 /** One line, no stack: what an operator needs to fix the start. */
 function fail (message: string): never {
@@ -25,10 +25,11 @@ async function bootstrapFirstAdmin (app: FastifyInstance, config: Config): Promi
     if (given?.source === 'BOOTSTRAP_ADMIN_TOKEN') app.log.info('accounts exist already: BOOTSTRAP_ADMIN_TOKEN is not used')
     return
   }
-  if (given?.source === 'BOOTSTRAP_ADMIN_TOKEN') {
-    app.log.info({ account: 'admin' }, 'created the first account, "admin", with the token in BOOTSTRAP_ADMIN_TOKEN')
-  } else if (given?.source === 'development') {
+  if (given?.token === DEVELOPMENT_ADMIN_TOKEN) {
+    // Also when BOOTSTRAP_ADMIN_TOKEN names it (.env.dev does): loud, in case such a file reaches a server.
     app.log.warn({ account: 'admin' }, 'created the first account, "admin", with the published development token (README, "Security model"): fine on this machine, never for a server')
+  } else if (given?.source === 'BOOTSTRAP_ADMIN_TOKEN') {
+    app.log.info({ account: 'admin' }, 'created the first account, "admin", with the token in BOOTSTRAP_ADMIN_TOKEN')
   } else {
     // The one place a token is ever written to the log, on purpose: nobody has a token
     // yet, and only its hash is stored, so this line is the only way to learn it.

@@ -91,11 +91,6 @@ export async function call (app: FastifyInstance, method: InjectOptions['method'
   })
 }
 
-/** `call` with a given token (or null for none) first, for tests that switch identities often. */
-export function as (token: string | null) {
-  return (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown) => call(app, method, url, body, { token })
-}
-
 export interface TestAccount { id: number, name: string, role: 'admin' | 'member', token: string, tokenId: string }
 
 /** A new account with one token, made through the API by the test app's admin. */
