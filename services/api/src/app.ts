@@ -7,8 +7,10 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { errorHandling, sendFrameworkError } from './errors.js'
+import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
+import { accountRoutes } from './routes/accounts.js'
 import { containerRoutes } from './routes/containers.js'
 import { healthRoutes } from './routes/health.js'
 import { resourceRoutes } from './routes/resources.js'
@@ -54,7 +56,17 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
       info: {
         title: 'invsys',
         version: '0.1.0',
-        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded.'
+        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready and /docs are public.'
+      },
+      components: {
+        securitySchemes: {
+          [BEARER_SCHEME]: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'invsys_…',
+            description: 'An API token, e.g. invsys_dev_admin_token_change_me on a development machine. Admins get more with POST /api/accounts/{id}/tokens or npm run token.'
+          }
+        }
       },
       tags: [
         { name: 'sites', description: 'Places where resources are kept' },
@@ -64,6 +76,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'availability', description: 'Free slots across resources' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
+        { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -77,18 +90,39 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
-  // Before the routes: it marks up the schema of every creating POST as it is added.
+  // Before every route: its onRoute hook checks and documents each route's access.
+  await app.register(auth)
+  // Before the routes, after auth: it marks up the schema of every creating POST as it
+  // is added, and scopes each key to the account that authenticated.
   await app.register(idempotency)
   await app.register(healthRoutes)
+  await app.register(accountRoutes)
   await app.register(siteRoutes)
   await app.register(resourceRoutes)
   await app.register(containerRoutes)
 }, { name: 'invsys' })
 
+/**
+ * Log paths that may carry credentials. Nothing logs request headers today (Fastify's
+ * request serializer keeps method, url and addresses only); this keeps a future line
+ * that logs headers, at the top or one level down (`{ request: { headers } }`, an
+ * error carrying them), from writing a token down.
+ */
+const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie']
+
+export interface BuildOptions {
+  /** Where log lines go instead of stdout (tests read them). */
+  logStream?: { write: (line: string) => void }
+}
+
 /** Builds the app that server.ts listens with and tests inject into. No side effects at import. */
-export async function buildApp (config: Config): Promise<FastifyInstance> {
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: {
+      level: config.logLevel,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      ...(options.logStream ? { stream: options.logStream } : {})
+    },
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     genReqId: requestId,

@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DEVELOPMENT_ADMIN_TOKEN, TOKEN_FORMAT } from './tokens.js'
 
 /** Everything the service can be told, validated once at boot. */
 export interface Config {
@@ -15,6 +16,12 @@ export interface Config {
   logLevel: string
   bodyLimit: number
   poolMax: number
+  /**
+   * The token of the `admin` account created on first start (when there is no account
+   * yet): BOOTSTRAP_ADMIN_TOKEN, else the development token with the embedded database;
+   * undefined means the server generates one and logs it once.
+   */
+  bootstrapAdminToken: { token: string, source: 'BOOTSTRAP_ADMIN_TOKEN' | 'development' } | undefined
 }
 
 export class ConfigError extends Error {}
@@ -56,6 +63,26 @@ function databaseUrl (env: NodeJS.ProcessEnv): string | undefined {
   return raw
 }
 
+/**
+ * BOOTSTRAP_ADMIN_TOKEN, checked for shape only. The message never repeats the value:
+ * it is a secret, and this line goes to the terminal and to log collectors.
+ */
+function bootstrapAdminToken (env: NodeJS.ProcessEnv, embedded: boolean): Config['bootstrapAdminToken'] {
+  const raw = env.BOOTSTRAP_ADMIN_TOKEN
+  if (raw === undefined || raw === '') {
+    // The well-known development token only where nothing else can reach: the embedded
+    // database of a developer's machine. With DATABASE_URL, a token is generated instead.
+    return embedded ? { token: DEVELOPMENT_ADMIN_TOKEN, source: 'development' } : undefined
+  }
+  if (!TOKEN_FORMAT.test(raw)) {
+    throw new ConfigError('BOOTSTRAP_ADMIN_TOKEN must be invsys_ followed by 24 to 200 letters, digits, - or _ (make one with: npm run token -- generate)')
+  }
+  if (raw === DEVELOPMENT_ADMIN_TOKEN && env.NODE_ENV === 'production') {
+    throw new ConfigError('BOOTSTRAP_ADMIN_TOKEN must not be the published development token when NODE_ENV=production')
+  }
+  return { token: raw, source: 'BOOTSTRAP_ADMIN_TOKEN' }
+}
+
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   const url = databaseUrl(env)
@@ -73,6 +100,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     logLevel,
     bodyLimit: integer(env, 'BODY_LIMIT', 1048576, 1024, 104857600),
-    poolMax: integer(env, 'PG_POOL_MAX', 10, 1, 1000)
+    poolMax: integer(env, 'PG_POOL_MAX', 10, 1, 1000),
+    bootstrapAdminToken: bootstrapAdminToken(env, url === undefined)
   }
 }

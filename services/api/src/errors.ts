@@ -22,6 +22,26 @@ export class ConflictError extends HttpError {
   constructor (message: string, code = 'CONFLICT') { super(409, code, message) }
 }
 
+/**
+ * No usable credentials: answered 401 with a `WWW-Authenticate: Bearer` challenge
+ * (RFC 6750). `invalidToken` adds error="invalid_token": a token was sent but is
+ * malformed, unknown or revoked. The message never repeats what was sent.
+ */
+export class UnauthorizedError extends HttpError {
+  constructor (message: string, readonly invalidToken: boolean) {
+    super(401, invalidToken ? 'INVALID_TOKEN' : 'UNAUTHENTICATED', message)
+  }
+
+  get challenge (): string {
+    return this.invalidToken ? 'Bearer realm="invsys", error="invalid_token"' : 'Bearer realm="invsys"'
+  }
+}
+
+/** Authenticated, but this account may not do this (its role, or someone else's thing). */
+export class ForbiddenError extends HttpError {
+  constructor (message: string) { super(403, 'FORBIDDEN', message) }
+}
+
 /** The slot is taken: carries the live allocations that overlap the one refused. */
 export class AllocationConflictError extends ConflictError {
   constructor (readonly conflicts: Allocation[]) {
@@ -49,6 +69,9 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
   allocation_during_not_empty: 'starts_at must be before ends_at',
   allocation_during_finite: 'starts_at and ends_at must be finite times (use null for an open end)',
   allocation_no_overlap: 'the resource is already allocated during that time',
+  account_name_format: 'name must start with a letter or digit and hold only letters, digits and . _ @ - (at most 100)',
+  account_name_unique: 'name is already used by another account (names ignore case)',
+  account_role_known: 'role must be one of admin, member',
   allocation_expires_at_matches_status: 'expires_at is set exactly when status is held or expired',
   allocation_hold_length: 'hold_seconds must be from 1 to 3600: a hold ends after its creation and within an hour',
   allocation_hold_expired: 'the hold has expired; create a new one instead',
@@ -69,7 +92,10 @@ const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> =
   resource_site_id_fkey: { missing: 'site_id does not name an existing site', inUse: 'the site still has resources; move or delete them first' },
   resource_type_fkey: { missing: 'type is not a known resource type', inUse: 'the resource type is still used by resources' },
   container_freezer_fkey: { missing: 'freezer_id does not name an existing freezer', inUse: 'the freezer still holds containers; move or delete them first (or delete with ?force=true)' },
-  allocation_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has allocations' }
+  allocation_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has allocations' },
+  api_token_account_id_fkey: { missing: 'no such account', inUse: 'the account still has tokens' },
+  allocation_owner_id_fkey: { missing: 'no such account', inUse: 'the account still owns allocations' },
+  allocation_updated_by_fkey: { missing: 'no such account', inUse: 'the account is still named as the last to change allocations' }
 }
 
 /** Connection-level failures: the database cannot be reached, which is not the client's fault. */
@@ -171,6 +197,7 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
       request.log.info({ code: httpError.code, message: httpError.message }, 'request refused')
     }
     if (httpError.statusCode === 503) reply.header('Retry-After', '5')
+    if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
     return reply.code(httpError.statusCode).send(errorBody(httpError))
   })
   app.setNotFoundHandler(function (request: FastifyRequest, reply: FastifyReply) {

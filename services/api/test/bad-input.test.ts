@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp, call, createResource, createSite } from './helpers.js'
+import { bearer, buildTestApp, call, createResource, createSite } from './helpers.js'
 
 const app = await buildTestApp(t)
 const site = await createSite(app, { name: 'Untouchable' })
@@ -82,7 +82,8 @@ t.test('bad input gets a 4xx JSON error naming the problem, and changes nothing 
     const res = await app.inject({
       method: c.method,
       url: c.url,
-      ...(c.body === undefined ? {} : { payload: c.body, headers: { 'content-type': c.contentType ?? 'application/json' } })
+      headers: { ...bearer(app.adminToken), ...(c.body === undefined ? {} : { 'content-type': c.contentType ?? 'application/json' }) },
+      ...(c.body === undefined ? {} : { payload: c.body })
     })
     t.equal(res.statusCode, c.status, `${c.name}: status`)
     t.match(res.headers['content-type'], /^application\/json/, `${c.name}: JSON`)

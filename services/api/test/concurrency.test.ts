@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp, createResource } from './helpers.js'
+import { bearer, buildTestApp, createResource } from './helpers.js'
 
 const app = await buildTestApp(t)
 await app.listen({ port: 0, host: '127.0.0.1' })
@@ -9,7 +9,7 @@ const base = `http://127.0.0.1:${port}`
 async function post (path: string, body: unknown): Promise<{ status: number, body: { id?: string, code?: string } }> {
   const res = await fetch(`${base}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...bearer(app.adminToken) },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(20_000)
   })
@@ -68,7 +68,7 @@ t.test('parallel moves into one free slot: one succeeds', async (t) => {
   }
   const target = { starts_at: '2030-09-02T09:00:00Z', ends_at: '2030-09-02T10:00:00Z' }
   const results = await Promise.all(ids.map((id) => fetch(`${base}/api/allocations/${id}`, {
-    method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(target), signal: AbortSignal.timeout(20_000)
+    method: 'PATCH', headers: { 'content-type': 'application/json', ...bearer(app.adminToken) }, body: JSON.stringify(target), signal: AbortSignal.timeout(20_000)
   })))
   const statuses = results.map((r) => r.status)
   t.equal(statuses.filter((s) => s === 200).length, 1)

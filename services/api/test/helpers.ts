@@ -6,8 +6,10 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import pg from 'pg'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
+import { createFirstAdmin } from '../src/database/accounts.js'
 import { startEmbeddedPostgres } from '../src/database/embedded.js'
 import { ensureSchema } from '../src/database/schema.js'
+import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 
 type Tap = { teardown: (fn: () => unknown) => void }
 
@@ -46,21 +48,60 @@ export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: (
   return { url: database.url, stop }
 }
 
-/** The very app server.ts runs, on its own fresh database with the schema (and mock data when asked). */
-export async function buildTestApp (t: Tap, options: { seed?: boolean } = {}): Promise<FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void> }> {
+/** The token `call` sends when told nothing else: the test app's first admin's. */
+const defaultTokens = new WeakMap<FastifyInstance, string>()
+
+export type TestApp = FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void>, adminToken: string }
+
+/**
+ * The very app server.ts runs, on its own fresh database with the schema (and mock
+ * data when asked), and its first admin created as server.ts would, with a fresh
+ * token that `call` then sends by default. `logLevel` and `logStream` let a test read
+ * the logs.
+ */
+export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?: string, logStream?: { write: (line: string) => void } } = {}): Promise<TestApp> {
   const database = await startTestDatabase(t)
   await ensureSchema(database.url, { seed: options.seed ?? false })
-  const config = { ...loadConfig({ LOG_LEVEL: 'silent' }), databaseUrl: database.url }
-  const app = await buildApp(config)
+  const config = { ...loadConfig({ LOG_LEVEL: options.logLevel ?? 'silent' }), databaseUrl: database.url }
+  const app = await buildApp(config, { logStream: options.logStream })
   t.teardown(() => app.close())
-  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop })
+  const adminToken = generateToken()
+  await createFirstAdmin(app.pg.pool, { hash: hashToken(adminToken), prefix: tokenDisplayPrefix(adminToken) })
+  defaultTokens.set(app, adminToken)
+  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop, adminToken })
 }
 
 export type Response = LightMyRequestResponse
 
-/** JSON request through app.inject. */
-export async function call (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown): Promise<Response> {
-  return app.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }) })
+/** The Authorization header for `token`. */
+export function bearer (token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` }
+}
+
+/**
+ * JSON request through app.inject, as the test app's admin unless `options.token`
+ * says otherwise: another token, or null for none.
+ */
+export async function call (app: FastifyInstance, method: InjectOptions['method'], url: string, body?: unknown, options: { token?: string | null } = {}): Promise<Response> {
+  const token = options.token === undefined ? defaultTokens.get(app) : options.token
+  return app.inject({
+    method,
+    url,
+    ...(token ? { headers: bearer(token) } : {}),
+    ...(body === undefined ? {} : { payload: body as object })
+  })
+}
+
+export interface TestAccount { id: number, name: string, role: 'admin' | 'member', token: string, tokenId: string }
+
+/** A new account with one token, made through the API by the test app's admin. */
+export async function createAccount (app: FastifyInstance, role: 'admin' | 'member' = 'member'): Promise<TestAccount> {
+  const account = await call(app, 'POST', '/api/accounts', { name: unique(role), role })
+  if (account.statusCode !== 201) throw new Error(`account not created: ${account.body}`)
+  const { id, name } = account.json()
+  const token = await call(app, 'POST', `/api/accounts/${id}/tokens`, { label: 'test' })
+  if (token.statusCode !== 201) throw new Error(`token not created: ${token.body}`)
+  return { id, name, role, token: token.json().token, tokenId: token.json().id }
 }
 
 let counter = 0
@@ -97,19 +138,30 @@ export async function sql<R extends Record<string, unknown> = Record<string, unk
   }
 }
 
+/** The token fetchJson sends to a listening test app when told nothing else, by base URL. */
+const baseTokens = new Map<string, string>()
+
 /** Listens on a free loopback port and gives the base URL: concurrency tests go over real HTTP. */
 export async function listen (app: FastifyInstance): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as net.AddressInfo
-  return `http://127.0.0.1:${port}`
+  const base = `http://127.0.0.1:${port}`
+  const token = defaultTokens.get(app)
+  if (token) baseTokens.set(base, token)
+  return base
 }
 
-/** A JSON request over real HTTP; the reply body is parsed when there is one (typed loosely, like inject's json()). */
+/**
+ * A JSON request over real HTTP, as the admin of the test app behind `url` (like `call`)
+ * unless `headers` carries its own authorization; the reply body is parsed when there is
+ * one (typed loosely, like inject's json()).
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function fetchJson (url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, headers: Headers }> {
+  const token = baseTokens.get(new URL(url).origin)
   const res = await fetch(url, {
     method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    headers: { ...(token ? bearer(token) : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
   const text = await res.text()

@@ -1,11 +1,11 @@
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import { buildTestApp, createResource, createSite, fetchJson, listen, sql, unique } from './helpers.js'
+import { bearer, buildTestApp, createAccount, createResource, createSite, fetchJson, listen, sql, unique } from './helpers.js'
 
 const app = await buildTestApp(t)
 
-const post = (url: string, payload: unknown, key?: string, method: InjectOptions['method'] = 'POST') =>
-  app.inject({ method, url, payload: payload as object, headers: key === undefined ? {} : { 'idempotency-key': key } })
+const post = (url: string, payload: unknown, key?: string, method: InjectOptions['method'] = 'POST', token = app.adminToken) =>
+  app.inject({ method, url, payload: payload as object, headers: { ...bearer(token), ...(key === undefined ? {} : { 'idempotency-key': key }) } })
 
 const count = async (table: string, where = 'true', values: unknown[] = []) =>
   (await sql<{ n: number }>(app, `SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, values))[0]!.n
@@ -121,8 +121,9 @@ t.test('keys expire after 24 hours; abandoned claims are taken over; 5xx respons
   await sql(app, 'DROP FUNCTION test_fail() CASCADE')
   t.equal((await post(`/api/freezers/${freezer.id}/containers`, { description: 'Box' }, failing)).statusCode, 201, 'so the retry runs')
 
-  await sql(app, `INSERT INTO idempotency_key (key, method, path, request_hash, claim, status_code, body, created_at, expires_at)
-    SELECT 'stale-' || i, 'POST', '/api/sites', 'x', gen_random_uuid(), 201, '{}', now() - interval '2 days', now() - interval '1 day' FROM generate_series(1, 5) i`)
+  await sql(app, `INSERT INTO idempotency_key (account_id, key, method, path, request_hash, claim, status_code, body, created_at, expires_at)
+    SELECT (SELECT min(id) FROM account), 'stale-' || i, 'POST', '/api/sites', 'x', gen_random_uuid(), 201, '{}', now() - interval '2 days', now() - interval '1 day'
+    FROM generate_series(1, 5) i`)
   await post('/api/sites', { name: 'Purger' }, unique('key'))
   t.equal(await count('idempotency_key', "key LIKE 'stale-%'"), 0, 'expired keys are purged as new ones arrive')
 })
@@ -158,4 +159,23 @@ t.test('the OpenAPI document shows the header and the 422 on creating POSTs only
   }
   t.notOk(header(doc.paths['/api/allocations/{id}/confirm'].post), 'confirm creates nothing')
   t.notOk(header(doc.paths['/api/sites/{id}'].put), 'PUT is idempotent by itself')
+})
+
+t.test('keys belong to the account that sent them: the same key from another account is a new request', async (t) => {
+  const car = await createResource(app, 'car')
+  const alice = await createAccount(app, 'member')
+  const bob = await createAccount(app, 'member')
+  const key = unique('shared-key')
+  const body = (hour: number) => ({ starts_at: `2034-01-01T${String(hour).padStart(2, '0')}:00:00Z`, ends_at: `2034-01-01T${String(hour + 1).padStart(2, '0')}:00:00Z` })
+  const first = await post(`/api/resources/${car.id}/allocations`, body(9), key, 'POST', alice.token)
+  t.equal(first.statusCode, 201)
+  const other = await post(`/api/resources/${car.id}/allocations`, body(11), key, 'POST', bob.token)
+  t.equal(other.statusCode, 201, 'not 422: the key is free for this account')
+  t.notOk(other.headers['idempotent-replayed'], 'and nobody else\'s response is replayed')
+  t.not(other.json().id, first.json().id)
+  t.equal(other.json().owner_id, bob.id)
+  const replay = await post(`/api/resources/${car.id}/allocations`, body(9), key, 'POST', alice.token)
+  t.equal(replay.headers['idempotent-replayed'], 'true', 'the owner of the key still gets its own replay')
+  t.equal(replay.json().id, first.json().id)
+  t.equal(await count('allocation', 'resource_id = $1', [car.id]), 2)
 })

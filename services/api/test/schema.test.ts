@@ -49,3 +49,18 @@ t.test('create_tables.sql can be run again on a populated database (it is the de
   const { rows: [count] } = await db.query("SELECT count(*)::int AS n FROM site WHERE name = 'Site 1'")
   t.equal(count.n, 1, 'recreated, not duplicated')
 })
+
+t.test('a database with invsys tables of another schema version is refused, and left exactly as it was', async (t) => {
+  const { ensureSchema, SchemaVersionError, SCHEMA_VERSION } = await import('../src/database/schema.js')
+  t.equal(await ensureSchema(app.databaseUrl, { seed: false }), 'kept', 'this version is kept')
+  await db.query('UPDATE schema_version SET version = $1', [SCHEMA_VERSION + 1])
+  const refused = await ensureSchema(app.databaseUrl, { seed: false }).catch((error: unknown) => error)
+  t.ok(refused instanceof SchemaVersionError, 'a newer schema is refused')
+  t.match(String(refused), /schema version 2, and this build needs version 1/)
+  // A database made before the version was recorded has no schema_version at all.
+  await db.query('DROP TABLE schema_version')
+  const sitesBefore = (await db.query('SELECT count(*)::int AS n FROM site')).rows[0].n
+  await t.rejects(ensureSchema(app.databaseUrl, { seed: true }), /schema version 0, and this build needs version 1; nothing was changed/)
+  t.equal((await db.query('SELECT count(*)::int AS n FROM site')).rows[0].n, sitesBefore, 'no row was added or dropped')
+  t.equal((await db.query("SELECT to_regclass('public.schema_version') AS t")).rows[0].t, null, 'and nothing was created')
+})

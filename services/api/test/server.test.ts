@@ -4,7 +4,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import t from 'tap'
-import { freePort, startTestDatabase, tempDir } from './helpers.js'
+import { DEVELOPMENT_ADMIN_TOKEN, generateToken } from '../src/tokens.js'
+import { bearer, freePort, startTestDatabase, tempDir } from './helpers.js'
 
 const SERVER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/server.ts')
 
@@ -40,6 +41,18 @@ async function stopServer (server: Running): Promise<number | null> {
   return server.exited
 }
 
+/** fetch with a token; JSON bodies get their content type. */
+function authed (token: string) {
+  return (url: string, init: { method?: string, body?: unknown, headers?: Record<string, string> } = {}) => fetch(url, {
+    method: init.method ?? 'GET',
+    headers: { ...bearer(token), ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) })
+  })
+}
+
+/** Every generated-looking token (invsys_ and 43 base64url characters) in the output. */
+const generatedTokens = (lines: string[]) => lines.join('\n').match(/invsys_[A-Za-z0-9_-]{43}/g) ?? []
+
 t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart keeps what was written', async (t) => {
   const dir = await tempDir('invsys-server-')
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
@@ -51,18 +64,26 @@ t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart 
   t.ok(logged.length > 0 && logged.length === first.lines.filter((l) => l.startsWith('{')).length, 'logs are JSON lines')
   t.ok(first.lines.some((l) => l.includes(`/docs`)), 'prints the docs URL')
   t.ok(first.lines.some((l) => l.includes(`psql postgres://`)), 'prints a psql connection string')
-  const sites = await (await fetch(`${first.base}/api/sites`)).json() as Array<{ name: string, contact: string }>
+  t.ok(first.lines.some((l) => l.includes('development token')), 'says the first admin has the development token')
+  t.notOk(first.lines.some((l) => l.includes(DEVELOPMENT_ADMIN_TOKEN)), 'without printing it')
+  t.equal((await fetch(`${first.base}/api/sites`)).status, 401, 'the API needs a token')
+  // The README's promise: after npm start, its curl examples work with the development token.
+  const dev = authed(DEVELOPMENT_ADMIN_TOKEN)
+  t.match(await (await dev(`${first.base}/api/me`)).json(), { name: 'admin', role: 'admin' }, 'the development token is the admin\'s')
+  const sites = await (await dev(`${first.base}/api/sites`)).json() as Array<{ name: string, contact: string }>
   t.match(sites[0], { name: 'Site 1', contact: 'John Smith' }, 'mock data is loaded on first boot')
-  const created = await fetch(`${first.base}/api/sites`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Survives restarts' }) })
+  const created = await dev(`${first.base}/api/sites`, { method: 'POST', body: { name: 'Survives restarts' } })
   t.equal(created.status, 201)
-  const request = await fetch(`${first.base}/api/sites`, { headers: { 'x-request-id': 'trace-me-42' } })
+  const request = await dev(`${first.base}/api/sites`, { headers: { 'x-request-id': 'trace-me-42' } })
   t.equal(request.status, 200)
   t.equal(await stopServer(first), 0, 'SIGTERM exits cleanly')
   t.ok(first.lines.some((l) => l.includes('"reqId":"trace-me-42"')), 'request logs carry the request id')
+  t.ok(first.lines.some((l) => l.includes('"reqId":"trace-me-42"') && l.includes('"account":1')), 'and the account that made it')
 
   const second = await startServer(env)
   t.teardown(() => second.child.kill('SIGKILL'))
-  const names = (await (await fetch(`${second.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
+  t.notOk(second.lines.some((l) => l.includes('first account')), 'no second bootstrap')
+  const names = (await (await dev(`${second.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
   t.ok(names.includes('Survives restarts'), 'data written before the restart is still there')
   t.equal(names.filter((n) => n === 'Site 1').length, 1, 'mock data is not loaded twice')
 
@@ -71,22 +92,27 @@ t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart 
   await second.exited
   const third = await startServer(env)
   t.teardown(() => third.child.kill('SIGKILL'))
-  const after = (await (await fetch(`${third.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
+  const after = (await (await dev(`${third.base}/api/sites?limit=1000`)).json() as Array<{ name: string }>).map((s) => s.name)
   t.ok(after.includes('Survives restarts'), 'a start after kill -9 takes over the orphaned database, data intact')
   t.equal(await stopServer(third), 0)
 })
 
 t.test('DATABASE_URL: an empty database gets the schema only; a populated one is never dropped', async (t) => {
   const database = await startTestDatabase(t)
-  const first = await startServer({ DATABASE_URL: database.url })
+  const token = generateToken()
+  const api = authed(token)
+  const first = await startServer({ DATABASE_URL: database.url, BOOTSTRAP_ADMIN_TOKEN: token })
   t.teardown(() => first.child.kill('SIGKILL'))
-  t.same(await (await fetch(`${first.base}/api/sites`)).json(), [], 'no mock data unless asked')
-  await fetch(`${first.base}/api/sites`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Keep me' }) })
+  t.ok(first.lines.some((l) => l.includes('with the token in BOOTSTRAP_ADMIN_TOKEN')), 'the first admin gets BOOTSTRAP_ADMIN_TOKEN')
+  t.equal(generatedTokens(first.lines).length, 0, 'and no token is logged')
+  t.same(await (await api(`${first.base}/api/sites`)).json(), [], 'no mock data unless asked')
+  await api(`${first.base}/api/sites`, { method: 'POST', body: { name: 'Keep me' } })
   t.equal(await stopServer(first), 0)
 
-  const second = await startServer({ DATABASE_URL: database.url, SEED_MOCK_DATA: 'true' })
+  const second = await startServer({ DATABASE_URL: database.url, SEED_MOCK_DATA: 'true', BOOTSTRAP_ADMIN_TOKEN: generateToken() })
   t.teardown(() => second.child.kill('SIGKILL'))
-  const names = (await (await fetch(`${second.base}/api/sites`)).json() as Array<{ name: string }>).map((s) => s.name)
+  t.ok(second.lines.some((l) => l.includes('BOOTSTRAP_ADMIN_TOKEN is not used')), 'a later BOOTSTRAP_ADMIN_TOKEN changes nothing, and says so')
+  const names = (await (await api(`${second.base}/api/sites`)).json() as Array<{ name: string }>).map((s) => s.name)
   t.same(names, ['Keep me'], 'the populated database was left as it was')
   t.equal(await stopServer(second), 0)
 
@@ -97,12 +123,34 @@ t.test('DATABASE_URL: an empty database gets the schema only; a populated one is
   t.equal(rows[0].n, 1, 'the exclusion constraint is in place')
 })
 
+t.test('DATABASE_URL without BOOTSTRAP_ADMIN_TOKEN: the first start logs a generated admin token once; the next does not', async (t) => {
+  const database = await startTestDatabase(t)
+  const first = await startServer({ DATABASE_URL: database.url })
+  t.teardown(() => first.child.kill('SIGKILL'))
+  const printed = generatedTokens(first.lines)
+  t.equal(printed.length, 1, 'exactly one token in the whole output')
+  const line = first.lines.find((l) => l.includes(printed[0]!))!
+  t.match(JSON.parse(line), { level: 40, account: 'admin', token: printed[0], msg: /shown this once/ }, 'a warning that names it as shown once')
+  t.match(await (await authed(printed[0]!)(`${first.base}/api/me`)).json(), { name: 'admin', role: 'admin' }, 'it is the admin\'s token')
+  t.equal((await authed(DEVELOPMENT_ADMIN_TOKEN)(`${first.base}/api/me`)).status, 401, 'the development token is never made with DATABASE_URL')
+  t.equal(generatedTokens(first.lines).length, 1, 'using the token does not log it')
+  t.equal(await stopServer(first), 0)
+
+  const second = await startServer({ DATABASE_URL: database.url })
+  t.teardown(() => second.child.kill('SIGKILL'))
+  t.equal(generatedTokens(second.lines).length, 0, 'the second start prints no token')
+  t.equal((await authed(printed[0]!)(`${second.base}/api/me`)).status, 200, 'the first token still works')
+  t.equal(await stopServer(second), 0)
+})
+
 t.test('a bad configuration stops the process with one clear line', async (t) => {
   for (const [env, expected] of [
     [{ PORT: 'eighty' }, /PORT must be a whole number/],
     [{ DATABASE_URL: 'mysql://localhost/x' }, /DATABASE_URL must start with postgres:\/\//],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
-    [{ SEED_MOCK_DATA: 'yes please' }, /SEED_MOCK_DATA must be true or false/]
+    [{ SEED_MOCK_DATA: 'yes please' }, /SEED_MOCK_DATA must be true or false/],
+    [{ BOOTSTRAP_ADMIN_TOKEN: 'hunter2-secret' }, /BOOTSTRAP_ADMIN_TOKEN must be invsys_ followed by/],
+    [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/]
   ] as const) {
     const child = spawn(process.execPath, ['--import', 'tsx', SERVER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
@@ -111,5 +159,6 @@ t.test('a bad configuration stops the process with one clear line', async (t) =>
     t.equal(code, 1, `${Object.keys(env)[0]}: exit code`)
     t.match(stderr, expected)
     t.equal(stderr.trim().split('\n').length, 1, `${Object.keys(env)[0]}: one line, no stack trace`)
+    if ('BOOTSTRAP_ADMIN_TOKEN' in env) t.notMatch(stderr, env.BOOTSTRAP_ADMIN_TOKEN, 'a secret is never repeated')
   }
 })

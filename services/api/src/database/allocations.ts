@@ -1,7 +1,8 @@
 import type pg from 'pg'
 import { withTransaction, type Db, type Page } from './db.js'
 import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
-import { AllocationConflictError, ConflictError } from '../errors.js'
+import type { Actor } from '../schemas/accounts.js'
+import { AllocationConflictError, ConflictError, ForbiddenError } from '../errors.js'
 import { getResource } from './resources.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
@@ -31,7 +32,7 @@ const selectFrom = (source: string) => `
   SELECT a.id, a.resource_id, r.type AS resource_type,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
          a.kind, allocation_current_status(a.status, a.expires_at) AS status, a.description, a.data,
-         a.created_at, a.updated_at, a.cancelled_at, a.expires_at
+         a.created_at, a.updated_at, a.cancelled_at, a.expires_at, a.owner_id, a.updated_by
   FROM ${source} a
   JOIN resource r ON r.id = a.resource_id`
 
@@ -61,12 +62,12 @@ const LIST = `
 // is the exclusion constraint (ids are generated), so "no row" means "overlap". Run-out
 // holds in the way are expired by a trigger inside this same statement, before the check.
 // A hold's expires_at is counted from the same now() as created_at, which
-// allocation_hold_length compares it with.
+// allocation_hold_length compares it with. $10, the acting account, owns what it creates.
 const INSERT = `
   WITH inserted AS (
-    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at)
+    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)
     SELECT r.id, allocation_range($3, $4), $5, $6, $7, $8,
-           CASE WHEN $8 = 'held' THEN now() + make_interval(secs => $9::int) END
+           CASE WHEN $8 = 'held' THEN now() + make_interval(secs => $9::int) END, $10, $10
     FROM resource r
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
     ON CONFLICT DO NOTHING
@@ -90,9 +91,9 @@ const BOOK_ANY = `
     ORDER BY r.name, r.id
     LIMIT 1
   ), inserted AS (
-    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at)
+    INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)
     SELECT id, allocation_range($4, $5), $6, $7, $8, $9,
-           CASE WHEN $9 = 'held' THEN now() + make_interval(secs => $10::int) END
+           CASE WHEN $9 = 'held' THEN now() + make_interval(secs => $10::int) END, $11, $11
     FROM candidate
     ON CONFLICT DO NOTHING
     RETURNING *
@@ -114,27 +115,31 @@ const OVERLAPPING = `
 const UPDATE = `
   WITH updated AS (
     UPDATE allocation
-    SET during = allocation_range($2, $3), kind = $4, description = $5, data = $6
+    SET during = allocation_range($2, $3), kind = $4, description = $5, data = $6, updated_by = $7
     WHERE id = $1
     RETURNING *
   )
   ${selectFrom('updated')}`
 
 // Cancelling what no longer blocks (already cancelled, or a hold that ran out) changes
-// nothing, not even updated_at, yet still reports that the allocation exists.
+// nothing, not even updated_at, yet still reports that the allocation exists. $4 is the
+// acting account, $5 true when it may cancel anyone's (an admin); otherwise only what it
+// owns is cancelled, and the caller hears "not permitted" rather than a silent success.
+// Owners never change, so the permission read with the row cannot go stale before the update.
 const CANCEL = `
   WITH target AS (
-    SELECT a.id, a.status, a.expires_at FROM allocation a JOIN resource r ON r.id = a.resource_id
+    SELECT a.id, a.status, a.expires_at, ($5 OR a.owner_id = $4) AS permitted
+    FROM allocation a JOIN resource r ON r.id = a.resource_id
     WHERE ${SCOPED}
   ), cancelled AS (
-    UPDATE allocation SET status = 'cancelled', cancelled_at = now(), expires_at = NULL
-    WHERE id IN (SELECT id FROM target WHERE allocation_blocks(status, expires_at))
+    UPDATE allocation SET status = 'cancelled', cancelled_at = now(), expires_at = NULL, updated_by = $4
+    WHERE id IN (SELECT id FROM target WHERE permitted AND allocation_blocks(status, expires_at))
   )
-  SELECT count(*)::int AS found FROM target`
+  SELECT permitted FROM target`
 
 const CONFIRM = `
   WITH confirmed AS (
-    UPDATE allocation SET status = 'confirmed', expires_at = NULL
+    UPDATE allocation SET status = 'confirmed', expires_at = NULL, updated_by = $2
     WHERE id = $1
     RETURNING *
   )
@@ -164,20 +169,24 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
 }
 
 /**
- * Books the slot, or throws AllocationConflictError with what overlaps. Undefined when
- * the resource does not exist (or is not of `type`).
+ * Books the slot for `actor`, who owns the new allocation, or throws
+ * AllocationConflictError with what overlaps. Undefined when the resource does not
+ * exist (or is not of `type`).
  */
-export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: NewAllocation): Promise<Allocation | undefined> {
-  // An overlap found empty means the blocking allocation was cancelled in between: try again.
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const { rows } = await db.query<Allocation>(INSERT, [resourceId, type ?? null,
-      fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds])
-    if (rows[0]) return rows[0]
-    const conflicts = await overlappingAllocations(db, resourceId, fields.starts_at, fields.ends_at)
-    if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
-    if (!await getResource(db, resourceId, type)) return undefined
-  }
-  throw new AllocationConflictError([])
+export async function createAllocation (pool: pg.Pool, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
+  // A transaction only so that triggers (the history) see the actor; withTransaction sets it.
+  return withTransaction(pool, async (client) => {
+    // An overlap found empty means the blocking allocation was cancelled in between: try again.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const { rows } = await client.query<Allocation>(INSERT, [resourceId, type ?? null,
+        fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id])
+      if (rows[0]) return rows[0]
+      const conflicts = await overlappingAllocations(client, resourceId, fields.starts_at, fields.ends_at)
+      if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
+      if (!await getResource(client, resourceId, type)) return undefined
+    }
+    throw new AllocationConflictError([])
+  }, { actor: actor.id })
 }
 
 /** Where book-any-free may look: every resource of a type, or those at one site. */
@@ -185,9 +194,9 @@ export interface AnyResource { type: string, site_id?: number }
 
 type Attempt = Partial<Allocation> & { candidate_id: string }
 
-async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation): Promise<Attempt | undefined> {
+async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation, actor: Actor): Promise<Attempt | undefined> {
   return (await db.query<Attempt>(BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
-    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds])).rows[0]
+    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id])).rows[0]
 }
 
 /**
@@ -196,15 +205,20 @@ async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], 
  * Each attempt rules one resource out, so the loop ends after at most one attempt per
  * resource of the type.
  */
-export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation): Promise<Allocation | undefined> {
-  const tried: string[] = []
-  for (;;) {
-    const attempt = await bookFirstCandidate(db, where, tried, fields)
-    if (!attempt) return undefined
-    const { candidate_id: candidate, ...allocation } = attempt
-    if (allocation.id) return allocation as Allocation
-    tried.push(candidate)
-  }
+export async function bookAnyFree (pool: pg.Pool, where: AnyResource, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
+  // One transaction, so that the history trigger sees the actor. A candidate lost to a
+  // concurrent request is "no row" (ON CONFLICT DO NOTHING), not an error, so the
+  // transaction stays usable for the next attempt.
+  return withTransaction(pool, async (client) => {
+    const tried: string[] = []
+    for (;;) {
+      const attempt = await bookFirstCandidate(client, where, tried, fields, actor)
+      if (!attempt) return undefined
+      const { candidate_id: candidate, ...allocation } = attempt
+      if (allocation.id) return allocation as Allocation
+      tried.push(candidate)
+    }
+  }, { actor: actor.id })
 }
 
 /** Whether [starts_at, ends_at) is empty (an inverted or zero-length pair), judged as the allocation table would. */
@@ -212,40 +226,57 @@ export async function isEmptySpan (db: Db, startsAt: string | null, endsAt: stri
   return (await db.query<{ empty: boolean }>(EMPTY_SPAN, [startsAt, endsAt])).rows[0]!.empty
 }
 
-async function updateAllocation (db: Db, id: string, fields: AllocationFields): Promise<Allocation> {
-  return (await db.query<Allocation>(UPDATE, [id, fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data])).rows[0]!
+async function updateAllocation (db: Db, id: string, fields: AllocationFields, actor: Actor): Promise<Allocation> {
+  return (await db.query<Allocation>(UPDATE, [id, fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, actor.id])).rows[0]!
 }
 
-async function markConfirmed (db: Db, id: string): Promise<Allocation> {
-  return (await db.query<Allocation>(CONFIRM, [id])).rows[0]!
+async function markConfirmed (db: Db, id: string, actor: Actor): Promise<Allocation> {
+  return (await db.query<Allocation>(CONFIRM, [id, actor.id])).rows[0]!
 }
 
-/** False when no such allocation exists in the scope; cancelling twice is fine. */
-export async function cancelAllocation (db: Db, id: string, scope: Scope = {}): Promise<boolean> {
-  return (await db.query<{ found: number }>(CANCEL, scopeValues(id, scope))).rows[0]!.found > 0
+const notYours = () => new ForbiddenError('the allocation belongs to another account: only its owner or an admin may change, confirm or cancel it')
+
+/** Members act only on what they own; admins on anything. */
+function assertMayChange (allocation: Allocation, actor: Actor): void {
+  if (actor.role !== 'admin' && allocation.owner_id !== actor.id) throw notYours()
+}
+
+/**
+ * Cancels, as `actor`: members only their own allocations (ForbiddenError otherwise).
+ * False when no such allocation exists in the scope; cancelling twice is fine.
+ */
+export async function cancelAllocation (pool: pg.Pool, id: string, scope: Scope, actor: Actor): Promise<boolean> {
+  const row = await withTransaction(pool, async (client) =>
+    (await client.query<{ permitted: boolean }>(CANCEL, [...scopeValues(id, scope), actor.id, actor.role === 'admin'])).rows[0],
+  { actor: actor.id })
+  if (row && !row.permitted) throw notYours()
+  return row !== undefined
 }
 
 /** The fields PATCH may change: any of the input fields, each kept when absent. */
 export type AllocationPatchFields = Partial<AllocationFields>
 
 /**
- * Applies a patch (a move, when times change) under a row lock; the exclusion
- * constraint judges the new times exactly as it judges an insert. Undefined when not
- * found in the scope; a cancelled allocation is history and is not changed.
+ * Applies a patch (a move, when times change) under a row lock, as `actor`: members
+ * only to their own allocations (ForbiddenError otherwise; the lock keeps the check
+ * and the update together). The exclusion constraint judges the new times exactly as
+ * it judges an insert. Undefined when not found in the scope; a cancelled allocation
+ * is history and is not changed.
  */
-export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, patch: AllocationPatchFields): Promise<Allocation | undefined> {
+export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor): Promise<Allocation | undefined> {
   let moved: (AllocationFields & { resource_id: string }) | undefined
   try {
     return await withTransaction(pool, async (client) => {
       const current = await lockAllocation(client, id, scope)
       if (!current) return undefined
+      assertMayChange(current, actor)
       if (current.status === 'cancelled') {
         throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
       }
       if (current.status === 'expired') throw holdExpired(current)
       moved = { ...current, ...patch }
-      return await updateAllocation(client, id, moved)
-    })
+      return await updateAllocation(client, id, moved, actor)
+    }, { actor: actor.id })
   } catch (error) {
     if ((error as { code?: string }).code === '23P01' && moved) {
       throw new AllocationConflictError(await overlappingAllocations(pool, moved.resource_id, moved.starts_at, moved.ends_at, id))
@@ -264,13 +295,14 @@ function holdExpired (allocation: Allocation): ConflictError {
  * already the hold's, so confirming never conflicts with another allocation; a trigger
  * refuses confirming a run-out hold in psql too.
  */
-export async function confirmAllocation (pool: pg.Pool, id: string, scope: Scope): Promise<Allocation | undefined> {
+export async function confirmAllocation (pool: pg.Pool, id: string, scope: Scope, actor: Actor): Promise<Allocation | undefined> {
   return withTransaction(pool, async (client) => {
     const current = await lockAllocation(client, id, scope)
     if (!current) return undefined
+    assertMayChange(current, actor)
     switch (current.status) {
       case 'held':
-        return markConfirmed(client, id)
+        return markConfirmed(client, id, actor)
       case 'expired':
         throw holdExpired(current)
       case 'confirmed':
@@ -278,5 +310,5 @@ export async function confirmAllocation (pool: pg.Pool, id: string, scope: Scope
       default:
         throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
     }
-  })
+  }, { actor: actor.id })
 }

@@ -43,16 +43,29 @@ export function poolOptions (connectionString: string, max: number): pg.PoolConf
 
 const RETRYABLE = new Set(['40P01', '40001'])
 
+// The account acting in this transaction, for triggers to read with
+// current_setting('invsys.actor', true). Transaction-local (the third argument), so
+// it can never leak to the next user of the pooled connection. This is the hook
+// point for the allocation history trigger: it records this value as the actor, and
+// a change made in psql without it is recorded with no actor.
+const SET_ACTOR = `SELECT set_config('invsys.actor', $1, true)`
+
+export interface TransactionOptions {
+  /** The id of the account making the change; set as invsys.actor first thing. */
+  actor?: number
+}
+
 /**
  * Runs `work` in one transaction on its own client, committing on success and rolling
  * back on any error; the client is always released. A deadlock or serialisation
  * failure retries the whole transaction a few times before it is reported.
  */
-export async function withTransaction<T> (pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T> (pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect()
     try {
       await client.query('BEGIN')
+      if (options.actor !== undefined) await client.query(SET_ACTOR, [String(options.actor)])
       const result = await work(client)
       await client.query('COMMIT')
       return result

@@ -20,6 +20,14 @@ const USER = 'postgres'
 // The embedded server listens on loopback only, so a fixed development password is enough.
 const PASSWORD = 'invsys'
 
+/** The database the server (and the token CLI) use in the embedded cluster. */
+export const EMBEDDED_DATABASE = 'invsys'
+
+/** Where an embedded server on `port` is reached, whoever started it. */
+export function embeddedUrl (port: number, database: string = EMBEDDED_DATABASE): string {
+  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`
+}
+
 async function exists (file: string): Promise<boolean> {
   return fs.access(file).then(() => true, () => false)
 }
@@ -82,7 +90,7 @@ export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<
     await client.end()
   }
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/${options.database}`,
+    url: embeddedUrl(options.port, options.database),
     stop: () => server.stop()
   }
 }

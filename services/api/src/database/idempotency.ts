@@ -1,7 +1,7 @@
 import type { Db } from './db.js'
 
-/** One Idempotency-Key as a request holds it: the key, where it was used, and whose claim it is. */
-export interface KeyClaim { key: string, method: string, path: string, claim: string }
+/** One Idempotency-Key as a request holds it: whose key, where it was used, and whose claim it is. */
+export interface KeyClaim { account: number, key: string, method: string, path: string, claim: string }
 
 export interface StoredKey {
   request_hash: string
@@ -16,9 +16,9 @@ export interface StoredKey {
 // request never stored a response (its process died) within 5 minutes, far beyond what
 // one request can take: every statement is cut off after 30 s, and a request runs a few.
 const CLAIM = `
-  INSERT INTO idempotency_key (key, method, path, request_hash, claim)
-  VALUES ($1, $2, $3, $4, $5)
-  ON CONFLICT (key, method, path) DO UPDATE SET
+  INSERT INTO idempotency_key (account_id, key, method, path, request_hash, claim)
+  VALUES ($6, $1, $2, $3, $4, $5)
+  ON CONFLICT (account_id, key, method, path) DO UPDATE SET
     request_hash = EXCLUDED.request_hash, claim = EXCLUDED.claim,
     status_code = NULL, location = NULL, body = NULL,
     created_at = now(), expires_at = now() + interval '24 hours'
@@ -28,36 +28,36 @@ const CLAIM = `
 
 const FIND = `
   SELECT request_hash, status_code, location, body FROM idempotency_key
-  WHERE key = $1 AND method = $2 AND path = $3 AND expires_at > now()`
+  WHERE account_id = $4 AND key = $1 AND method = $2 AND path = $3 AND expires_at > now()`
 
 const COMPLETE = `
-  UPDATE idempotency_key SET status_code = $5, location = $6, body = $7
-  WHERE key = $1 AND method = $2 AND path = $3 AND claim = $4`
+  UPDATE idempotency_key SET status_code = $6, location = $7, body = $8
+  WHERE key = $1 AND method = $2 AND path = $3 AND claim = $4 AND account_id = $5`
 
-const RELEASE = 'DELETE FROM idempotency_key WHERE key = $1 AND method = $2 AND path = $3 AND claim = $4'
+const RELEASE = 'DELETE FROM idempotency_key WHERE key = $1 AND method = $2 AND path = $3 AND claim = $4 AND account_id = $5'
 
 // A few at a time and skipping rows others hold, so purging never makes a request wait.
 const PURGE = `
   DELETE FROM idempotency_key
-  WHERE (key, method, path) IN (
-    SELECT key, method, path FROM idempotency_key
+  WHERE (account_id, key, method, path) IN (
+    SELECT account_id, key, method, path FROM idempotency_key
     WHERE expires_at <= now()
     ORDER BY expires_at
     LIMIT 100
     FOR UPDATE SKIP LOCKED)`
 
 function values (claim: KeyClaim) {
-  return [claim.key, claim.method, claim.path, claim.claim]
+  return [claim.key, claim.method, claim.path, claim.claim, claim.account]
 }
 
 /** True when this request now holds the key (it was new, expired or abandoned). */
 export async function claimKey (db: Db, claim: KeyClaim, requestHash: string): Promise<boolean> {
-  return (await db.query(CLAIM, [claim.key, claim.method, claim.path, requestHash, claim.claim])).rows.length > 0
+  return (await db.query(CLAIM, [claim.key, claim.method, claim.path, requestHash, claim.claim, claim.account])).rows.length > 0
 }
 
 /** The live row for a key, finished or still running; undefined once it has expired. */
 export async function findKey (db: Db, key: Omit<KeyClaim, 'claim'>): Promise<StoredKey | undefined> {
-  return (await db.query<StoredKey>(FIND, [key.key, key.method, key.path])).rows[0]
+  return (await db.query<StoredKey>(FIND, [key.key, key.method, key.path, key.account])).rows[0]
 }
 
 /** Stores the response for replays; a claim taken over meanwhile is left alone. */

@@ -127,9 +127,10 @@ export async function patchResource (pool: pg.Pool, id: string, type: string | u
  * Deletes a resource and its past allocations. While allocations that have not ended
  * exist it refuses (IN_USE), unless `force`, which deletes them too, and a freezer's
  * containers. The row lock keeps a booking from slipping in between check and delete:
- * inserting an allocation takes a key-share lock on its resource.
+ * inserting an allocation takes a key-share lock on its resource. `actor` (an account
+ * id) is set for the transaction, since deleting allocations is a change to them.
  */
-export async function removeResource (pool: pg.Pool, id: string, type: string | undefined, force: boolean): Promise<boolean> {
+export async function removeResource (pool: pg.Pool, id: string, type: string | undefined, force: boolean, actor: number): Promise<boolean> {
   return withTransaction(pool, async (client) => {
     if (!await lockResource(client, id, type)) return false
     if (!force) {
@@ -142,7 +143,7 @@ export async function removeResource (pool: pg.Pool, id: string, type: string | 
     }
     await deleteResource(client, id)
     return true
-  })
+  }, { actor })
 }
 
 export async function listInstruments (db: Db, siteId: number | undefined, page: Page): Promise<Instrument[]> {

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Type, type TSchema } from '@sinclair/typebox'
+import { actorOf } from './auth.js'
 import { claimKey, completeKey, findKey, purgeExpiredKeys, releaseKey, type KeyClaim } from '../database/idempotency.js'
 import { ConflictError, HttpError } from '../errors.js'
 import { errorResponses } from '../schemas/common.js'
@@ -72,7 +73,7 @@ export const idempotency = fp(async function idempotency (app: FastifyInstance) 
   app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
     const key = request.headers[IDEMPOTENCY_HEADER]
     if (!request.routeOptions.config.idempotent || typeof key !== 'string') return
-    const claim: KeyClaim = { key, method: request.method, path: request.url.split('?')[0]!, claim: randomUUID() }
+    const claim: KeyClaim = { account: actorOf(request).id, key, method: request.method, path: request.url.split('?')[0]!, claim: randomUUID() }
     const hash = hashBody(request.body)
     // A key that expires between the claim and the look-up is simply claimed again.
     for (let attempt = 1; attempt <= 3; attempt++) {
@@ -115,4 +116,4 @@ export const idempotency = fp(async function idempotency (app: FastifyInstance) 
     }
     return payload
   })
-}, { name: 'invsys-idempotency', dependencies: ['invsys-database'] })
+}, { name: 'invsys-idempotency', dependencies: ['invsys-database', 'invsys-auth'] })

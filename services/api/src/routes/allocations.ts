@@ -8,7 +8,9 @@ import {
 import { listAllocationEvents } from '../database/history.js'
 import { getResource } from '../database/resources.js'
 import { getSite } from '../database/sites.js'
-import { BadRequestError, ConflictError, NotFoundError } from '../errors.js'
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js'
+import { actorOf } from '../plugins/auth.js'
+import type { Account } from '../schemas/accounts.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
@@ -16,8 +18,18 @@ import {
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { assertWindow, sendPage } from './paging.js'
 
-/** 409 on a write that collides: the allocation conflict body also lists what overlaps. */
-const writeErrors = { ...errorResponses(...WRITE_ERRORS, 404), 409: AllocationConflictBody }
+/**
+ * 409 on a write that collides: the allocation conflict body also lists what overlaps.
+ * 403: a member's write of maintenance, or to someone else's allocation.
+ */
+const writeErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: AllocationConflictBody }
+
+/** Maintenance blocks a resource for everyone: only admins create it or turn a booking into it. */
+function assertMayUseKind (actor: Account, kind: string | undefined): void {
+  if (kind === 'maintenance' && actor.role !== 'admin') {
+    throw new ForbiddenError('only admins may create maintenance allocations; members book with kind booking')
+  }
+}
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
 function newAllocation (body: AllocationInput): NewAllocation {
@@ -40,6 +52,7 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   const itemPath = (resourceId: string, allocationId: string) => `${base}/${resourceId}/allocations/${allocationId}`
 
   api.get(`${base}/:id/allocations`, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: `List the allocations of a ${noun}, by start`,
@@ -59,17 +72,19 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   })
 
   api.post(`${base}/:id/allocations`, {
-    config: { idempotent: true },
+    config: { access: 'member', idempotent: true },
     schema: {
       tags,
-      summary: `Book a ${noun} (or block it for maintenance)`,
-      description: '409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
+      summary: `Book a ${noun} (or, for admins, block it for maintenance)`,
+      description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...writeErrors }
     }
   }, async (request, reply) => {
-    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body))
+    const actor = actorOf(request)
+    assertMayUseKind(actor, request.body.kind)
+    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor)
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -89,6 +104,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
   const notFound = (id: string) => new NotFoundError(`no allocation with id ${id}`)
 
   api.get(path, {
+    config: { access: 'member' },
     schema: { tags, summary: 'Get an allocation', params, response: { 200: Allocation, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
@@ -96,50 +112,56 @@ function registerAllocationItemRoutes<P extends TSchema> (
   })
 
   api.patch(path, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: 'Change or move an allocation',
-      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409).',
+      summary: 'Change or move an allocation (members: their own)',
+      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
       params,
       body: AllocationPatch,
       response: { 200: Allocation, ...writeErrors }
     }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    return await patchAllocation(db, id, scope, request.body) ?? Promise.reject(notFound(id))
+    const actor = actorOf(request)
+    assertMayUseKind(actor, request.body.kind)
+    return await patchAllocation(db, id, scope, request.body, actor) ?? Promise.reject(notFound(id))
   })
 
   api.delete(path, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: 'Cancel an allocation',
-      description: 'The row stays as history with status cancelled and its slot is free again. Cancelling twice is still 204.',
+      summary: 'Cancel an allocation (members: their own)',
+      description: 'The row stays as history with status cancelled and its slot is free again. Cancelling twice is still 204. A member cancelling someone else\'s allocation gets 403.',
       params,
-      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404) }
+      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 403, 404) }
     }
   }, async (request, reply) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    if (!await cancelAllocation(db, id, scope)) throw notFound(id)
+    if (!await cancelAllocation(db, id, scope, actorOf(request))) throw notFound(id)
     return reply.code(204).send(null)
   })
 
   api.post(`${path}/confirm`, {
+    config: { access: 'member' },
     schema: {
       tags,
-      summary: 'Confirm a hold',
-      description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. No body is needed.',
+      summary: 'Confirm a hold (members: their own)',
+      description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. A member confirming someone else\'s hold gets 403. No body is needed.',
       params,
       body: ConfirmInput,
-      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 404, 409) }
+      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 404, 409) }
     },
     // Fastify validates an absent body as undefined, which no object schema accepts.
     preValidation: async (request) => { request.body ??= {} }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    return await confirmAllocation(db, id, scope) ?? Promise.reject(notFound(id))
+    return await confirmAllocation(db, id, scope, actorOf(request)) ?? Promise.reject(notFound(id))
   })
 
   api.get(`${path}/history`, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: 'The history of an allocation, oldest first',
@@ -163,6 +185,7 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
   const tags = ['allocations']
 
   api.get('/api/allocations', {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: 'List allocations across resources, by start',
@@ -177,17 +200,19 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
   })
 
   api.post('/api/allocations', {
-    config: { idempotent: true },
+    config: { access: 'member', idempotent: true },
     schema: {
       tags,
       summary: 'Book any free resource of a type',
-      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free.',
+      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free. A member asking for kind maintenance gets 403.',
       body: BookAnyInput(typeNames),
-      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 409) }
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 409) }
     }
   }, async (request, reply) => {
     const { type, site_id: siteId, ...fields } = request.body
-    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields))
+    const actor = actorOf(request)
+    assertMayUseKind(actor, fields.kind)
+    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor)
     if (!allocation) {
       // Only on refusal, explain bad input that found no candidate to be refused by: an
       // empty span, or a site that does not exist.

@@ -28,6 +28,7 @@ export function registerFreeTimeRoute (app: FastifyInstance, base: string, type:
   const noun = type ?? 'resource'
 
   api.get(`${base}/:id/free`, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: `When a ${noun} is free within a window`,
@@ -53,6 +54,7 @@ export function registerSlotRoutes (app: FastifyInstance, typeNames: string[]): 
   const db = app.pg.pool
 
   api.get('/api/slots', {
+    config: { access: 'member' },
     schema: {
       tags: ['availability'],
       summary: 'Find free slots of at least a duration across the resources of a type',

@@ -17,6 +17,7 @@ export function registerCalendarRoute (app: FastifyInstance, base: string, type:
   const noun = type ?? 'resource'
 
   api.get(`${base}/:id/calendar.ics`, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: `The allocations of a ${noun} as an iCalendar feed`,

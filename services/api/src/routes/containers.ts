@@ -16,6 +16,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.pg.pool
 
   app.get('/api/freezers/:id/containers', {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: 'List the containers in a freezer',
@@ -30,7 +31,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/api/freezers/:id/containers', {
-    config: { idempotent: true },
+    config: { access: 'admin', idempotent: true },
     schema: {
       tags,
       summary: 'Put a container in a freezer',
@@ -46,12 +47,14 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/api/containers/:id', {
+    config: { access: 'member' },
     schema: { tags, summary: 'Get a container', params: ContainerParams, response: { 200: Container, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request) => {
     return await getContainer(db, request.params.id) ?? Promise.reject(noContainer(request.params.id))
   })
 
   app.patch('/api/containers/:id', {
+    config: { access: 'admin' },
     schema: {
       tags,
       summary: 'Describe a container or move it to another freezer',
@@ -64,6 +67,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/api/containers/:id', {
+    config: { access: 'admin' },
     schema: { tags, summary: 'Delete a container', params: ContainerParams, response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request, reply) => {
     if (!await deleteContainer(db, request.params.id)) throw noContainer(request.params.id)

@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { allResourceTypes, listResourceTypes } from '../database/resource-types.js'
 import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
 import { NotFoundError } from '../errors.js'
+import { actorOf } from '../plugins/auth.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import {
   DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
@@ -39,6 +40,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   const withType = <T extends object>(body: T) => ({ type: type as string, ...body })
 
   api.get(base, {
+    config: { access: 'member' },
     schema: {
       tags,
       summary: `List ${type ? family.base.slice(5) : 'resources'}`,
@@ -54,7 +56,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   api.post(base, {
-    config: { idempotent: true },
+    config: { access: 'admin', idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, 409) } }
   }, async (request, reply) => {
     const resource = await createResource(db, withType(request.body as ResourceInput))
@@ -62,12 +64,14 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   api.get(`${base}/:id`, {
+    config: { access: 'member' },
     schema: { tags, summary: `Get a ${noun}`, params: ResourceParams, response: { 200: Resource, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request) => {
     return await getResource(db, request.params.id, type) ?? Promise.reject(notFound(request.params.id))
   })
 
   api.put(`${base}/:id`, {
+    config: { access: 'admin' },
     schema: {
       tags,
       summary: `Create or replace the ${noun} with this id`,
@@ -85,12 +89,14 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
   })
 
   api.patch(`${base}/:id`, {
+    config: { access: 'admin' },
     schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, 409) } }
   }, async (request) => {
     return await patchResource(db, request.params.id, type, request.body as ResourcePatch) ?? Promise.reject(notFound(request.params.id))
   })
 
   api.delete(`${base}/:id`, {
+    config: { access: 'admin' },
     schema: {
       tags,
       summary: `Delete a ${noun}`,
@@ -100,7 +106,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
       response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, 409) }
     }
   }, async (request, reply) => {
-    if (!await removeResource(db, request.params.id, type, request.query.force ?? false)) throw notFound(request.params.id)
+    if (!await removeResource(db, request.params.id, type, request.query.force ?? false, actorOf(request).id)) throw notFound(request.params.id)
     return reply.code(204).send(null)
   })
 
@@ -119,6 +125,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const typeNames = types.map((t) => t.name)
 
   app.get('/api/resource-types', {
+    config: { access: 'member' },
     schema: {
       tags: ['resource types'],
       summary: 'List resource types (changed only through SQL)',
@@ -138,6 +145,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   registerSlotRoutes(app, typeNames)
 
   app.get('/api/instruments', {
+    config: { access: 'member' },
     schema: {
       tags: ['instruments'],
       summary: 'List instruments with their site name (the instrument view)',

@@ -13,6 +13,7 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.pg.pool
 
   app.get('/api/sites', {
+    config: { access: 'member' },
     schema: { tags, summary: 'List sites, by id', querystring: SiteListQuery, response: { 200: Type.Array(Site), ...errorResponses(...READ_ERRORS) } }
   }, async (request, reply) => {
     const { limit, offset } = request.query
@@ -20,7 +21,7 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/api/sites', {
-    config: { idempotent: true },
+    config: { access: 'admin', idempotent: true },
     schema: { tags, summary: 'Create a site', body: SiteInput, response: { 201: Site, ...errorResponses(...WRITE_ERRORS) } }
   }, async (request, reply) => {
     const site = await createSite(db, request.body)
@@ -28,12 +29,14 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/api/sites/:id', {
+    config: { access: 'member' },
     schema: { tags, summary: 'Get a site', params: SiteParams, response: { 200: Site, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request) => {
     return await getSite(db, request.params.id) ?? Promise.reject(notFound(request.params.id))
   })
 
   app.put('/api/sites/:id', {
+    config: { access: 'admin' },
     schema: {
       tags,
       summary: 'Create or replace the site with this id',
@@ -49,12 +52,14 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.patch('/api/sites/:id', {
+    config: { access: 'admin' },
     schema: { tags, summary: 'Change some fields of a site', params: SiteParams, body: SitePatch, response: { 200: Site, ...errorResponses(...WRITE_ERRORS, 404) } }
   }, async (request) => {
     return await patchSite(db, request.params.id, request.body) ?? Promise.reject(notFound(request.params.id))
   })
 
   app.delete('/api/sites/:id', {
+    config: { access: 'admin' },
     schema: {
       tags,
       summary: 'Delete a site',

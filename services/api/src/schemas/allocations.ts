@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { accountId } from './accounts.js'
 import { DateTime, ErrorBody, Nullable, PageQuery, SiteId, Text, Uuid } from './common.js'
 import { TypeName } from './resources.js'
 
@@ -27,7 +28,9 @@ export const Allocation = Type.Object({
   created_at: DateTime,
   updated_at: DateTime,
   cancelled_at: Nullable(DateTime),
-  expires_at: Type.Union([DateTime, Type.Null()], { description: 'When a hold stops blocking; null unless status is held or expired' })
+  expires_at: Type.Union([DateTime, Type.Null()], { description: 'When a hold stops blocking; null unless status is held or expired' }),
+  owner_id: Nullable(accountId('The account that created it (members may change only their own); null when made outside the API')),
+  updated_by: Nullable(accountId('The account that created it or last changed it through the API'))
 }, {
   examples: [{
     id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
@@ -42,7 +45,9 @@ export const Allocation = Type.Object({
     created_at: '2030-05-20T08:00:00Z',
     updated_at: '2030-05-20T08:00:00Z',
     cancelled_at: null,
-    expires_at: null
+    expires_at: null,
+    owner_id: 2,
+    updated_by: 2
   }]
 })
 export type Allocation = Static<typeof Allocation>

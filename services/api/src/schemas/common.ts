@@ -33,6 +33,8 @@ export const ErrorBody = Type.Object({
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Invalid input: the message names the field',
+  401: 'No token, or a malformed, unknown or revoked one (with a WWW-Authenticate: Bearer challenge)',
+  403: 'The token is valid, but its account may not do this',
   404: 'No such thing',
   409: 'Conflict: a duplicate, a thing still in use, or an overlapping allocation',
   413: 'Body too large',
