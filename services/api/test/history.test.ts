@@ -88,3 +88,24 @@ t.test('unknown or malformed allocations and bad paging are 4xx', async (t) => {
   t.equal(extra.statusCode, 400)
   t.match(extra.json().message, /querystring\/since is not an accepted property/)
 })
+
+t.test('each event names the account that acted; psql changes name none', async (t) => {
+  const { createAccount } = await import('./helpers.js')
+  const member = await createAccount(app, 'member')
+  const car = await createResource(app, 'car')
+  const created = await call(app, 'POST', `/api/resources/${car.id}/allocations`,
+    { starts_at: '2035-01-01T10:00:00Z', ends_at: '2035-01-01T11:00:00Z' }, { token: member.token })
+  t.equal(created.statusCode, 201)
+  const id = created.json().id
+  t.equal((await call(app, 'PATCH', `/api/allocations/${id}`, { description: 'moved by the admin' })).statusCode, 200)
+  await sql(app, "UPDATE allocation SET description = 'by hand' WHERE id = $1", [id])
+  t.equal((await call(app, 'DELETE', `/api/allocations/${id}`, undefined, { token: member.token })).statusCode, 204)
+  const me = (await call(app, 'GET', '/api/me')).json()
+  const events = (await call(app, 'GET', `/api/allocations/${id}/history`)).json() as Array<{ operation: string, actor_id: number | null }>
+  t.same(events.map((e) => [e.operation, e.actor_id]), [
+    ['insert', member.id],
+    ['update', me.id],
+    ['update', null],
+    ['cancel', member.id]
+  ])
+})

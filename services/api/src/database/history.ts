@@ -4,7 +4,7 @@ import type { AllocationEvent } from '../schemas/allocations.js'
 // id order is the order the changes were made: one allocation's changes are serialised
 // by its row lock, and each takes its id while holding it.
 const LIST = `
-  SELECT id, allocation_id, operation, at, db_user, application, old_row AS old, new_row AS new
+  SELECT id, allocation_id, operation, at, actor_id, db_user, application, old_row AS old, new_row AS new
   FROM allocation_event
   WHERE allocation_id = $1
   ORDER BY id

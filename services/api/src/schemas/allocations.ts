@@ -153,6 +153,7 @@ export const AllocationEvent = Type.Object({
     description: 'update covers times, kind, description and data; expire is a run-out hold written as expired'
   }),
   at: DateTime,
+  actor_id: Nullable(Type.Integer({ description: 'The account that made the change through the API; null for changes made by hand' })),
   db_user: Type.String({ description: 'The PostgreSQL role that made the change' }),
   application: Type.String({ description: 'The client application_name: invsys-api for the API, psql for psql' }),
   old: Nullable(AllocationSnapshot),
@@ -163,6 +164,7 @@ export const AllocationEvent = Type.Object({
     allocation_id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
     operation: 'update',
     at: '2030-05-21T10:15:00.123456Z',
+    actor_id: null,
     db_user: 'postgres',
     application: 'psql',
     old: { id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77', resource_id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90', starts_at: '2030-06-01T09:00:00Z', ends_at: '2030-06-01T17:00:00Z', kind: 'booking', status: 'confirmed', description: null, data: {}, created_at: '2030-05-20T08:00:00Z', updated_at: '2030-05-20T08:00:00Z', cancelled_at: null, expires_at: null },
