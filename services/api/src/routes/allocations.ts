@@ -13,9 +13,10 @@ import { actorOf } from '../plugins/auth.js'
 import type { Account } from '../schemas/accounts.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
-  AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery
+  AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
+import { ResourceParams } from '../schemas/resources.js'
 import { assertWindow, sendPage } from './paging.js'
 
 /**
@@ -47,8 +48,6 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
   const api = app.withTypeProvider<TypeBoxTypeProvider>()
   const db = app.pg.pool
   const noun = type ?? 'resource'
-  const ResourceParams = Type.Object({ id: Type.String({ format: 'uuid' }) })
-  const ItemParams = Type.Object({ id: Type.String({ format: 'uuid' }), allocation_id: Type.String({ format: 'uuid' }) })
   const itemPath = (resourceId: string, allocationId: string) => `${base}/${resourceId}/allocations/${allocationId}`
 
   api.get(`${base}/:id/allocations`, {
@@ -90,7 +89,7 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
     return reply.code(201).header('Location', location).send(allocation)
   })
 
-  registerAllocationItemRoutes(app, `${base}/:id/allocations/:allocation_id`, ItemParams,
+  registerAllocationItemRoutes(app, `${base}/:id/allocations/:allocation_id`, ResourceAllocationParams,
     (params) => ({ id: params.allocation_id!, scope: { resourceId: params.id!, type } }), tags)
 }
 
