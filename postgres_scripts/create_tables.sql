@@ -2,12 +2,14 @@
 --
 -- DEVELOPMENT ONLY: this script drops and recreates everything it owns.
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f postgres_scripts/create_tables.sql
--- The API runs it by itself only against a database that has none of these tables yet.
+-- It is the readable whole of what the numbered migrations in migrations/ build, which
+-- is how the API itself creates and upgrades a database; CI checks the two agree.
+-- A change to the schema is a new migration AND the same change here.
 
 BEGIN;
 
 DROP VIEW IF EXISTS instrument, vehicle, resource_booking CASCADE;
-DROP TABLE IF EXISTS schema_version, idempotency_key, allocation_event, container, allocation, resource, resource_type, site, api_token, account CASCADE;
+DROP TABLE IF EXISTS schemaversion, schema_version, idempotency_key, allocation_event, container, allocation, resource, resource_type, site, api_token, account CASCADE;
 DROP FUNCTION IF EXISTS touch_updated_at() CASCADE;
 DROP FUNCTION IF EXISTS allocation_range(timestamptz, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS site_keep_id_sequence_ahead() CASCADE;
@@ -465,18 +467,23 @@ CREATE VIEW resource_booking AS
   LEFT JOIN site s ON s.id = r.site_id;
 COMMENT ON VIEW resource_booking IS 'Every allocation with its resource and site by name; null starts_at / ends_at mean unbounded; status as of now (a run-out hold reads expired).';
 
--- Which schema this database holds. The API refuses, at start, a database whose invsys
--- schema is of another version, rather than run against columns it does not know.
--- Raise it with every change to this file.
-CREATE TABLE schema_version (
-  only_row    boolean PRIMARY KEY DEFAULT true CONSTRAINT schema_version_one_row CHECK (only_row),
-  version     integer NOT NULL,
-  created_at  timestamptz NOT NULL DEFAULT now()
+-- Which migrations this database has had (postgres_scripts/migrations/NNN.do.*.sql,
+-- applied by the API at start or by npm run migrate; postgrator's table). This script
+-- is the whole schema as of the newest migration, so it records every one of them as
+-- applied; a null md5 tells postgrator there is no checksum to compare.
+CREATE TABLE schemaversion (
+  version  bigint PRIMARY KEY,
+  name     text,
+  md5      text,
+  run_at   timestamptz
 );
-COMMENT ON TABLE schema_version IS 'The version of this schema (one row); the API starts only on the version it was built for.';
-COMMENT ON COLUMN schema_version.only_row IS 'Always true: keeps the table to one row.';
-COMMENT ON COLUMN schema_version.version IS 'Raised with every change to create_tables.sql.';
-COMMENT ON COLUMN schema_version.created_at IS 'When this schema was created.';
-INSERT INTO schema_version (version) VALUES (1);
+COMMENT ON TABLE schemaversion IS 'One row per applied migration (postgres_scripts/migrations); the highest version is the schema''s.';
+COMMENT ON COLUMN schemaversion.version IS 'The migration''s number, from its file name.';
+COMMENT ON COLUMN schemaversion.name IS 'The migration''s name, from its file name.';
+COMMENT ON COLUMN schemaversion.md5 IS 'Checksum of the migration file as applied; null when create_tables.sql made the schema.';
+COMMENT ON COLUMN schemaversion.run_at IS 'When it was applied.';
+INSERT INTO schemaversion (version, name, md5, run_at) VALUES
+  (1, 'first-release', NULL, now()),
+  (2, 'numbered-migrations', NULL, now());
 
 COMMIT;

@@ -14,8 +14,8 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { startEmbeddedPostgres } from '../src/database/embedded.js'
-import { runScript } from '../src/database/schema.js'
+import { startEmbeddedPostgres } from '../src/boot/embedded.js'
+import { repoRoot } from '../src/config.js'
 import { freePort } from '../test/helpers.js'
 
 const rounds = Number(process.argv[2] ?? 10)
@@ -66,7 +66,7 @@ try {
   // Losers of a deadlock are terminated by the server; that is measured, not fatal.
   pool.on('error', () => undefined)
   const client = await pool.connect()
-  await runScript(client, 'create_tables.sql')
+  await client.query(await fs.readFile(path.join(repoRoot, 'postgres_scripts', 'create_tables.sql'), 'utf8'))
   client.release()
   console.log(`${rounds} rounds of ${clients} clients inserting the same slot at once (exactly one may win)`)
   const plain = await measure(pool, 'plain INSERT (23P01/40P01)', PLAIN)

@@ -6,14 +6,18 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { errorHandling, sendFrameworkError } from './errors.js'
+import { errorHandling, sendFrameworkError } from './plugins/errors.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
 import { accountRoutes } from './routes/accounts.js'
+import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
+import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
+import { calendarRoutes } from './routes/calendar.js'
 import { containerRoutes } from './routes/containers.js'
+import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
-import { resourceRoutes } from './routes/resources.js'
+import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/resources.js'
 import { siteRoutes } from './routes/sites.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
@@ -98,7 +102,19 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(healthRoutes)
   await app.register(accountRoutes)
   await app.register(siteRoutes)
-  await app.register(resourceRoutes)
+  await app.register(resourceTypeRoutes)
+  // Every per-resource area once per family: /api/resources/… and /api/<plural>/… for each type.
+  const families = await resourceFamilies(app.pg.pool)
+  for (const family of families) {
+    await app.register(resourceRoutes, family)
+    await app.register(resourceAllocationRoutes, family)
+    await app.register(freeTimeRoutes, family)
+    await app.register(calendarRoutes, family)
+  }
+  const { typeNames } = families[0]!
+  await app.register(allocationRoutes, { typeNames })
+  await app.register(slotRoutes, { typeNames })
+  await app.register(instrumentRoutes)
   await app.register(containerRoutes)
 }, { name: 'invsys' })
 

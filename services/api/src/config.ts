@@ -12,6 +12,8 @@ export interface Config {
   embeddedPort: number
   /** Load postgres_scripts/mock_data.sql when the schema is created on an empty database. */
   seedMockData: boolean
+  /** Apply pending migrations at start; false: refuse to start until the operator has (npm run migrate). */
+  migrateOnStart: boolean
   trustProxy: boolean
   logLevel: string
   bodyLimit: number
@@ -97,6 +99,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     embeddedDataDir: path.resolve(env.EMBEDDED_PG_DIR || path.join(repoRoot, '.data', 'postgres')),
     embeddedPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     seedMockData: boolean(env, 'SEED_MOCK_DATA', url === undefined),
+    migrateOnStart: boolean(env, 'MIGRATE_ON_START', true),
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     logLevel,
     bodyLimit: integer(env, 'BODY_LIMIT', 1048576, 1024, 104857600),

@@ -1,10 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
+import { prepareDatabase, type FirstAdmin } from './boot/prepare.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
-import { createFirstAdmin } from './database/accounts.js'
-import { EMBEDDED_DATABASE, startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded.js'
-import { ensureSchema } from './database/schema.js'
-import { DEVELOPMENT_ADMIN_TOKEN, generateToken, hashToken, tokenDisplayPrefix } from './tokens.js'
+import { DEVELOPMENT_ADMIN_TOKEN } from './tokens.js'
 
 /** One line, no stack: what an operator needs to fix the start. */
 function fail (message: string): never {
@@ -12,28 +10,21 @@ function fail (message: string): never {
   process.exit(1)
 }
 
-/**
- * A way in on a new database: when there is no account at all, create `admin` with
- * BOOTSTRAP_ADMIN_TOKEN, the development token (embedded database only), or a fresh
- * token. Replicas starting together create it once (see createFirstAdmin).
- */
-async function bootstrapFirstAdmin (app: FastifyInstance, config: Config): Promise<void> {
-  const given = config.bootstrapAdminToken
-  const token = given?.token ?? generateToken()
-  const created = await createFirstAdmin(app.pg.pool, { hash: hashToken(token), prefix: tokenDisplayPrefix(token) })
-  if (!created) {
-    if (given?.source === 'BOOTSTRAP_ADMIN_TOKEN') app.log.info('accounts exist already: BOOTSTRAP_ADMIN_TOKEN is not used')
-    return
-  }
-  if (given?.token === DEVELOPMENT_ADMIN_TOKEN) {
+/** A progress line before the app (and its logger) exists, in the log's own JSON shape. */
+function progress (msg: string): void {
+  process.stdout.write(`${JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, msg })}\n`)
+}
+
+function announceFirstAdmin (app: FastifyInstance, admin: FirstAdmin): void {
+  if (admin.token === DEVELOPMENT_ADMIN_TOKEN) {
     // Also when BOOTSTRAP_ADMIN_TOKEN names it (.env.dev does): loud, in case such a file reaches a server.
     app.log.warn({ account: 'admin' }, 'created the first account, "admin", with the published development token (README, "Security model"): fine on this machine, never for a server')
-  } else if (given?.source === 'BOOTSTRAP_ADMIN_TOKEN') {
+  } else if (admin.source === 'BOOTSTRAP_ADMIN_TOKEN') {
     app.log.info({ account: 'admin' }, 'created the first account, "admin", with the token in BOOTSTRAP_ADMIN_TOKEN')
   } else {
     // The one place a token is ever written to the log, on purpose: nobody has a token
     // yet, and only its hash is stored, so this line is the only way to learn it.
-    app.log.warn({ account: 'admin', token }, 'created the first account, "admin"; its token (the "token" field) is shown this once and never again: store it now')
+    app.log.warn({ account: 'admin', token: admin.token }, 'created the first account, "admin"; its token (the "token" field) is shown this once and never again: store it now')
   }
 }
 
@@ -46,19 +37,14 @@ async function main (): Promise<void> {
     throw error
   }
 
-  let embedded: EmbeddedDatabase | undefined
-  if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.embeddedDataDir, port: config.embeddedPort, database: EMBEDDED_DATABASE })
-      .catch((error: Error) => fail(error.message))
-    config = { ...config, databaseUrl: embedded.url }
-  }
-  const databaseUrl = config.databaseUrl!
-  const schema = await ensureSchema(databaseUrl, { seed: config.seedMockData })
+  const database = await prepareDatabase(config, { firstAdmin: true, onProgress: progress })
     .catch((error: Error) => fail(`cannot prepare the database: ${error.message}`))
+  const app = await buildApp({ ...config, databaseUrl: database.url })
+  if (config.bootstrapAdminToken?.source === 'BOOTSTRAP_ADMIN_TOKEN' && !database.firstAdmin) {
+    app.log.info('accounts exist already: BOOTSTRAP_ADMIN_TOKEN is not used')
+  }
+  if (database.firstAdmin) announceFirstAdmin(app, database.firstAdmin)
 
-  const app = await buildApp(config)
-  await bootstrapFirstAdmin(app, config)
-    .catch((error: Error) => fail(`cannot create the first account: ${error.message}`))
   let closing = false
   const shutdown = async (signal: string) => {
     if (closing) return
@@ -66,7 +52,7 @@ async function main (): Promise<void> {
     app.log.info({ signal }, 'draining requests and closing')
     // close() stops accepting, lets in-flight requests finish, then ends the pool.
     await app.close()
-    await embedded?.stop()
+    await database.stop()
     process.exit(0)
   }
   process.on('SIGTERM', () => { void shutdown('SIGTERM') })
@@ -76,14 +62,15 @@ async function main (): Promise<void> {
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port
   const base = `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}`
+  const { current, latest, applied } = database.migration
   app.log.info({
     api: `${base}/api`,
     docs: `${base}/docs`,
-    database: embedded ? 'embedded' : 'DATABASE_URL',
-    schema
+    database: database.embedded ? 'embedded' : 'DATABASE_URL',
+    schema: { version: latest, was: current, applied, seeded: database.seeded }
   }, `invsys ready: API ${base}/api · docs ${base}/docs`)
-  if (embedded) {
-    app.log.info({ psql: `psql ${embedded.url}` }, `embedded PostgreSQL: psql ${embedded.url}`)
+  if (database.embedded) {
+    app.log.info({ psql: `psql ${database.url}` }, `embedded PostgreSQL: psql ${database.url}`)
   }
 }
 

@@ -5,11 +5,10 @@ import path from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
 import { buildApp } from '../src/app.js'
+import { startEmbeddedPostgres } from '../src/boot/embedded.js'
+import { prepareDatabase } from '../src/boot/prepare.js'
 import { loadConfig } from '../src/config.js'
-import { createFirstAdmin } from '../src/database/accounts.js'
-import { startEmbeddedPostgres } from '../src/database/embedded.js'
-import { ensureSchema } from '../src/database/schema.js'
-import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
+import { generateToken } from '../src/tokens.js'
 
 type Tap = { teardown: (fn: () => unknown) => void }
 
@@ -31,16 +30,17 @@ export async function tempDir (prefix: string): Promise<string> {
   return dir
 }
 
-/** A throwaway PostgreSQL cluster for one test file, stopped and deleted at teardown. */
+/** Stops once, however often it is called (by a test and again at teardown). */
+function once (stop: () => Promise<void>): () => Promise<void> {
+  let stopped: Promise<void> | undefined
+  return () => (stopped ??= stop())
+}
+
+/** A throwaway, empty PostgreSQL cluster for one test file, stopped and deleted at teardown. */
 export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: () => Promise<void> }> {
   const dir = await tempDir('invsys-test-')
   const database = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), port: await freePort(), database: 'invsys', fast: true })
-  let stopped = false
-  const stop = async () => {
-    if (stopped) return
-    stopped = true
-    await database.stop()
-  }
+  const stop = once(database.stop)
   t.teardown(async () => {
     await stop()
     await fs.rm(dir, { recursive: true, force: true })
@@ -54,21 +54,31 @@ const defaultTokens = new WeakMap<FastifyInstance, string>()
 export type TestApp = FastifyInstance & { databaseUrl: string, stopDatabase: () => Promise<void>, adminToken: string }
 
 /**
- * The very app server.ts runs, on its own fresh database with the schema (and mock
- * data when asked), and its first admin created as server.ts would, with a fresh
- * token that `call` then sends by default. `logLevel` and `logStream` let a test read
- * the logs.
+ * The very app server.ts runs, started the way server.ts starts it (prepareDatabase:
+ * an embedded cluster of its own, migrated, with the mock data when asked, and the
+ * first admin made with a fresh BOOTSTRAP_ADMIN_TOKEN that `call` then sends by
+ * default). `logLevel` and `logStream` let a test read the logs.
  */
 export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?: string, logStream?: { write: (line: string) => void } } = {}): Promise<TestApp> {
-  const database = await startTestDatabase(t)
-  await ensureSchema(database.url, { seed: options.seed ?? false })
-  const config = { ...loadConfig({ LOG_LEVEL: options.logLevel ?? 'silent' }), databaseUrl: database.url }
-  const app = await buildApp(config, { logStream: options.logStream })
-  t.teardown(() => app.close())
+  const dir = await tempDir('invsys-test-')
   const adminToken = generateToken()
-  await createFirstAdmin(app.pg.pool, { hash: hashToken(adminToken), prefix: tokenDisplayPrefix(adminToken) })
+  const config = loadConfig({
+    LOG_LEVEL: options.logLevel ?? 'silent',
+    EMBEDDED_PG_DIR: path.join(dir, 'data'),
+    EMBEDDED_PG_PORT: String(await freePort()),
+    SEED_MOCK_DATA: String(options.seed ?? false),
+    BOOTSTRAP_ADMIN_TOKEN: adminToken
+  })
+  const database = await prepareDatabase(config, { firstAdmin: true, fast: true })
+  const stopDatabase = once(database.stop)
+  t.teardown(async () => {
+    await stopDatabase()
+    await fs.rm(dir, { recursive: true, force: true })
+  })
+  const app = await buildApp({ ...config, databaseUrl: database.url }, { logStream: options.logStream })
+  t.teardown(() => app.close())
   defaultTokens.set(app, adminToken)
-  return Object.assign(app, { databaseUrl: database.url, stopDatabase: database.stop, adminToken })
+  return Object.assign(app, { databaseUrl: database.url, stopDatabase, adminToken })
 }
 
 export type Response = LightMyRequestResponse

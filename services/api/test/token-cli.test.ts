@@ -5,7 +5,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import t from 'tap'
-import { startEmbeddedPostgres } from '../src/database/embedded.js'
+import { startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { freePort, startTestDatabase, tempDir } from './helpers.js'
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/token.ts')

@@ -11,9 +11,9 @@ import pg from 'pg'
 import { ConfigError, loadConfig, type Config } from '../config.js'
 import { createAccount, createToken, findAccountByName, listAccounts, listTokens, revokeToken } from '../database/accounts.js'
 import { poolOptions } from '../database/db.js'
-import { EMBEDDED_DATABASE, embeddedUrl, startEmbeddedPostgres } from '../database/embedded.js'
-import { ensureSchema } from '../database/schema.js'
-import { fromPgError } from '../errors.js'
+import { MigrationError } from '../boot/migrate.js'
+import { prepareDatabase } from '../boot/prepare.js'
+import { fromPgError } from '../plugins/errors.js'
 import type { Account, ApiToken, Role } from '../schemas/accounts.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../tokens.js'
 
@@ -57,40 +57,11 @@ function expectArgs (command: Command, count: number, names: string): void {
   if (command.args.length !== count) throw new UsageError(`${command.name} takes ${names || 'no arguments'}`)
 }
 
-/** A pool on the configured database, and how to let it go. */
+/** A pool on the configured database (prepared as the server would), and how to let it go. */
 async function open (config: Config): Promise<{ pool: pg.Pool, close: () => Promise<void> }> {
-  let url = config.databaseUrl
-  let stopEmbedded: (() => Promise<void>) | undefined
-  if (!url) {
-    url = embeddedUrl(config.embeddedPort)
-    if (!await answers(url)) {
-      const embedded = await startEmbeddedPostgres({ dataDir: config.embeddedDataDir, port: config.embeddedPort, database: EMBEDDED_DATABASE })
-      url = embedded.url
-      stopEmbedded = embedded.stop
-    }
-  }
-  try {
-    // Exactly what the server does at start: an empty database gets the schema.
-    await ensureSchema(url, { seed: config.seedMockData })
-  } catch (error) {
-    await stopEmbedded?.()
-    throw error
-  }
-  const pool = new pg.Pool(poolOptions(url, 2))
-  return { pool, close: async () => { await pool.end(); await stopEmbedded?.() } }
-}
-
-/** Whether a server already runs at the embedded address (the API is up): then use it, never start a second. */
-async function answers (url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
-  try {
-    await client.connect()
-    return true
-  } catch {
-    return false
-  } finally {
-    await client.end().catch(() => undefined)
-  }
+  const database = await prepareDatabase(config, { reuseRunningEmbedded: true })
+  const pool = new pg.Pool(poolOptions(database.url, 2))
+  return { pool, close: async () => { await pool.end(); await database.stop() } }
 }
 
 async function accountNamed (pool: pg.Pool, name: string): Promise<Account> {
@@ -211,7 +182,7 @@ function report (error: unknown): number {
     say(`invsys token: ${mapped.statusCode === 503 ? `cannot reach the database (${(error as Error).message})` : mapped.message}`)
     return 1
   }
-  if (error instanceof Error && /embedded PostgreSQL did not start/.test(error.message)) {
+  if (error instanceof MigrationError || (error instanceof Error && /embedded PostgreSQL did not start/.test(error.message))) {
     say(`invsys token: ${error.message}`)
     return 1
   }

@@ -1,12 +1,18 @@
-import type pg from 'pg'
-import { withTransaction, type Db, type Page } from './db.js'
+import { isClient, withTransaction, type Db, type Page } from './db.js'
 import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
 import type { Actor } from '../schemas/accounts.js'
-import { AllocationConflictError, ConflictError, ForbiddenError } from '../errors.js'
+import { allocationCancelled, allocationConflict, DomainError, holdExpired } from './outcomes.js'
 import { getResource } from './resources.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
 export interface Scope { resourceId?: string, type?: string }
+
+/**
+ * The caller's say on changing an allocation, asked under the row lock with the
+ * allocation as stored: a refusal stops the change, nothing lets it go ahead. Who may
+ * change what is policy (src/policy.ts), not SQL.
+ */
+export type Guard = (current: Allocation) => DomainError | undefined
 
 /** What an allocation is written as; a move merges onto the stored one and writes it whole. */
 export interface AllocationFields {
@@ -122,20 +128,10 @@ const UPDATE = `
   ${selectFrom('updated')}`
 
 // Cancelling what no longer blocks (already cancelled, or a hold that ran out) changes
-// nothing, not even updated_at, yet still reports that the allocation exists. $4 is the
-// acting account, $5 true when it may cancel anyone's (an admin); otherwise only what it
-// owns is cancelled, and the caller hears "not permitted" rather than a silent success.
-// Owners never change, so the permission read with the row cannot go stale before the update.
+// nothing, not even updated_at. $2 is the acting account.
 const CANCEL = `
-  WITH target AS (
-    SELECT a.id, a.status, a.expires_at, ($5 OR a.owner_id = $4) AS permitted
-    FROM allocation a JOIN resource r ON r.id = a.resource_id
-    WHERE ${SCOPED}
-  ), cancelled AS (
-    UPDATE allocation SET status = 'cancelled', cancelled_at = now(), expires_at = NULL, updated_by = $4
-    WHERE id IN (SELECT id FROM target WHERE permitted AND allocation_blocks(status, expires_at))
-  )
-  SELECT permitted FROM target`
+  UPDATE allocation SET status = 'cancelled', cancelled_at = now(), expires_at = NULL, updated_by = $2
+  WHERE id = $1 AND allocation_blocks(status, expires_at)`
 
 const CONFIRM = `
   WITH confirmed AS (
@@ -169,23 +165,23 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
 }
 
 /**
- * Books the slot for `actor`, who owns the new allocation, or throws
- * AllocationConflictError with what overlaps. Undefined when the resource does not
+ * Books the slot for `actor`, who owns the new allocation, or refuses with
+ * ALLOCATION_CONFLICT and what overlaps. Undefined when the resource does not
  * exist (or is not of `type`).
  */
-export async function createAllocation (pool: pg.Pool, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
+export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
   // A transaction only so that triggers (the history) see the actor; withTransaction sets it.
-  return withTransaction(pool, async (client) => {
+  return withTransaction(db, async (client) => {
     // An overlap found empty means the blocking allocation was cancelled in between: try again.
     for (let attempt = 1; attempt <= 5; attempt++) {
       const { rows } = await client.query<Allocation>(INSERT, [resourceId, type ?? null,
         fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id])
       if (rows[0]) return rows[0]
       const conflicts = await overlappingAllocations(client, resourceId, fields.starts_at, fields.ends_at)
-      if (conflicts.length > 0) throw new AllocationConflictError(conflicts)
+      if (conflicts.length > 0) throw allocationConflict(conflicts)
       if (!await getResource(client, resourceId, type)) return undefined
     }
-    throw new AllocationConflictError([])
+    throw allocationConflict([])
   }, { actor: actor.id })
 }
 
@@ -205,11 +201,11 @@ async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], 
  * Each attempt rules one resource out, so the loop ends after at most one attempt per
  * resource of the type.
  */
-export async function bookAnyFree (pool: pg.Pool, where: AnyResource, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
+export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
   // One transaction, so that the history trigger sees the actor. A candidate lost to a
   // concurrent request is "no row" (ON CONFLICT DO NOTHING), not an error, so the
   // transaction stays usable for the next attempt.
-  return withTransaction(pool, async (client) => {
+  return withTransaction(db, async (client) => {
     const tried: string[] = []
     for (;;) {
       const attempt = await bookFirstCandidate(client, where, tried, fields, actor)
@@ -234,59 +230,53 @@ async function markConfirmed (db: Db, id: string, actor: Actor): Promise<Allocat
   return (await db.query<Allocation>(CONFIRM, [id, actor.id])).rows[0]!
 }
 
-const notYours = () => new ForbiddenError('the allocation belongs to another account: only its owner or an admin may change, confirm or cancel it')
-
-/** Members act only on what they own; admins on anything. */
-function assertMayChange (allocation: Allocation, actor: Actor): void {
-  if (actor.role !== 'admin' && allocation.owner_id !== actor.id) throw notYours()
+function refuse (refusal: DomainError | undefined): void {
+  if (refusal) throw refusal
 }
 
 /**
- * Cancels, as `actor`: members only their own allocations (ForbiddenError otherwise).
- * False when no such allocation exists in the scope; cancelling twice is fine.
+ * Cancels, as `actor`, when `guard` allows it. False when no such allocation exists in
+ * the scope; cancelling twice is fine.
  */
-export async function cancelAllocation (pool: pg.Pool, id: string, scope: Scope, actor: Actor): Promise<boolean> {
-  const row = await withTransaction(pool, async (client) =>
-    (await client.query<{ permitted: boolean }>(CANCEL, [...scopeValues(id, scope), actor.id, actor.role === 'admin'])).rows[0],
-  { actor: actor.id })
-  if (row && !row.permitted) throw notYours()
-  return row !== undefined
+export async function cancelAllocation (db: Db, id: string, scope: Scope, actor: Actor, guard: Guard): Promise<boolean> {
+  return withTransaction(db, async (client) => {
+    const current = await lockAllocation(client, id, scope)
+    if (!current) return false
+    refuse(guard(current))
+    await client.query(CANCEL, [id, actor.id])
+    return true
+  }, { actor: actor.id })
 }
 
 /** The fields PATCH may change: any of the input fields, each kept when absent. */
 export type AllocationPatchFields = Partial<AllocationFields>
 
 /**
- * Applies a patch (a move, when times change) under a row lock, as `actor`: members
- * only to their own allocations (ForbiddenError otherwise; the lock keeps the check
- * and the update together). The exclusion constraint judges the new times exactly as
- * it judges an insert. Undefined when not found in the scope; a cancelled allocation
- * is history and is not changed.
+ * Applies a patch (a move, when times change) under a row lock, as `actor`, when
+ * `guard` allows it (the lock keeps the check and the update together). The exclusion
+ * constraint judges the new times exactly as it judges an insert. Undefined when not
+ * found in the scope; a cancelled allocation is history and is not changed.
  */
-export async function patchAllocation (pool: pg.Pool, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor): Promise<Allocation | undefined> {
+export async function patchAllocation (db: Db, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor, guard: Guard): Promise<Allocation | undefined> {
   let moved: (AllocationFields & { resource_id: string }) | undefined
   try {
-    return await withTransaction(pool, async (client) => {
+    return await withTransaction(db, async (client) => {
       const current = await lockAllocation(client, id, scope)
       if (!current) return undefined
-      assertMayChange(current, actor)
-      if (current.status === 'cancelled') {
-        throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
-      }
-      if (current.status === 'expired') throw holdExpired(current)
+      refuse(guard(current))
+      if (current.status === 'cancelled') throw allocationCancelled()
+      if (current.status === 'expired') throw holdExpired(current.expires_at)
       moved = { ...current, ...patch }
       return await updateAllocation(client, id, moved, actor)
     }, { actor: actor.id })
   } catch (error) {
-    if ((error as { code?: string }).code === '23P01' && moved) {
-      throw new AllocationConflictError(await overlappingAllocations(pool, moved.resource_id, moved.starts_at, moved.ends_at, id))
+    // Read what overlaps only after the failed transaction is gone (or, inside a
+    // caller's transaction, is the caller's to end): a failed transaction reads nothing.
+    if ((error as { code?: string }).code === '23P01' && moved && !isClient(db)) {
+      throw allocationConflict(await overlappingAllocations(db, moved.resource_id, moved.starts_at, moved.ends_at, id))
     }
     throw error
   }
-}
-
-function holdExpired (allocation: Allocation): ConflictError {
-  return new ConflictError(`the hold expired at ${allocation.expires_at}; create a new one instead`, 'HOLD_EXPIRED')
 }
 
 /**
@@ -295,20 +285,20 @@ function holdExpired (allocation: Allocation): ConflictError {
  * already the hold's, so confirming never conflicts with another allocation; a trigger
  * refuses confirming a run-out hold in psql too.
  */
-export async function confirmAllocation (pool: pg.Pool, id: string, scope: Scope, actor: Actor): Promise<Allocation | undefined> {
-  return withTransaction(pool, async (client) => {
+export async function confirmAllocation (db: Db, id: string, scope: Scope, actor: Actor, guard: Guard): Promise<Allocation | undefined> {
+  return withTransaction(db, async (client) => {
     const current = await lockAllocation(client, id, scope)
     if (!current) return undefined
-    assertMayChange(current, actor)
+    refuse(guard(current))
     switch (current.status) {
       case 'held':
         return markConfirmed(client, id, actor)
       case 'expired':
-        throw holdExpired(current)
+        throw holdExpired(current.expires_at)
       case 'confirmed':
-        throw new ConflictError('the allocation is already confirmed', 'ALREADY_CONFIRMED')
+        throw new DomainError('ALREADY_CONFIRMED', 'the allocation is already confirmed')
       default:
-        throw new ConflictError('the allocation is cancelled; create a new one instead', 'ALLOCATION_CANCELLED')
+        throw allocationCancelled()
     }
   }, { actor: actor.id })
 }

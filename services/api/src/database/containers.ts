@@ -1,4 +1,3 @@
-import type pg from 'pg'
 import { withTransaction, type Db, type Page } from './db.js'
 import type { Container, ContainerPatch } from '../schemas/containers.js'
 
@@ -52,8 +51,8 @@ export async function deleteContainer (db: Db, id: string): Promise<boolean> {
 }
 
 /** Merges the given fields onto the stored container under a row lock. Undefined when there is no such container. */
-export async function patchContainer (pool: pg.Pool, id: string, patch: ContainerPatch): Promise<Container | undefined> {
-  return withTransaction(pool, async (client) => {
+export async function patchContainer (db: Db, id: string, patch: ContainerPatch): Promise<Container | undefined> {
+  return withTransaction(db, async (client) => {
     const current = await lockContainer(client, id)
     if (!current) return undefined
     const next = { ...current, ...patch }

@@ -1,7 +1,10 @@
 import pg from 'pg'
 
-/** Anything that can run a query: the pool, or a client inside a transaction. */
-export type Db = pg.Pool | pg.PoolClient
+/**
+ * Anything that can run a query: the pool, or a client. A function given a client runs
+ * on it as it is, so it joins whatever transaction the caller has open there.
+ */
+export type Db = pg.Pool | pg.ClientBase
 
 /** A page of a collection: the caller asks for `limit`, the query fetches one more to know whether a next page exists. */
 export interface Page { limit: number, offset: number }
@@ -55,14 +58,25 @@ export interface TransactionOptions {
   actor?: number
 }
 
+/** A client (the caller's transaction, if any), as opposed to the pool. */
+export function isClient (db: Db): db is pg.ClientBase {
+  return !(db instanceof pg.Pool)
+}
+
 /**
- * Runs `work` in one transaction on its own client, committing on success and rolling
- * back on any error; the client is always released. A deadlock or serialisation
- * failure retries the whole transaction a few times before it is reported.
+ * Runs `work` in one transaction. Given the pool, on its own client: committed on
+ * success, rolled back on any error, the client always released, and a deadlock or
+ * serialisation failure retried a few times as a whole. Given a client, `work` runs on
+ * it directly, inside the transaction its owner opened (the outermost caller commits),
+ * so transactional functions compose.
  */
-export async function withTransaction<T> (pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+export async function withTransaction<T> (db: Db, work: (client: pg.ClientBase) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+  if (isClient(db)) {
+    if (options.actor !== undefined) await db.query(SET_ACTOR, [String(options.actor)])
+    return work(db)
+  }
   for (let attempt = 1; ; attempt++) {
-    const client = await pool.connect()
+    const client = await db.connect()
     try {
       await client.query('BEGIN')
       if (options.actor !== undefined) await client.query(SET_ACTOR, [String(options.actor)])

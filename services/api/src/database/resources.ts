@@ -1,7 +1,6 @@
-import type pg from 'pg'
 import { withTransaction, type Db, type Page } from './db.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
-import { ConflictError } from '../errors.js'
+import { DomainError } from './outcomes.js'
 
 /** What a resource is written as; PATCH merges onto the stored one and writes it whole. */
 export interface ResourceFields {
@@ -116,8 +115,8 @@ async function deleteResource (db: Db, id: string): Promise<void> {
 }
 
 /** Merges the given fields onto the stored resource under a row lock. Undefined when not found (in `type`). */
-export async function patchResource (pool: pg.Pool, id: string, type: string | undefined, patch: Partial<ResourceFields>): Promise<Resource | undefined> {
-  return withTransaction(pool, async (client) => {
+export async function patchResource (db: Db, id: string, type: string | undefined, patch: Partial<ResourceFields>): Promise<Resource | undefined> {
+  return withTransaction(db, async (client) => {
     const current = await lockResource(client, id, type)
     return current && updateResource(client, id, { ...current, ...patch })
   })
@@ -130,13 +129,13 @@ export async function patchResource (pool: pg.Pool, id: string, type: string | u
  * inserting an allocation takes a key-share lock on its resource. `actor` (an account
  * id) is set for the transaction, since deleting allocations is a change to them.
  */
-export async function removeResource (pool: pg.Pool, id: string, type: string | undefined, force: boolean, actor: number): Promise<boolean> {
-  return withTransaction(pool, async (client) => {
+export async function removeResource (db: Db, id: string, type: string | undefined, force: boolean, actor: number): Promise<boolean> {
+  return withTransaction(db, async (client) => {
     if (!await lockResource(client, id, type)) return false
     if (!force) {
       const unended = await countUnendedAllocations(client, id)
       if (unended > 0) {
-        throw new ConflictError(`the resource has ${unended} allocation${unended === 1 ? '' : 's'} that ${unended === 1 ? 'has' : 'have'} not ended; cancel ${unended === 1 ? 'it' : 'them'} first or delete with ?force=true`, 'IN_USE')
+        throw new DomainError('IN_USE', `the resource has ${unended} allocation${unended === 1 ? '' : 's'} that ${unended === 1 ? 'has' : 'have'} not ended; cancel ${unended === 1 ? 'it' : 'them'} first or delete with ?force=true`)
       }
     } else {
       await deleteContainersOf(client, id)

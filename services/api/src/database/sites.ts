@@ -1,4 +1,3 @@
-import type pg from 'pg'
 import { withTransaction, type Db, type Page } from './db.js'
 import type { Site, SiteInput, SiteListQuery, SitePatch } from '../schemas/sites.js'
 
@@ -74,8 +73,8 @@ async function updateSite (db: Db, id: number, site: SiteInput): Promise<Site | 
 }
 
 /** Merges the given fields onto the stored site under a row lock. Undefined when there is no such site. */
-export async function patchSite (pool: pg.Pool, id: number, patch: SitePatch): Promise<Site | undefined> {
-  return withTransaction(pool, async (client) => {
+export async function patchSite (db: Db, id: number, patch: SitePatch): Promise<Site | undefined> {
+  return withTransaction(db, async (client) => {
     const current = await lockSite(client, id)
     return current && updateSite(client, id, { ...current, ...patch })
   })

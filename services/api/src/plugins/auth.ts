@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } fro
 import fp from 'fastify-plugin'
 import { authenticate } from '../database/accounts.js'
 import type { Db } from '../database/db.js'
-import { ForbiddenError, UnauthorizedError } from '../errors.js'
+import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
 import { errorResponses } from '../schemas/common.js'
 import { hashToken, TOKEN_FORMAT, tokenMatches } from '../tokens.js'

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { actorOf } from './auth.js'
 import { claimKey, completeKey, findKey, purgeExpiredKeys, releaseKey, type KeyClaim } from '../database/idempotency.js'
-import { ConflictError, HttpError } from '../errors.js'
+import { ConflictError, HttpError } from './errors.js'
 import { errorResponses } from '../schemas/common.js'
 
 declare module 'fastify' {
@@ -85,17 +85,17 @@ export const idempotency = fp(async function idempotency (app: FastifyInstance) 
       const stored = await findKey(db, claim)
       if (!stored) continue
       if (stored.request_hash !== hash) {
-        throw new HttpError(422, 'IDEMPOTENCY_KEY_REUSED', `the Idempotency-Key was already used with a different body for ${claim.method} ${claim.path}; use a new key`)
+        throw new HttpError('IDEMPOTENCY_KEY_REUSED', `the Idempotency-Key was already used with a different body for ${claim.method} ${claim.path}; use a new key`)
       }
       if (stored.status_code === null || stored.body === null) {
         reply.header('Retry-After', '1')
-        throw new ConflictError('a request with this Idempotency-Key is still running; retry shortly to get its response', 'IDEMPOTENCY_KEY_IN_USE')
+        throw new ConflictError('IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still running; retry shortly to get its response')
       }
       if (stored.location !== null) reply.header('Location', stored.location)
       return reply.code(stored.status_code).header('Idempotent-Replayed', 'true')
         .header('Content-Type', 'application/json; charset=utf-8').send(stored.body)
     }
-    throw new ConflictError('the Idempotency-Key could not be claimed; retry shortly', 'IDEMPOTENCY_KEY_IN_USE')
+    throw new ConflictError('IDEMPOTENCY_KEY_IN_USE', 'the Idempotency-Key could not be claimed; retry shortly')
   })
 
   app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {

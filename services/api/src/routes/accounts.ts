@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { createAccount, createToken, getAccount, getToken, listAccounts, listTokens, revokeToken } from '../database/accounts.js'
-import { ForbiddenError, NotFoundError } from '../errors.js'
+import { ForbiddenError, NotFoundError } from '../plugins/errors.js'
 import { actorOf, assertSelfOrAdmin } from '../plugins/auth.js'
 import {
   Account, AccountInput, AccountListQuery, AccountParams, ApiToken, Me, NewApiToken, TokenInput, TokenListQuery, TokenParams

@@ -1,36 +1,32 @@
 import type { FastifyInstance } from 'fastify'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import {
   bookAnyFree, cancelAllocation, confirmAllocation, createAllocation, getAllocation, isEmptySpan, listAllocations, patchAllocation,
   type NewAllocation, type Scope
 } from '../database/allocations.js'
 import { listAllocationEvents } from '../database/history.js'
+import { DomainError } from '../database/outcomes.js'
 import { getResource } from '../database/resources.js'
 import { getSite } from '../database/sites.js'
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js'
 import { actorOf } from '../plugins/auth.js'
-import type { Account } from '../schemas/accounts.js'
+import { BadRequestError, NotFoundError } from '../plugins/errors.js'
+import { mayChangeAllocation, refuseKind } from '../policy.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
-import { assertWindow, sendPage } from './paging.js'
+import type { Family } from './families.js'
+import { sendPage } from './paging.js'
+import { assertWindow } from './window.js'
 
 /**
  * 409 on a write that collides: the allocation conflict body also lists what overlaps.
  * 403: a member's write of maintenance, or to someone else's allocation.
  */
 const writeErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: AllocationConflictBody }
-
-/** Maintenance blocks a resource for everyone: only admins create it or turn a booking into it. */
-function assertMayUseKind (actor: Account, kind: string | undefined): void {
-  if (kind === 'maintenance' && actor.role !== 'admin') {
-    throw new ForbiddenError('only admins may create maintenance allocations; members book with kind booking')
-  }
-}
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
 function newAllocation (body: AllocationInput): NewAllocation {
@@ -41,12 +37,11 @@ function newAllocation (body: AllocationInput): NewAllocation {
 }
 
 /**
- * The allocations of one resource: `base` is `/api/resources` or a per-type path such
- * as `/api/cars`; `type` is that family's type, which any resource in the path must have.
+ * The allocations of one resource of a family: under `/api/resources/:id` or a per-type
+ * path such as `/api/cars/:id`, whose type any resource in the path must have.
  */
-export function registerResourceAllocationRoutes (app: FastifyInstance, base: string, type: string | undefined, tags: string[]): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const db = app.pg.pool
+export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
+  const db = api.pg.pool
   const noun = type ?? 'resource'
   const itemPath = (resourceId: string, allocationId: string) => `${base}/${resourceId}/allocations/${allocationId}`
 
@@ -62,7 +57,7 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
     }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query
-    assertWindow(filter.from, filter.to, 'from', 'to')
+    assertWindow(filter, 'from', 'to')
     const rows = await listAllocations(db, { ...filter, resource_id: request.params.id, type }, { limit, offset })
     if (rows.length === 0 && offset === 0 && !await getResource(db, request.params.id, type)) {
       throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
@@ -82,14 +77,14 @@ export function registerResourceAllocationRoutes (app: FastifyInstance, base: st
     }
   }, async (request, reply) => {
     const actor = actorOf(request)
-    assertMayUseKind(actor, request.body.kind)
+    refuseKind(actor, request.body.kind)
     const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor)
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
   })
 
-  registerAllocationItemRoutes(app, `${base}/:id/allocations/:allocation_id`, ResourceAllocationParams,
+  registerAllocationItemRoutes(api, `${base}/:id/allocations/:allocation_id`, ResourceAllocationParams,
     (params) => ({ id: params.allocation_id!, scope: { resourceId: params.id!, type } }), tags)
 }
 
@@ -123,8 +118,8 @@ function registerAllocationItemRoutes<P extends TSchema> (
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
     const actor = actorOf(request)
-    assertMayUseKind(actor, request.body.kind)
-    return await patchAllocation(db, id, scope, request.body, actor) ?? Promise.reject(notFound(id))
+    refuseKind(actor, request.body.kind)
+    return await patchAllocation(db, id, scope, request.body, actor, mayChangeAllocation(actor)) ?? Promise.reject(notFound(id))
   })
 
   api.delete(path, {
@@ -138,7 +133,8 @@ function registerAllocationItemRoutes<P extends TSchema> (
     }
   }, async (request, reply) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    if (!await cancelAllocation(db, id, scope, actorOf(request))) throw notFound(id)
+    const actor = actorOf(request)
+    if (!await cancelAllocation(db, id, scope, actor, mayChangeAllocation(actor))) throw notFound(id)
     return reply.code(204).send(null)
   })
 
@@ -156,7 +152,8 @@ function registerAllocationItemRoutes<P extends TSchema> (
     preValidation: async (request) => { request.body ??= {} }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
-    return await confirmAllocation(db, id, scope, actorOf(request)) ?? Promise.reject(notFound(id))
+    const actor = actorOf(request)
+    return await confirmAllocation(db, id, scope, actor, mayChangeAllocation(actor)) ?? Promise.reject(notFound(id))
   })
 
   api.get(`${path}/history`, {
@@ -177,10 +174,9 @@ function registerAllocationItemRoutes<P extends TSchema> (
   })
 }
 
-/** GET /api/allocations and /api/allocations/:id. */
-export function registerAllocationRoutes (app: FastifyInstance, typeNames: string[]): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const db = app.pg.pool
+/** Allocations across resources: /api/allocations, book-any-free, and /api/allocations/:id. */
+export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = async (api, { typeNames }) => {
+  const db = api.pg.pool
   const tags = ['allocations']
 
   api.get('/api/allocations', {
@@ -194,7 +190,7 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
     }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query
-    assertWindow(filter.from, filter.to, 'from', 'to')
+    assertWindow(filter, 'from', 'to')
     return sendPage(request, reply, await listAllocations(db, filter, { limit, offset }), { limit, offset })
   })
 
@@ -210,19 +206,19 @@ export function registerAllocationRoutes (app: FastifyInstance, typeNames: strin
   }, async (request, reply) => {
     const { type, site_id: siteId, ...fields } = request.body
     const actor = actorOf(request)
-    assertMayUseKind(actor, fields.kind)
+    refuseKind(actor, fields.kind)
     const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor)
     if (!allocation) {
       // Only on refusal, explain bad input that found no candidate to be refused by: an
       // empty span, or a site that does not exist.
       if (await isEmptySpan(db, fields.starts_at, fields.ends_at)) throw new BadRequestError('body/starts_at must be before ends_at')
       if (siteId !== undefined && !await getSite(db, siteId)) {
-        throw new ConflictError('site_id does not name an existing site', 'REFERENCE_NOT_FOUND')
+        throw new DomainError('REFERENCE_NOT_FOUND', 'site_id does not name an existing site')
       }
-      throw new ConflictError(`no ${type}${siteId === undefined ? '' : ` at site ${siteId}`} is free for that whole time`, 'NO_AVAILABILITY')
+      throw new DomainError('NO_AVAILABILITY', `no ${type}${siteId === undefined ? '' : ` at site ${siteId}`} is free for that whole time`)
     }
     return reply.code(201).header('Location', `/api/allocations/${allocation.id}`).send(allocation)
   })
 
-  registerAllocationItemRoutes(app, '/api/allocations/:id', AllocationParams, (params) => ({ id: params.id!, scope: {} }), tags)
+  registerAllocationItemRoutes(api, '/api/allocations/:id', AllocationParams, (params) => ({ id: params.id!, scope: {} }), tags)
 }

@@ -1,20 +1,14 @@
-import type { FastifyInstance } from 'fastify'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { findSlots, listFreeTime } from '../database/availability.js'
 import { getResource } from '../database/resources.js'
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { BadRequestError, NotFoundError } from '../plugins/errors.js'
 import { FreeTime, FreeTimeQuery, MAX_SLOT_WINDOW_DAYS, Slot, SlotQuery } from '../schemas/availability.js'
 import { errorResponses, READ_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
+import type { Family } from './families.js'
 import { sendPage } from './paging.js'
-
-const DAY_MS = 24 * 60 * 60 * 1000
-
-/** from and to are both required here, and must run forwards. */
-function assertForwards (from: string, to: string): void {
-  if (Date.parse(from) >= Date.parse(to)) throw new BadRequestError('querystring/from must be before to')
-}
+import { assertWindow } from './window.js'
 
 /** The pattern admits P0D and PT0S; a slot of no length is not a question worth answering. */
 function assertPositive (duration: string): void {
@@ -22,9 +16,8 @@ function assertPositive (duration: string): void {
 }
 
 /** GET <base>/:id/free: `base` is /api/resources or a per-type path such as /api/cars. */
-export function registerFreeTimeRoute (app: FastifyInstance, base: string, type: string | undefined, tags: string[]): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const db = app.pg.pool
+export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
+  const db = api.pg.pool
   const noun = type ?? 'resource'
 
   api.get(`${base}/:id/free`, {
@@ -39,7 +32,7 @@ export function registerFreeTimeRoute (app: FastifyInstance, base: string, type:
     }
   }, async (request, reply) => {
     const { limit, offset, from, to } = request.query
-    assertForwards(from, to)
+    assertWindow(request.query, 'from', 'to')
     const rows = await listFreeTime(db, request.params.id, type, { from, to }, { limit, offset })
     if (rows.length === 0 && offset === 0 && !await getResource(db, request.params.id, type)) {
       throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
@@ -49,9 +42,8 @@ export function registerFreeTimeRoute (app: FastifyInstance, base: string, type:
 }
 
 /** GET /api/slots. */
-export function registerSlotRoutes (app: FastifyInstance, typeNames: string[]): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const db = app.pg.pool
+export const slotRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = async (api, { typeNames }) => {
+  const db = api.pg.pool
 
   api.get('/api/slots', {
     config: { access: 'member' },
@@ -64,10 +56,7 @@ export function registerSlotRoutes (app: FastifyInstance, typeNames: string[]): 
     }
   }, async (request, reply) => {
     const { limit, offset, ...search } = request.query
-    assertForwards(search.from, search.to)
-    if (Date.parse(search.to) - Date.parse(search.from) > MAX_SLOT_WINDOW_DAYS * DAY_MS) {
-      throw new BadRequestError(`querystring/to must be at most ${MAX_SLOT_WINDOW_DAYS} days after from`)
-    }
+    assertWindow(search, 'from', 'to', { maxDays: MAX_SLOT_WINDOW_DAYS })
     assertPositive(search.duration)
     return sendPage(request, reply, await findSlots(db, search, { limit, offset }), { limit, offset })
   })

@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Page } from '../database/db.js'
-import { BadRequestError } from '../errors.js'
 
 /**
  * Trims the one extra row the query fetched and, when it was there, links the next
@@ -13,11 +12,4 @@ export function sendPage<T> (request: FastifyRequest, reply: FastifyReply, rows:
   url.searchParams.set('offset', String(page.offset + page.limit))
   reply.header('Link', `<${url.pathname}${url.search}>; rel="next"`)
   return rows.slice(0, page.limit)
-}
-
-/** A query window whose two ends are both given must run forwards. */
-export function assertWindow (from: string | undefined, to: string | undefined, fromName: string, toName: string): void {
-  if (from !== undefined && to !== undefined && Date.parse(from) >= Date.parse(to)) {
-    throw new BadRequestError(`querystring/${fromName} must be before ${toName}`)
-  }
 }

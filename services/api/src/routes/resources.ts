@@ -1,36 +1,25 @@
-import type { FastifyInstance } from 'fastify'
-import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { allResourceTypes, listResourceTypes } from '../database/resource-types.js'
+import { listResourceTypes } from '../database/resource-types.js'
 import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
-import { NotFoundError } from '../errors.js'
+import { NotFoundError } from '../plugins/errors.js'
 import { actorOf } from '../plugins/auth.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import {
   DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
   ResourcePatch, ResourceType, ResourceTypeListQuery, TypedResourceInput, TypedResourceListQuery, TypedResourcePatch
 } from '../schemas/resources.js'
-import { registerAllocationRoutes, registerResourceAllocationRoutes } from './allocations.js'
-import { registerFreeTimeRoute, registerSlotRoutes } from './availability.js'
-import { registerCalendarRoute } from './calendar.js'
-import { assertWindow, sendPage } from './paging.js'
-
-interface Family {
-  /** `/api/resources`, or `/api/<plural>` for one type. */
-  base: string
-  /** The type every resource of the family has; undefined for the generic family. */
-  type: string | undefined
-  tags: string[]
-}
+import type { Family } from './families.js'
+import { sendPage } from './paging.js'
+import { assertWindow } from './window.js'
 
 /**
- * One family of resource routes. The generic family takes `type` in bodies and
- * filters; a per-type family fixes it, and treats a resource of another type as absent.
+ * The resources of one family. The generic family takes `type` in bodies and filters;
+ * a per-type family fixes it, and treats a resource of another type as absent.
  */
-function registerResourceFamily (app: FastifyInstance, family: Family, typeNames: string[]): void {
-  const api = app.withTypeProvider<TypeBoxTypeProvider>()
-  const db = app.pg.pool
-  const { base, type, tags } = family
+export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, family) => {
+  const db = api.pg.pool
+  const { base, type, tags, typeNames } = family
   const noun = type ?? 'resource'
   const notFound = (id: string) => new NotFoundError(`no ${noun} with id ${id}`)
   // Per-type bodies have no type property: the path says it.
@@ -50,7 +39,7 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
     }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query as { limit: number, offset: number, type?: string, site_id?: number, available_from?: string, available_to?: string }
-    assertWindow(filter.available_from, filter.available_to, 'available_from', 'available_to')
+    assertWindow(filter, 'available_from', 'available_to')
     const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset })
     return sendPage(request, reply, rows, { limit, offset })
   })
@@ -109,20 +98,11 @@ function registerResourceFamily (app: FastifyInstance, family: Family, typeNames
     if (!await removeResource(db, request.params.id, type, request.query.force ?? false, actorOf(request).id)) throw notFound(request.params.id)
     return reply.code(204).send(null)
   })
-
-  registerResourceAllocationRoutes(app, base, type, tags)
-  registerFreeTimeRoute(app, base, type, tags)
-  registerCalendarRoute(app, base, type, tags)
 }
 
-/**
- * Resource types, resources (generic and one family per resource_type row, read at
- * boot: a type added in SQL appears after a restart), allocations and instruments.
- */
-export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
+/** The resource types (changed only through SQL). */
+export const resourceTypeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.pg.pool
-  const types = await allResourceTypes(db)
-  const typeNames = types.map((t) => t.name)
 
   app.get('/api/resource-types', {
     config: { access: 'member' },
@@ -136,13 +116,11 @@ export const resourceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { limit, offset } = request.query
     return sendPage(request, reply, await listResourceTypes(db, { limit, offset }), { limit, offset })
   })
+}
 
-  registerResourceFamily(app, { base: '/api/resources', type: undefined, tags: ['resources'] }, typeNames)
-  for (const { name, plural } of types) {
-    registerResourceFamily(app, { base: `/api/${plural}`, type: name, tags: [plural] }, typeNames)
-  }
-  registerAllocationRoutes(app, typeNames)
-  registerSlotRoutes(app, typeNames)
+/** Instrument-category resources with their site's name (the instrument view). */
+export const instrumentRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.pg.pool
 
   app.get('/api/instruments', {
     config: { access: 'member' },

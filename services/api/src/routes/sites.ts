@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { createSite, deleteSite, getSite, listSites, patchSite, upsertSite } from '../database/sites.js'
-import { NotFoundError } from '../errors.js'
+import { NotFoundError } from '../plugins/errors.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { Site, SiteInput, SiteListQuery, SiteParams, SitePatch } from '../schemas/sites.js'
 import { sendPage } from './paging.js'

