@@ -9,6 +9,7 @@ export type DomainCode =
   | 'ALLOCATION_CANCELLED' // a cancelled allocation is history and cannot change
   | 'ALREADY_CONFIRMED' // confirming what is no hold
   | 'HOLD_EXPIRED' // the hold ran out before it was confirmed or changed
+  | 'ID_SPACE_CROWDED' // a generated id kept landing on ids taken by hand
   | 'IN_USE' // a thing others still depend on (a resource with allocations ahead)
   | 'MAINTENANCE_ADMINS_ONLY' // maintenance is created, changed and cancelled by admins only
   | 'NO_AVAILABILITY' // book-any-free found no free resource
