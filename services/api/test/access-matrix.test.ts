@@ -117,7 +117,7 @@ function allocationItem (path: string, params: () => Promise<Params>, hold: () =
   ]
 }
 
-const types = (await call(app, 'GET', '/api/resource-types')).json() as Array<{ name: string, plural: string }>
+const types = (await call(app, 'GET', '/api/resource-types')).json<Array<{ name: string, plural: string }>>()
 
 const rows: Row[] = [
   { route: 'GET /api/me', cells: cells(200, 200, 200) },
@@ -156,7 +156,7 @@ const rows: Row[] = [
   { route: 'GET /api/instruments', cells: cells(200, 200, 200) }
 ]
 
-const doc = (await call(app, 'GET', '/docs/json')).json() as { paths: Record<string, Record<string, unknown>> }
+const doc = (await call(app, 'GET', '/docs/json')).json<{ paths: Record<string, Record<string, unknown>> }>()
 const documented = Object.entries(doc.paths)
   .filter(([path]) => path.startsWith('/api'))
   .flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${path}`))

@@ -128,7 +128,9 @@ t.test('a database made by the first release is upgraded with every row, token, 
   const mine = await app.inject({ method: 'GET', url: `/api/allocations?resource_id=${car.id}&status=all&from=2040-01-01T00:00:00Z`, headers: bearer(memberToken) })
   t.same(mine.json().map((a: { owner_id: number }) => a.owner_id), [member.id, member.id, member.id, member.id], 'owners kept')
   const clash = await app.inject({
-    method: 'POST', url: `/api/resources/${car.id}/allocations`, headers: bearer(memberToken),
+    method: 'POST',
+    url: `/api/resources/${car.id}/allocations`,
+    headers: bearer(memberToken),
     payload: { starts_at: '2040-01-01T11:00:00Z', ends_at: '2040-01-01T13:00:00Z' }
   })
   t.equal(clash.statusCode, 409, 'a slot booked before the upgrade still blocks')

@@ -28,8 +28,8 @@ async function startServer (env: Record<string, string>): Promise<Running> {
         if (line.includes('invsys ready')) { clearTimeout(timer); resolve() }
       }
     }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${lines.join('\n')}`)) })
   })
   await ready
@@ -62,8 +62,8 @@ t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart 
   t.teardown(() => first.child.kill('SIGKILL'))
   const logged = first.lines.map((l) => { try { return JSON.parse(l) } catch { return undefined } }).filter(Boolean)
   t.ok(logged.length > 0 && logged.length === first.lines.filter((l) => l.startsWith('{')).length, 'logs are JSON lines')
-  t.ok(first.lines.some((l) => l.includes(`/docs`)), 'prints the docs URL')
-  t.ok(first.lines.some((l) => l.includes(`psql postgres://`)), 'prints a psql connection string')
+  t.ok(first.lines.some((l) => l.includes('/docs')), 'prints the docs URL')
+  t.ok(first.lines.some((l) => l.includes('psql postgres://')), 'prints a psql connection string')
   t.ok(first.lines.some((l) => l.includes('development token')), 'says the first admin has the development token')
   t.notOk(first.lines.some((l) => l.includes(DEVELOPMENT_ADMIN_TOKEN)), 'without printing it')
   t.equal((await fetch(`${first.base}/api/sites`)).status, 401, 'the API needs a token')

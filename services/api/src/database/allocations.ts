@@ -44,7 +44,7 @@ const selectFrom = (source: string) => `
 
 const SELECT = selectFrom('allocation')
 
-const SCOPED = `a.id = $1 AND ($2::uuid IS NULL OR a.resource_id = $2) AND ($3::text IS NULL OR r.type = $3)`
+const SCOPED = 'a.id = $1 AND ($2::uuid IS NULL OR a.resource_id = $2) AND ($3::text IS NULL OR r.type = $3)'
 
 const GET = `${SELECT} WHERE ${SCOPED}`
 

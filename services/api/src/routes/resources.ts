@@ -65,7 +65,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
       tags,
       summary: `Create or replace the ${noun} with this id`,
       description: `201 when it created the ${noun} with the client-chosen uuid, 200 when it replaced it.` +
-        (type ? ` 404 when the id belongs to a resource of another type.` : ''),
+        (type ? ' 404 when the id belongs to a resource of another type.' : ''),
       params: ResourceParams,
       body: input,
       response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, 409, ...(type ? [404] : [])) }
@@ -81,7 +81,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin' },
     schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, 409) } }
   }, async (request) => {
-    return await patchResource(db, request.params.id, type, request.body as ResourcePatch) ?? Promise.reject(notFound(request.params.id))
+    return await patchResource(db, request.params.id, type, request.body) ?? Promise.reject(notFound(request.params.id))
   })
 
   api.delete(`${base}/:id`, {

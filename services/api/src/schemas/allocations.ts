@@ -81,7 +81,9 @@ export type AllocationInput = Static<typeof AllocationInput>
 export const BookAnyInput = (types: string[]) => Type.Object({
   type: TypeName(types),
   site_id: Type.Optional(SiteId),
-  ...timeFields, ...otherFields, ...holdFields
+  ...timeFields,
+  ...otherFields,
+  ...holdFields
 }, {
   additionalProperties: false,
   description: 'Books the first free resource of the type (at site_id, when given), by name. starts_at/ends_at as for any allocation; status held with hold_seconds makes it a hold.',
