@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -15,10 +15,12 @@ import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
 import { calendarRoutes } from './routes/calendar.js'
 import { containerRoutes } from './routes/containers.js'
+import { feedRoutes } from './routes/feeds.js'
 import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
 import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/resources.js'
 import { siteRoutes } from './routes/sites.js'
+import { redactFeedUrl, redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
 declare module 'fastify' {
@@ -60,7 +62,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
       info: {
         title: 'invsys',
         version: '0.1.0',
-        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready and /docs are public.'
+        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready, /docs and the calendar feeds\' secret addresses (/feeds/<secret>.ics) are public.'
       },
       components: {
         securitySchemes: {
@@ -81,6 +83,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
+        { name: 'calendar feeds', description: 'Secret addresses that calendar applications subscribe to' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -116,6 +119,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(slotRoutes, { typeNames })
   await app.register(instrumentRoutes)
   await app.register(containerRoutes)
+  await app.register(feedRoutes, { typeNames })
 }, { name: 'invsys' })
 
 /**
@@ -125,6 +129,22 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
  * error carrying them), from writing a token down.
  */
 const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie']
+
+/**
+ * Fastify's request serializer, with calendar feed addresses redacted: the secret in
+ * /feeds/<secret>.ics is a credential, and the URL is in every request's first log line.
+ */
+function serializeRequest (request: FastifyRequest) {
+  const version = request.headers?.['accept-version']
+  return {
+    method: request.method,
+    url: redactFeedUrl(request.url),
+    version: typeof version === 'string' ? version : undefined,
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort
+  }
+}
 
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
@@ -137,6 +157,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { req: serializeRequest },
+      // The last word on every line, whatever wrote it: a feed address quoted in a message
+      // (an error naming a URL) is redacted too.
+      hooks: { streamWrite: redactFeedUrlsInText },
       ...(options.logStream ? { stream: options.logStream } : {})
     },
     bodyLimit: config.bodyLimit,

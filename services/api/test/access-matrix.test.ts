@@ -77,6 +77,10 @@ async function container (): Promise<Params> {
   return { id: res.json().id }
 }
 
+async function memberFeed (): Promise<Params> {
+  return { id: (await call(app, 'POST', '/api/feeds', { label: 'matrix', mine: true }, { token: member.token })).json().id }
+}
+
 async function extraToken (account: TestAccount): Promise<Params> {
   return { id: (await call(app, 'POST', `/api/accounts/${account.id}/tokens`, {})).json().id }
 }
@@ -153,7 +157,12 @@ const rows: Row[] = [
   { route: 'GET /api/containers/{id}', cells: cells(200, 200, 200), params: container },
   { route: 'PATCH /api/containers/{id}', cells: cells(403, 403, 200), params: container, body: () => ({ description: 'moved' }) },
   { route: 'DELETE /api/containers/{id}', cells: cells(403, 403, 204), params: container },
-  { route: 'GET /api/instruments', cells: cells(200, 200, 200) }
+  { route: 'GET /api/instruments', cells: cells(200, 200, 200) },
+
+  // Feeds: anyone creates and lists their own; a feed of the member's may be revoked by it or an admin.
+  { route: 'GET /api/feeds', cells: cells(200, 200, 200) },
+  { route: 'POST /api/feeds', cells: cells(201, 201, 201), body: () => ({ label: unique('matrix'), type: 'car' }) },
+  { route: 'DELETE /api/feeds/{id}', cells: cells(204, 403, 204), params: memberFeed }
 ]
 
 const doc = (await call(app, 'GET', '/docs/json')).json<{ paths: Record<string, Record<string, unknown>> }>()

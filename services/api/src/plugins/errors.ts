@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { DomainError, holdExpired, type DomainCode } from '../database/outcomes.js'
 import type { Allocation } from '../schemas/allocations.js'
+import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
 /**
  * Every code a client can find in an error body, with its status and what it means.
@@ -153,7 +154,12 @@ const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> =
   allocation_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has allocations' },
   api_token_account_id_fkey: { missing: 'no such account', inUse: 'the account still has tokens' },
   allocation_owner_id_fkey: { missing: 'no such account', inUse: 'the account still owns allocations' },
-  allocation_updated_by_fkey: { missing: 'no such account', inUse: 'the account is still named as the last to change allocations' }
+  allocation_updated_by_fkey: { missing: 'no such account', inUse: 'the account is still named as the last to change allocations' },
+  // Feeds go with what they show (ON DELETE CASCADE), so only `missing` can happen.
+  calendar_feed_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has calendar feeds' },
+  calendar_feed_site_id_fkey: { missing: 'site_id does not name an existing site', inUse: 'the site still has calendar feeds' },
+  calendar_feed_type_fkey: { missing: 'type is not a known resource type', inUse: 'the resource type still has calendar feeds' },
+  calendar_feed_account_id_fkey: { missing: 'no such account', inUse: 'the account still has calendar feeds' }
 }
 
 /** Connection-level failures: the database cannot be reached, which is not the client's fault. */
@@ -242,7 +248,8 @@ export function errorBody (error: HttpError) {
  */
 export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
-  void reply.code(status).send(errorBody(new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, status)))
+  // The message quotes the path, which may be a calendar feed's address.
+  void reply.code(status).send(errorBody(new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status)))
 }
 
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
@@ -259,7 +266,8 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
     return reply.code(httpError.statusCode).send(errorBody(httpError))
   })
   app.setNotFoundHandler(function (request: FastifyRequest, reply: FastifyReply) {
-    const error = new NotFoundError(`no route ${request.method} ${request.url.split('?')[0]}`)
+    // Never a calendar feed's address, even a mistyped one: it holds the secret.
+    const error = new NotFoundError(`no route ${request.method} ${redactFeedUrl(request.url.split('?')[0]!)}`)
     return reply.code(404).send(errorBody(error))
   })
 }, { name: 'invsys-errors' })
