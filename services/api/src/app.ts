@@ -10,6 +10,7 @@ import { errorHandling, sendFrameworkError } from './plugins/errors.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
+import { metrics } from './plugins/metrics.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
@@ -97,6 +98,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)
   // Before the routes, after auth: it marks up the schema of every creating POST as it

@@ -18,7 +18,7 @@ interface NewFeed { id: string, label: string, url: string, created_at: string, 
 async function createFeed (body: Record<string, unknown>, token: string | null | undefined = undefined): Promise<NewFeed> {
   const res = await call(app, 'POST', '/api/feeds', body, { token })
   if (res.statusCode !== 201) throw new Error(`feed not created: ${res.statusCode} ${res.body}`)
-  const feed = res.json() as NewFeed
+  const feed = res.json<NewFeed>()
   secrets.push(feed.url.slice('/feeds/'.length, -'.ics'.length))
   return feed
 }
@@ -52,7 +52,7 @@ async function read (url: string): Promise<Parsed & { res: Response }> {
 const ok = async (reply: Promise<Response>) => {
   const res = await reply
   if (res.statusCode !== 201) throw new Error(`not booked: ${res.body}`)
-  return res.json() as { id: string, updated_at: string, created_at: string, expires_at: string | null }
+  return res.json<{ id: string, updated_at: string, created_at: string, expires_at: string | null }>()
 }
 
 const status = (event: InstanceType<typeof ICAL.Event>) => event.component.getFirstPropertyValue('status')
@@ -126,7 +126,7 @@ t.test('a resource feed, fetched without a token and parsed by ical.js', async (
   const cancelled = await ok(book(app, car.id, '2031-01-09T09:00:00Z', '2031-01-09T10:00:00Z', { description: 'Called off' }))
   t.equal((await call(app, 'DELETE', `/api/allocations/${cancelled.id}`)).statusCode, 204)
   const stale = await ok(book(app, car.id, '2031-01-08T09:00:00Z', '2031-01-08T10:00:00Z', { status: 'held', hold_seconds: 60 }))
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [stale.id])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [stale.id])
   const outside = await ok(book(app, car.id, '2030-12-01T09:00:00Z', '2030-12-01T10:00:00Z'))
   const label = 'Car, one; of "ours" \\ fleet'
   const feed = await createFeed({ label, resource_id: car.id }, member.token)
@@ -259,7 +259,7 @@ t.test('several hundred events: folded, escaped and all there', async (t) => {
     SELECT $1, tstzrange(timestamptz '2031-01-01 00:00Z' + i * interval '90 minutes',
                          timestamptz '2031-01-01 00:00Z' + i * interval '90 minutes' + interval '1 hour'), $2 || i
     FROM generate_series(0, 399) AS i`, [car.id, 'bulk '])
-  const ids = await sql<{ id: string, n: number }>(app, `SELECT id, substr(description, 6)::int AS n FROM allocation WHERE resource_id = $1`, [car.id])
+  const ids = await sql<{ id: string, n: number }>(app, 'SELECT id, substr(description, 6)::int AS n FROM allocation WHERE resource_id = $1', [car.id])
   for (const { id, n } of ids) await sql(app, 'UPDATE allocation SET description = $2 WHERE id = $1', [id, text(n)])
   const feed = await createFeed({ label: 'bulk', resource_id: car.id })
   const { res, events } = await read(`${feed.url}?from=2031-01-01T00:00:00Z&to=2031-02-01T00:00:00Z`)
@@ -311,10 +311,10 @@ t.test('listing: one\'s own feeds (an admin: everyone\'s), never an address', as
   const own = await call(app, 'GET', '/api/feeds', undefined, { token: lister.token })
   t.equal(own.statusCode, 200)
   t.same(own.json(), [{ id: kept.id, label: 'kept', type: 'car', created_at: kept.created_at, account_id: lister.id, revoked_at: null }])
-  const all = (await call(app, 'GET', `/api/feeds?include_revoked=true&limit=1000`, undefined, { token: lister.token })).json()
+  const all = (await call(app, 'GET', '/api/feeds?include_revoked=true&limit=1000', undefined, { token: lister.token })).json()
   t.same(all.map((f: { id: string }) => f.id), [kept.id, dropped.id], 'with include_revoked, revoked ones too')
   t.ok(all[1].revoked_at)
-  const admins = (await call(app, 'GET', '/api/feeds?limit=1000')).json() as Array<{ account_id: number }>
+  const admins = (await call(app, 'GET', '/api/feeds?limit=1000')).json<Array<{ account_id: number }>>()
   t.ok(new Set(admins.map((f) => f.account_id)).size >= 3, 'an admin sees every account\'s feeds')
   const page = await call(app, 'GET', '/api/feeds?limit=1')
   t.match(page.headers.link, /offset=1>; rel="next"/, 'paged like every list')

@@ -232,6 +232,18 @@ function toHttpError (error: FastifyError): HttpError {
   return new HttpError('INTERNAL_ERROR', 'an unexpected error occurred; it has been logged')
 }
 
+/** The code each error reply was sent with, for the metrics (a reply is answered once). */
+const sentCodes = new WeakMap<FastifyReply, ErrorCode>()
+
+export function errorCodeOf (reply: FastifyReply): ErrorCode | undefined {
+  return sentCodes.get(reply)
+}
+
+function sendError (reply: FastifyReply, error: HttpError): FastifyReply {
+  sentCodes.set(reply, error.code)
+  return reply.code(error.statusCode).send(errorBody(error))
+}
+
 export function errorBody (error: HttpError) {
   return {
     statusCode: error.statusCode,
@@ -249,7 +261,7 @@ export function errorBody (error: HttpError) {
 export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
   // The message quotes the path, which may be a calendar feed's address.
-  void reply.code(status).send(errorBody(new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status)))
+  void sendError(reply, new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status))
 }
 
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
@@ -263,11 +275,11 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
     }
     if (httpError.statusCode === 503) reply.header('Retry-After', '5')
     if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
-    return reply.code(httpError.statusCode).send(errorBody(httpError))
+    return sendError(reply, httpError)
   })
   app.setNotFoundHandler(function (request: FastifyRequest, reply: FastifyReply) {
     // Never a calendar feed's address, even a mistyped one: it holds the secret.
     const error = new NotFoundError(`no route ${request.method} ${redactFeedUrl(request.url.split('?')[0]!)}`)
-    return reply.code(404).send(errorBody(error))
+    return sendError(reply, error)
   })
 }, { name: 'invsys-errors' })
