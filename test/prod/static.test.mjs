@@ -3,13 +3,16 @@
 // needed), .dockerignore, and nginx -t on nginx/ as it is and on this
 // machine's copy. Runs beside topology.test.mjs (npm run test:prod).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { composeConfig } from './lib/compose.mjs';
 import { loadDockerignore } from './lib/dockerfile-replay.mjs';
-import { NGINX_DIR, nginxTest, nginxVersion, unexpectedChange, writeLocalNginx } from './lib/nginx.mjs';
+import { findDirectives, listenPort } from './lib/nginx-conf.mjs';
+import {
+  knowsUpstreamResolve, NGINX_DIR, nginxFiles, nginxTest, nginxVersion, selfSignedCertificate, unexpectedChange, writeLocalNginx, writeNginxAsIs,
+} from './lib/nginx.mjs';
 import { ROOT } from './lib/paths.mjs';
 import { nginxBinary } from './lib/tools.mjs';
 
@@ -47,8 +50,11 @@ t.test('docker-compose.prod.yml', async (t) => {
   const s = prod.config.services ?? {};
   t.same(Object.keys(s).sort(), ['api', 'db', 'nginx'], 'prod: services are db, api, nginx');
   t.ok(!s.db?.ports && !s.api?.ports, 'prod: neither db nor api is published to the host', { db: s.db?.ports, api: s.api?.ports });
-  t.ok(JSON.stringify(s.nginx?.ports ?? []).match(/"published":"?1337"?|1337:80/) !== null, 'prod: nginx is published on host port 1337',
-    { ports: s.nginx?.ports });
+  {
+    const ports = (s.nginx?.ports ?? []).map((p) => (typeof p === 'string' ? p.replace(/\/tcp$/, '') : `${p.host_ip ? `${p.host_ip}:` : ''}${p.published}:${p.target}`));
+    t.ok(ports.includes('80:80') && ports.includes('443:443') && ports.includes('127.0.0.1:1337:1337') && ports.length === 3,
+      'prod: nginx is published on 80 and 443, and the plain port 1337 on the host\'s loopback only', { ports });
+  }
   t.ok((s.api?.deploy?.replicas ?? s.api?.scale ?? 1) >= 2, 'prod: api runs at least 2 replicas', { deploy: s.api?.deploy });
   t.ok(Boolean(s.api?.build) && Boolean(s.api?.restart) && s.api?.depends_on?.db?.condition === 'service_healthy',
     'prod: api is built from the Dockerfile, has a restart policy, waits for a healthy db', { api: s.api });
@@ -57,6 +63,34 @@ t.test('docker-compose.prod.yml', async (t) => {
   t.ok(s.nginx?.depends_on?.api !== undefined, 'prod: nginx depends on api', { depends_on: s.nginx?.depends_on });
   t.ok(s.db?.environment?.POSTGRES_PASSWORD !== undefined && s.api?.environment?.DATABASE_URL !== undefined,
     'prod: db and api get their settings from .env.prod.db and .env.prod');
+
+  const names = Object.keys(s);
+  const noRotation = names.filter((n) => !(s[n].logging?.driver === 'json-file' && s[n].logging.options?.['max-size'] && s[n].logging.options?.['max-file']));
+  t.same(noRotation, [], 'prod: every container logs with json-file, rotated (max-size, max-file)');
+  const noLimits = names.filter((n) => !(s[n].deploy?.resources?.limits?.cpus && s[n].deploy.resources.limits.memory));
+  t.same(noLimits, [], 'prod: every container has CPU and memory limits (deploy.resources.limits)');
+  if (/deploy sub-keys are not supported/.test(prod.warnings ?? '')) t.fail('docker-compose ignores some deploy keys', { warnings: prod.warnings });
+
+  // nginx: its healthcheck asks nginx itself, and every file nginx/ refers to is mounted.
+  {
+    const test = (s.nginx?.healthcheck?.test ?? []).join(' ');
+    const url = test.match(/http:\/\/127\.0\.0\.1:(\d+)(\/\S*)/);
+    const main = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8');
+    const server = findDirectives(main, 'server', 'http').find((d) => d.children?.some((c) => c.name === 'listen' && listenPort(c.args[0]) === Number(url?.[1])));
+    const loc = server?.children?.find((c) => c.name === 'location' && c.args[0] === '=' && c.args[1] === url?.[2]);
+    t.ok(url && loc?.children?.some((c) => c.name === 'return' && c.args[0] === '200'),
+      `prod: nginx has a healthcheck on a location nginx answers itself (${url?.[0]})`, { test });
+    const mounts = (s.nginx?.volumes ?? []).map((v) => String(v).split(':')).filter(([, , mode]) => mode === 'ro').map(([, target]) => target);
+    const referenced = [];
+    for (const rel of nginxFiles()) {
+      const text = readFileSync(join(NGINX_DIR, rel), 'utf8');
+      for (const d of [...findDirectives(text, 'include'), ...findDirectives(text, 'ssl_certificate'), ...findDirectives(text, 'ssl_certificate_key')]) {
+        referenced.push(d.args[0].startsWith('/') ? d.args[0] : `/etc/nginx/${d.args[0]}`);
+      }
+    }
+    const unmounted = ['/etc/nginx/nginx.conf', ...referenced].filter((p) => !mounts.some((m) => p === m || p.startsWith(`${m}/`)));
+    t.same(unmounted, [], `prod: everything nginx/ includes or reads is mounted read-only (${mounts.join(', ')})`);
+  }
 });
 
 t.test('.dockerignore', async (t) => {
@@ -66,30 +100,85 @@ t.test('.dockerignore', async (t) => {
 });
 
 t.test('nginx/', async (t) => {
-  const { text: versionText } = nginxVersion();
+  const { text: versionText, version } = nginxVersion();
+  const dropResolve = !knowsUpstreamResolve(version);
   t.comment(versionText);
   {
     // The files as they are: "api" has to resolve, so nginx -t runs with an
     // /etc/hosts of its own in a private mount namespace (needs root and unshare).
+    // An nginx before 1.27.3 (Debian 12 has 1.22) does not know "resolve" in an
+    // upstream: then that one parameter is left out.
     const hosts = join(work, 'hosts');
     writeFileSync(hosts, '127.0.0.1 localhost\n127.0.0.1 api\n');
+    const conf = writeNginxAsIs(join(work, 'as-is'), { dropResolve });
     const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" /etc/hosts && exec "$2" -t -q -c "$3"', 'sh',
-      hosts, nginxBinary(), join(NGINX_DIR, 'nginx.conf')], { encoding: 'utf8', timeout: 30_000 });
+      hosts, nginxBinary(), conf], { encoding: 'utf8', timeout: 30_000 });
     if (r.error || (/unshare failed|mount:|Operation not permitted/.test(r.stderr ?? '') && r.status !== 0)) {
       t.skip(`nginx -t on nginx/ as it is: no private mount namespace here (${r.error?.message ?? r.stderr.trim()})`);
     } else {
-      t.equal(r.status, 0, 'nginx -t accepts nginx/nginx.conf as it is (api resolving to 127.0.0.1)', { stderr: r.stderr });
+      t.equal(r.status, 0, `nginx -t accepts nginx/ as it is, without a certificate (api resolving to 127.0.0.1${
+        dropResolve ? '; "resolve" left out for this nginx' : ''})`, { stderr: r.stderr });
     }
   }
   {
-    const dir = join(work, 'nginx');
-    const local = writeLocalNginx(dir, {
-      ports: { 80: 18080 },
+    const main = readFileSync(join(NGINX_DIR, 'nginx.conf'), 'utf8');
+    const resolver = findDirectives(main, 'resolver', 'http')[0];
+    const servers = findDirectives(main, 'server', 'upstream');
+    const zone = findDirectives(main, 'zone', 'upstream');
+    t.ok(resolver?.args[0] === '127.0.0.11' && resolver.args.some((a) => /^valid=\d+s$/.test(a)) &&
+      servers.length === 1 && servers[0].args[0] === 'api:3000' && servers[0].args.includes('resolve') && zone.length === 1,
+    "the upstream re-resolves api through Docker's DNS (resolver 127.0.0.11 valid=…, server api:3000 resolve, a zone)",
+    { resolver: resolver?.args, servers: servers.map((d) => d.args), zone: zone.map((d) => d.args) });
+  }
+  {
+    // Every error nginx makes itself has a JSON body in the API's shape.
+    const errors = readFileSync(join(NGINX_DIR, 'invsys/errors.conf'), 'utf8');
+    const pages = findDirectives(errors, 'error_page');
+    const handled = pages.flatMap((d) => d.args.filter((a) => /^\d{3}$/.test(a)).map(Number));
+    const bodies = [];
+    const bad = [];
+    for (const page of pages) {
+      const uri = page.args.at(-1);
+      const loc = findDirectives(errors, 'location').find((l) => l.args[0] === '=' && l.args[1] === uri);
+      const ret = loc?.children?.find((d) => d.name === 'return');
+      let json;
+      try {
+        json = JSON.parse(ret?.args[1].replace(/\\n$/, ''));
+      } catch {
+        json = undefined;
+      }
+      const status = Number(ret?.args[0]);
+      const internal = loc?.children?.some((d) => d.name === 'internal');
+      if (!internal || !json || json.statusCode !== status || ![json.code, json.error, json.message].every((x) => typeof x === 'string')) {
+        bad.push({ error_page: page.args, location: loc?.args, return: ret?.args });
+      } else bodies.push(status);
+    }
+    t.ok([400, 404, 413, 414, 429, 494, 500, 502, 503, 504].every((c) => handled.includes(c)) && bad.length === 0,
+      `nginx's own errors (${handled.join(', ')}) have internal locations answering JSON {statusCode, code, error, message}`, { bad });
+  }
+  {
+    // This machine's copy, as the topology test runs it; first as an operator
+    // without a certificate has it (no conf.d/tls.conf), then with HTTPS enabled.
+    const plainDir = join(work, 'plain');
+    const plain = writeLocalNginx(plainDir, {
+      ports: { 1337: 18080 },
       upstreams: { invsys_api: ['127.0.0.1:18081', '127.0.0.1:18082'] },
+      dropResolve,
+    });
+    const r1 = nginxTest(plain.conf, { prefix: plainDir });
+    t.ok(r1.ok, 'nginx -t accepts the test copy without a certificate: nginx starts with the plain port only', { output: r1.output });
+
+    const tlsDir = join(work, 'tls');
+    const local = writeLocalNginx(tlsDir, {
+      ports: { 1337: 18080, 80: 18083, 443: 18084 },
+      upstreams: { invsys_api: ['127.0.0.1:18081', '127.0.0.1:18082'] },
+      dropResolve,
+      tls: selfSignedCertificate(join(tlsDir, 'tls')),
+      enable: ['conf.d/tls.conf.example'],
     });
     const changed = local.files.map((f) => ({ file: f.rel, change: unexpectedChange(f) })).filter((x) => x.change);
-    t.same(changed, [], "the test copy changes only pid, logs, listen and the upstream's servers (found by directive name)");
-    const r = nginxTest(local.conf, { prefix: dir });
-    t.ok(r.ok, 'nginx -t accepts the test copy (loopback upstreams)', { output: r.output });
+    t.same(changed, [], 'the test copy changes only pid, logs, listen, the upstream\'s servers and certificate paths (found by directive name)');
+    const r2 = nginxTest(local.conf, { prefix: tlsDir });
+    t.ok(r2.ok, 'nginx -t accepts the test copy with HTTPS enabled (conf.d/tls.conf, a self-signed certificate)', { output: r2.output });
   }
 });

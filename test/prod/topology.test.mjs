@@ -9,11 +9,12 @@ import t from 'tap';
 import { Topology } from './lib/topology.mjs';
 import build from './topology/build.mjs';
 import failures from './topology/failures.mjs';
-import limits from './topology/limits.mjs';
+import limits, { ownErrors } from './topology/limits.mjs';
 import proxy from './topology/proxy.mjs';
 import start from './topology/start.mjs';
+import tls from './topology/tls.mjs';
 
-const HARD_LIMIT_MS = 280_000; // under tap's --timeout (300 s), so that this file cleans up itself
+const HARD_LIMIT_MS = 570_000; // under tap's --timeout (600 s), so that this file cleans up itself
 
 const topo = new Topology({ comment: (m) => t.comment(m) });
 t.comment(`work directory ${topo.work}`);
@@ -45,5 +46,7 @@ await step('the runtime image (services/api/Dockerfile replayed)', build);
 await step('the topology comes up', start);
 await step('probes through nginx', proxy);
 await step("nginx's limits", limits);
+await step("nginx's own errors, as JSON", ownErrors);
+await step('HTTPS (conf.d/tls.conf)', tls);
 await step('failures', failures);
 if (!t.passing()) t.comment(topo.logsDigest());

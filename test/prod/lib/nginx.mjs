@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { diffIgnoring, localNginxConfig, parseNginxVersion, versionAtLeast } from './nginx-conf.mjs';
+import { diffIgnoring, localNginxConfig, parseNginxVersion, rewriteNginx, versionAtLeast } from './nginx-conf.mjs';
 import { ROOT } from './paths.mjs';
 import { nginxBinary } from './tools.mjs';
 
@@ -57,6 +57,37 @@ export function writeLocalNginx(dir, { ports, upstreams, tls, dropResolve, enabl
     files.push({ rel, target, original, text, replaced });
   }
   return { conf: join(dir, 'nginx.conf'), files };
+}
+
+/**
+ * nginx/ copied into `dir` as it is, except, when `dropResolve`, the "resolve"
+ * parameter of upstream servers (nginx before 1.27.3 does not know it). For
+ * nginx -t on the files themselves. Returns the main file's path.
+ */
+export function writeNginxAsIs(dir, { dropResolve }) {
+  for (const rel of nginxFiles()) {
+    let text = readFileSync(join(NGINX_DIR, rel), 'utf8');
+    if (dropResolve) {
+      text = rewriteNginx(text, (d, parents) => (d.name === 'server' && parents.at(-1)?.name === 'upstream' && d.args.includes('resolve')
+        ? `server ${d.args.filter((a) => a !== 'resolve').join(' ')};`
+        : undefined)).text;
+    }
+    mkdirSync(dirname(join(dir, rel)), { recursive: true });
+    writeFileSync(join(dir, rel), text);
+  }
+  return join(dir, 'nginx.conf');
+}
+
+/** A self-signed certificate for localhost and 127.0.0.1 (openssl), as nginx/tls/ would hold: fullchain.pem, privkey.pem. */
+export function selfSignedCertificate(dir) {
+  mkdirSync(dir, { recursive: true });
+  const cert = join(dir, 'fullchain.pem');
+  const key = join(dir, 'privkey.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+  { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+  return { cert, key, ca: readFileSync(cert) };
 }
 
 /** The first difference between a file and its copy outside the local directives, or null. */

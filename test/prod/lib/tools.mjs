@@ -23,6 +23,8 @@ const TOOLS = [
   ['nginx', 'nginx', () => have('nginx') || existsSync('/usr/sbin/nginx')],
   ['docker-compose', 'docker-compose', () => have('docker-compose')],
   ['psql, pg_dump, pg_restore', 'postgresql-client', () => have('psql') && have('pg_dump') && have('pg_restore')],
+  ['openssl', 'openssl', () => have('openssl')],
+  ['curl', 'curl', () => have('curl')],
   ['unshare', 'util-linux', () => have('unshare')],
 ];
 

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import process from 'node:process';
 import { replayDockerfile } from './dockerfile-replay.mjs';
 import { freePort, parseEnvFile, request, waitFor } from './http.mjs';
-import { writeLocalNginx } from './nginx.mjs';
+import { knowsUpstreamResolve, nginxVersion, selfSignedCertificate, writeLocalNginx } from './nginx.mjs';
 import { ROOT } from './paths.mjs';
 import { Processes, tail } from './procs.mjs';
 import { nginxBinary } from './tools.mjs';
@@ -35,7 +35,8 @@ export class Topology {
   }
 
   async allocatePorts() {
-    for (const k of ['pg', 'a', 'b', 'nginx']) this.ports[k] = await freePort();
+    // nginx: the plain port (1337 in the container), http (80) and https (443).
+    for (const k of ['pg', 'a', 'b', 'nginx', 'http', 'https']) this.ports[k] = await freePort();
   }
 
   /** A request through nginx (the plain port). */
@@ -119,12 +120,21 @@ export class Topology {
     return r.status;
   }
 
-  /** This machine's copy of nginx/ (see lib/nginx.mjs). */
+  /**
+   * This machine's copy of nginx/ (see lib/nginx.mjs), with HTTPS enabled as an
+   * operator would (conf.d/tls.conf from its .example, a certificate in tls/:
+   * here a self-signed one).
+   */
   writeNginx() {
     mkdirSync(this.ngxDir, { recursive: true });
+    this.tls = selfSignedCertificate(join(this.ngxDir, 'tls'));
+    this.nginxVersion = nginxVersion();
     this.nginxConf = writeLocalNginx(this.ngxDir, {
-      ports: { 80: this.ports.nginx },
+      ports: { 1337: this.ports.nginx, 80: this.ports.http, 443: this.ports.https },
       upstreams: { invsys_api: [`127.0.0.1:${this.ports.a}`, `127.0.0.1:${this.ports.b}`] },
+      dropResolve: !knowsUpstreamResolve(this.nginxVersion.version),
+      tls: this.tls,
+      enable: ['conf.d/tls.conf.example'],
     });
     return this.nginxConf;
   }

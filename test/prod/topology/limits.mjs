@@ -1,6 +1,10 @@
-// nginx's limits: body size, gzip of a large list, the rate limit.
+// nginx's limits: body size, gzip of a large list, the rate limit; and the
+// errors nginx answers itself.
 import { Buffer } from 'node:buffer';
-import { brief, isJsonError } from '../lib/http.mjs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { curl } from '../lib/curl.mjs';
+import { brief, isJsonError, logEntries, rawRequest } from '../lib/http.mjs';
 import { sleep } from '../lib/procs.mjs';
 
 export default async function limits(t, topo) {
@@ -50,5 +54,32 @@ export default async function limits(t, topo) {
     const h = await via('GET', '/health');
     t.equal(h.status, 200, '/health is not rate limited', brief(h));
     await sleep(2500);
+  }
+}
+
+// nginx's own errors, as JSON: a long URI, an oversized header, a malformed
+// request; /metrics is never served through nginx.
+export async function ownErrors(t, topo) {
+  const port = topo.ports.nginx;
+  {
+    const r = curl(port, `/api/sites?name=${'a'.repeat(20 * 1024)}`, ['-H', `Authorization: Bearer ${topo.adminToken}`]);
+    t.ok(isJsonError(r, 414), 'a 20 kB URI (curl): JSON 414 from nginx', brief(r));
+    t.match(r.headers['x-request-id'] ?? '', /^[0-9a-f]{32}$/, '... with the security headers and a request id', { headers: r.headers });
+  }
+  {
+    const r = curl(port, '/api/sites', ['-H', `X-Big: ${'b'.repeat(20 * 1024)}`]);
+    t.ok(isJsonError(r, 431), 'a 20 kB request header (curl): JSON 431 from nginx', brief(r));
+  }
+  {
+    const r = await rawRequest(port, 'GET /health HTTP/1.1\r\nHost: a b\r\n\r\n');
+    t.ok(isJsonError(r, 400), 'a malformed request (a Host with a space): JSON 400 from nginx', brief(r));
+  }
+  {
+    const rid = `prodtest-metrics-${randomBytes(4).toString('hex')}`;
+    const r = await topo.via('GET', '/metrics', { headers: { 'x-request-id': rid } });
+    const sub = await topo.via('GET', '/metrics/anything');
+    const access = logEntries(join(topo.ngxDir, 'access.log')).find((e) => e.request_id === rid);
+    t.ok(isJsonError(r, 404) && isJsonError(sub, 404) && access && access.upstream === '',
+      'GET /metrics (and /metrics/…) through nginx: JSON 404 from nginx itself, never passed to the API', { r: brief(r), sub: brief(sub), access });
   }
 }

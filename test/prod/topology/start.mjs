@@ -2,6 +2,7 @@
 // it, two API replicas booting at once on an empty database, then nginx.
 import { join } from 'node:path';
 import { composeConfig } from '../lib/compose.mjs';
+import { knowsUpstreamResolve } from '../lib/nginx.mjs';
 import { ROOT } from '../lib/paths.mjs';
 
 export default async function start(t, topo) {
@@ -58,7 +59,11 @@ export default async function start(t, topo) {
   topo.writeNginx();
   try {
     await topo.startNginx();
-    t.pass(`nginx (nginx/nginx.conf) proxies on 127.0.0.1:${topo.ports.nginx}`);
+    const { ports } = topo;
+    t.pass(`nginx (nginx/, HTTPS enabled) proxies on 127.0.0.1: ${ports.nginx} (1337, plain), ${ports.http} (80), ${ports.https} (443)`);
+    if (!knowsUpstreamResolve(topo.nginxVersion.version)) {
+      t.comment(`${topo.nginxVersion.text} predates "resolve" in upstreams (1.27.3): the local copy lists the replicas without it`);
+    }
   } catch (e) {
     topo.fatal = 'nginx did not start';
     t.fail('nginx starts', { reason: e.message });
