@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { composeConfig } from './lib/compose.mjs';
+import { composeConfig, OPERATOR_FILES } from './lib/compose.mjs';
 import { loadDockerignore } from './lib/dockerfile-replay.mjs';
 import { findDirectives, listenPort } from './lib/nginx-conf.mjs';
 import {
@@ -62,7 +62,7 @@ t.test('docker-compose.prod.yml', async (t) => {
     'prod: db has a healthcheck and a data volume', { db: s.db });
   t.ok(s.nginx?.depends_on?.api !== undefined, 'prod: nginx depends on api', { depends_on: s.nginx?.depends_on });
   t.ok(s.db?.environment?.POSTGRES_PASSWORD !== undefined && s.api?.environment?.DATABASE_URL !== undefined,
-    'prod: db and api get their settings from .env.prod.db and .env.prod');
+    'prod: db and api get their settings from .env.prod.db and .env.prod (here: made from the *.example files)');
 
   const names = Object.keys(s);
   const noRotation = names.filter((n) => !(s[n].logging?.driver === 'json-file' && s[n].logging.options?.['max-size'] && s[n].logging.options?.['max-file']));
@@ -93,9 +93,23 @@ t.test('docker-compose.prod.yml', async (t) => {
   }
 });
 
+t.test('settings files', async (t) => {
+  const git = (...args) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' });
+  if (git('rev-parse', '--is-inside-work-tree').status !== 0) {
+    t.skip('not a git work tree: which files are tracked cannot be checked');
+    return;
+  }
+  const tracked = git('ls-files', '--', '.env.prod', '.env.prod.db', '.env.prod.example', '.env.prod.db.example').stdout.split('\n').filter(Boolean).sort();
+  t.same(tracked, ['.env.prod.db.example', '.env.prod.example'], 'only the *.example settings are in git, not .env.prod and .env.prod.db');
+  const ignored = OPERATOR_FILES.filter((f) => git('check-ignore', '-q', '--no-index', f).status === 0);
+  t.same(ignored, OPERATOR_FILES, '.env.prod and .env.prod.db are git-ignored');
+  const placeholders = ['.env.prod.example', '.env.prod.db.example'].filter((f) => readFileSync(join(ROOT, f), 'utf8').includes('CHANGE_ME'));
+  t.equal(placeholders.length, 2, 'both examples carry a CHANGE_ME placeholder password, never a usable one');
+});
+
 t.test('.dockerignore', async (t) => {
   const ignored = loadDockerignore(ROOT);
-  const leaks = ['.env.prod', '.env.prod.db', '.env.dev', '.env', 'node_modules', '.git'].filter((f) => !ignored(f));
+  const leaks = ['.env.prod', '.env.prod.db', '.env.prod.example', '.env.dev', '.env', 'node_modules', '.git'].filter((f) => !ignored(f));
   t.same(leaks, [], '.dockerignore keeps .env files, node_modules and .git out of the build context');
 });
 

@@ -8,6 +8,7 @@ import { setTimeout } from 'node:timers';
 import t from 'tap';
 import { Topology } from './lib/topology.mjs';
 import build from './topology/build.mjs';
+import config from './topology/config.mjs';
 import failures from './topology/failures.mjs';
 import limits, { ownErrors } from './topology/limits.mjs';
 import proxy from './topology/proxy.mjs';
@@ -44,6 +45,7 @@ async function step(name, fn) {
 await topo.allocatePorts();
 await step('the runtime image (services/api/Dockerfile replayed)', build);
 await step('the topology comes up', start);
+await step('production settings', config);
 await step('probes through nginx', proxy);
 await step("nginx's limits", limits);
 await step("nginx's own errors, as JSON", ownErrors);

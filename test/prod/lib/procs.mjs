@@ -10,6 +10,13 @@ import { setTimeout } from 'node:timers';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Under tap, child_process is wrapped (@tapjs/processinfo) to add tap's loaders to
+// every child's NODE_OPTIONS. The processes of the topology must run as in their
+// containers, so they start through env(1) without those variables.
+const TAP_VARIABLES = ['NODE_OPTIONS', '_TAPJS_PROCESSINFO_EXCLUDE_', '_TAPJS_PROCESSINFO_EXTERNAL_ID_'];
+/** [cmd, args] that runs cmd args with tap's variables removed from its environment. */
+export const untapped = (cmd, args) => ['env', [...TAP_VARIABLES.flatMap((v) => ['-u', v]), cmd, ...args]];
+
 export function tail(file, lines = 25) {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
@@ -37,7 +44,7 @@ export class Processes {
   start(name, cmd, args, { cwd, env, uid, gid } = {}) {
     const log = join(this.work, `${name}.log`);
     const fd = openSync(log, 'a');
-    const child = spawn(cmd, args, { cwd, env, uid, gid, detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn(...untapped(cmd, args), { cwd, env, uid, gid, detached: true, stdio: ['ignore', fd, fd] });
     const rec = { name, child, exited: false, code: null, signal: null, log, stopping: false };
     rec.done = new Promise((res) => {
       child.on('exit', (code, signal) => {

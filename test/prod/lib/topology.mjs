@@ -14,7 +14,7 @@ import { replayDockerfile } from './dockerfile-replay.mjs';
 import { freePort, parseEnvFile, request, waitFor } from './http.mjs';
 import { knowsUpstreamResolve, nginxVersion, selfSignedCertificate, writeLocalNginx } from './nginx.mjs';
 import { ROOT } from './paths.mjs';
-import { Processes, tail } from './procs.mjs';
+import { Processes, tail, untapped } from './procs.mjs';
 import { nginxBinary } from './tools.mjs';
 
 export const isRoot = process.getuid?.() === 0;
@@ -88,16 +88,19 @@ export class Topology {
   }
 
   /** One API replica as the image would run it: its CMD, its ENV, the operator's settings, not root. */
-  startApi(name, port, settingsFile = join(ROOT, '.env.prod')) {
+  startApi(name, port, { overrides = {} } = {}) {
     const env = {
       PATH: process.env.PATH,
       ...this.image.env,
-      ...parseEnvFile(settingsFile), // the operator's settings, less the three that are the topology's
+      // The operator's settings (.env.prod is made from this file), less the three
+      // that are the topology's.
+      ...parseEnvFile(join(ROOT, '.env.prod.example')),
       DATABASE_URL: this.dbUrl,
       BOOTSTRAP_ADMIN_TOKEN: this.adminToken,
       HOST: '127.0.0.1',
       PORT: String(port),
       HOME: '/nonexistent',
+      ...overrides,
     };
     const [cmd, ...args] = this.image.cmd;
     // Not root: nobody.
@@ -116,7 +119,7 @@ export class Topology {
   healthcheck(port) {
     if (!this.image.healthcheck) return null;
     const [cmd, ...args] = this.image.healthcheck;
-    const r = spawnSync(cmd === 'node' ? process.execPath : cmd, args, { env: { PATH: process.env.PATH, PORT: String(port) }, timeout: 15_000 });
+    const r = spawnSync(...untapped(cmd === 'node' ? process.execPath : cmd, args), { env: { PATH: process.env.PATH, PORT: String(port) }, timeout: 15_000 });
     return r.status;
   }
 

@@ -47,7 +47,7 @@ export default async function start(t, topo) {
   for (const [rec, port] of [[topo.apiA, topo.ports.a], [topo.apiB, topo.ports.b]]) {
     try {
       await topo.waitReady(rec, port);
-      t.pass(`${rec.name} (the image's CMD, .env.prod settings) is ready on 127.0.0.1:${port}`);
+      t.pass(`${rec.name} (the image's CMD, .env.prod.example's settings) is ready on 127.0.0.1:${port}`);
     } catch (e) {
       topo.fatal = `${rec.name} did not start`;
       t.fail(`${rec.name} starts`, { reason: e.message });
