@@ -1,6 +1,6 @@
 // Replays a Dockerfile's COPY and RUN instructions on this machine, without
 // Docker, so that CI runs the image's own build steps (npm ci, npm run build,
-// npm prune --omit=dev) and then the API from exactly the files the runtime
+// npm prune) and then the API from exactly the files the runtime
 // image would hold. Used by the prod test (test/prod/).
 //
 // What it understands: ARG (defaults),

