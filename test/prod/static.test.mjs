@@ -49,7 +49,12 @@ t.test('docker-compose.prod.yml', async (t) => {
   const prod = composeConfig('docker-compose.prod.yml');
   if (!t.ok(!prod.error, 'docker-compose -f docker-compose.prod.yml config', { reason: prod.error })) return;
   const s = prod.config.services ?? {};
-  t.same(Object.keys(s).sort(), ['api', 'db', 'nginx'], 'prod: services are db, api, nginx');
+  t.same(Object.keys(s).filter((n) => !s[n].profiles?.length).sort(), ['api', 'db', 'nginx'],
+    'prod: services are db, api, nginx (the rest only on demand, under a profile)');
+  t.ok(s.backup?.profiles?.includes('backup') && s.backup.image === s.db?.image && s.backup.environment?.DATABASE_URL !== undefined &&
+    (s.backup.volumes ?? []).some((v) => /\/scripts\/backup\.sh:[^:]+:ro$/.test(String(v))) &&
+    JSON.stringify(s.backup.entrypoint ?? '').includes('invsys-backup') && s.backup.depends_on?.db?.condition === 'service_healthy',
+  "prod: backup (profile backup) runs scripts/backup.sh with the db's image, .env.prod's DATABASE_URL, after a healthy db", { backup: s.backup });
   t.ok(!s.db?.ports && !s.api?.ports, 'prod: neither db nor api is published to the host', { db: s.db?.ports, api: s.api?.ports });
   {
     const ports = (s.nginx?.ports ?? []).map((p) => (typeof p === 'string' ? p.replace(/\/tcp$/, '') : `${p.host_ip ? `${p.host_ip}:` : ''}${p.published}:${p.target}`));

@@ -23,6 +23,9 @@ const TOOLS = [
   ['nginx', 'nginx', () => have('nginx') || existsSync('/usr/sbin/nginx')],
   ['docker-compose', 'docker-compose', () => have('docker-compose')],
   ['psql, pg_dump, pg_restore', 'postgresql-client', () => have('psql') && have('pg_dump') && have('pg_restore')],
+  // The backup test's server: Debian's pg_dump refuses a newer server than itself,
+  // so scripts/backup.sh is exercised against Debian's PostgreSQL of the same major.
+  ['PostgreSQL server binaries (backup test)', 'postgresql', () => debianPostgres().server],
   ['openssl', 'openssl', () => have('openssl')],
   ['curl', 'curl', () => have('curl')],
   ['unshare', 'util-linux', () => have('unshare')],
