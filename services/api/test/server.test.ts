@@ -150,7 +150,8 @@ t.test('a bad configuration stops the process with one clear line', async (t) =>
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ SEED_MOCK_DATA: 'yes please' }, /SEED_MOCK_DATA must be true or false/],
     [{ BOOTSTRAP_ADMIN_TOKEN: 'hunter2-secret' }, /BOOTSTRAP_ADMIN_TOKEN must be invsys_ followed by/],
-    [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/]
+    [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/],
+    [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://invsys:CHANGE_ME_db_password@127.0.0.1:1/invsys' }, /DATABASE_URL still has the placeholder password/]
   ] as const) {
     const child = spawn(process.execPath, ['--import', 'tsx', SERVER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''

