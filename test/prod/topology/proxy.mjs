@@ -97,12 +97,25 @@ export default async function proxy (t, topo) {
   const hits = (rec) => logEntries(rec.log).filter((e) => ridsLb.includes(e.reqId)).length
   t.ok(hits(apiA) > 0 && hits(apiB) > 0, `nginx spreads requests over both replicas (a: ${hits(apiA)}, b: ${hits(apiB)} log lines)`)
 
-  // Many authenticated requests so far: the token is in none of the logs.
-  const secret = topo.adminToken.slice('invsys_'.length)
-  const leaks = [apiA.log, apiB.log, join(topo.ngxDir, 'access.log')].filter((file) => readFileSync(file, 'utf8').includes(secret))
-  t.same(leaks, [], "the bearer token appears in no API log and not in nginx's access log")
-
+  // A calendar feed: public through nginx by its secret address, which no log shows.
+  const feed = await via('POST', '/api/feeds', { body: { label: 'prod test', type: 'car' } })
+  t.equal(feed.status, 201, 'a calendar feed is created through nginx', brief(feed))
+  const feedUrl = feed.json?.url ?? '/feeds/none.ics'
+  const ics = await via('GET', feedUrl, { headers: { authorization: '' } })
+  t.ok(ics.status === 200 && /^text\/calendar/.test(ics.headers['content-type'] ?? ''), 'GET /feeds/<secret>.ics through nginx without a token: the calendar', brief(ics))
+  await sleep(300)
+  const feedSecret = feedUrl.slice('/feeds/'.length, -'.ics'.length)
   const access = logEntries(join(topo.ngxDir, 'access.log'))
+  t.ok(access.some((e) => e.uri === '/feeds/[redacted].ics'), "nginx's access log shows the feed address as /feeds/[redacted].ics")
+
+  // Many authenticated requests so far: the token and the feed secret are in none of the logs.
+  const secret = topo.adminToken.slice('invsys_'.length)
+  for (const [what, value] of [['the bearer token', secret], ['the feed secret', feedSecret]]) {
+    const leaks = [apiA.log, apiB.log, join(topo.ngxDir, 'access.log'), join(topo.ngxDir, 'error.log')]
+      .filter((file) => readFileSync(file, 'utf8').includes(value))
+    t.same(leaks, [], `${what} appears in no API log and in no nginx log`)
+  }
+
   t.ok(access.some((e) => e.request_id === rid && /^127\.0\.0\.1:\d+$/.test(e.upstream)),
     "nginx's JSON access log has the request id and the upstream", { last: access.slice(-2) })
 }
