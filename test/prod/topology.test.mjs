@@ -14,6 +14,7 @@ import limits, { ownErrors } from './topology/limits.mjs'
 import proxy from './topology/proxy.mjs'
 import start from './topology/start.mjs'
 import tls from './topology/tls.mjs'
+import upgrade from './topology/upgrade.mjs'
 
 const HARD_LIMIT_MS = 570_000 // under tap's --timeout (600 s), so that this file cleans up itself
 
@@ -50,5 +51,6 @@ await step('probes through nginx', proxy)
 await step("nginx's limits", limits)
 await step("nginx's own errors, as JSON", ownErrors)
 await step('HTTPS (conf.d/tls.conf)', tls)
+await step('a rolling upgrade: migrate, then replace the replicas one at a time', upgrade)
 await step('failures', failures)
 if (!t.passing()) t.comment(topo.logsDigest())
