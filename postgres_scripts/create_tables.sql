@@ -59,18 +59,19 @@ $$;
 COMMENT ON FUNCTION iso_duration(interval) IS
   'An interval as an ISO 8601 duration (PT30M, P3D, P1DT2H), whatever the session''s IntervalStyle; null stays null.';
 
--- The range an allocation keeps everyone else out of: during widened by its buffers. A
--- buffer counts as an exact length (a day is 24 hours, a month 30 days), so the result does
--- not depend on the session's time zone: that is what makes this IMMUTABLE, as the
--- exclusion constraint needs. Unbounded ends stay unbounded; a null buffer is none.
+-- The range an allocation keeps everyone else out of: during widened by its buffers. The
+-- buffers are added in UTC (a day is always 24 hours), so the result does not depend on
+-- the session's time zone: that is what makes this IMMUTABLE, as the exclusion constraint
+-- needs, and, every operator being immutable too, lets PostgreSQL inline it. Unbounded
+-- ends stay unbounded; a null buffer is none.
 CREATE FUNCTION allocation_blocked_range(during tstzrange, buffer_before interval, buffer_after interval) RETURNS tstzrange
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN during IS NULL OR isempty(during) THEN during
-              ELSE tstzrange(lower(during) - make_interval(secs => extract(epoch FROM coalesce(buffer_before, '0'))),
-                             upper(during) + make_interval(secs => extract(epoch FROM coalesce(buffer_after, '0'))), '[)') END
+              ELSE tstzrange(((lower(during) AT TIME ZONE 'UTC') - coalesce(buffer_before, '0')) AT TIME ZONE 'UTC',
+                             ((upper(during) AT TIME ZONE 'UTC') + coalesce(buffer_after, '0')) AT TIME ZONE 'UTC', '[)') END
 $$;
 COMMENT ON FUNCTION allocation_blocked_range(tstzrange, interval, interval) IS
-  'during widened by buffer_before and buffer_after (exact lengths; unbounded ends stay unbounded): what allocation_no_overlap compares.';
+  'during widened by buffer_before and buffer_after, added in UTC (unbounded ends stay unbounded): what allocation_no_overlap compares.';
 
 -- Who may use the API. Authorisation is by role: admins manage the inventory and may
 -- change any allocation; members read everything and change only what they own.

@@ -82,18 +82,19 @@ CREATE VIEW effective_rule AS
   LEFT JOIN resource_rule rr ON rr.resource_id = r.id;
 COMMENT ON VIEW effective_rule IS 'The booking rules in force for each resource: its own where set, else its type''s; null is no rule. Each *_source column says where a value comes from: resource, type or none.';
 
--- The range an allocation keeps everyone else out of: during widened by its buffers. A
--- buffer counts as an exact length (a day is 24 hours, a month 30 days), so the result does
--- not depend on the session's time zone: that is what makes this IMMUTABLE, as the
--- exclusion constraint needs. Unbounded ends stay unbounded; a null buffer is none.
+-- The range an allocation keeps everyone else out of: during widened by its buffers. The
+-- buffers are added in UTC (a day is always 24 hours), so the result does not depend on
+-- the session's time zone: that is what makes this IMMUTABLE, as the exclusion constraint
+-- needs, and, every operator being immutable too, lets PostgreSQL inline it. Unbounded
+-- ends stay unbounded; a null buffer is none.
 CREATE FUNCTION allocation_blocked_range(during tstzrange, buffer_before interval, buffer_after interval) RETURNS tstzrange
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN during IS NULL OR isempty(during) THEN during
-              ELSE tstzrange(lower(during) - make_interval(secs => extract(epoch FROM coalesce(buffer_before, '0'))),
-                             upper(during) + make_interval(secs => extract(epoch FROM coalesce(buffer_after, '0'))), '[)') END
+              ELSE tstzrange(((lower(during) AT TIME ZONE 'UTC') - coalesce(buffer_before, '0')) AT TIME ZONE 'UTC',
+                             ((upper(during) AT TIME ZONE 'UTC') + coalesce(buffer_after, '0')) AT TIME ZONE 'UTC', '[)') END
 $$;
 COMMENT ON FUNCTION allocation_blocked_range(tstzrange, interval, interval) IS
-  'during widened by buffer_before and buffer_after (exact lengths; unbounded ends stay unbounded): what allocation_no_overlap compares.';
+  'during widened by buffer_before and buffer_after, added in UTC (unbounded ends stay unbounded): what allocation_no_overlap compares.';
 
 -- What a new allocation of the resource over during would block, with the buffers in force now.
 CREATE FUNCTION resource_blocked_range(resource_id uuid, during tstzrange) RETURNS tstzrange
