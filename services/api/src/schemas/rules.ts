@@ -12,6 +12,9 @@ export const RuleDuration = Type.String({
   examples: ['PT30M']
 })
 
+/** A rule's length as replies give it: PostgreSQL's ISO 8601 spelling, not checked again on the way out. */
+const StoredDuration = Type.String({ description: 'ISO 8601 duration', examples: ['PT30M'] })
+
 export const RULE_DURATION_FIELDS = ['min_duration', 'max_duration', 'min_notice', 'max_advance', 'buffer_before', 'buffer_after'] as const
 export type RuleDurationField = typeof RULE_DURATION_FIELDS[number]
 export const RULE_FIELDS = [...RULE_DURATION_FIELDS, 'members_may_book_open_ended'] as const
@@ -30,8 +33,8 @@ const descriptions: Record<RuleField, string> = {
   members_may_book_open_ended: 'Whether members may book with starts_at or ends_at null (admins always may)'
 }
 
-const durations = (nullMeans: string) => Object.fromEntries(RULE_DURATION_FIELDS.map((field) =>
-  [field, Type.Union([RuleDuration, Type.Null()], { description: `${descriptions[field]}; null: ${nullMeans}` })])) as
+const durations = (nullMeans: string, duration: TString = RuleDuration) => Object.fromEntries(RULE_DURATION_FIELDS.map((field) =>
+  [field, Type.Union([duration, Type.Null()], { description: `${descriptions[field]}; null: ${nullMeans}` })])) as
   Record<RuleDurationField, TUnion<[TString, TNull]>>
 
 const EXAMPLE = {
@@ -47,7 +50,7 @@ const EXAMPLE = {
 /** The rules of a type: what every resource of it follows unless it overrides a field. */
 export const TypeRules = Type.Object({
   type: Type.String({ examples: ['lorry'] }),
-  ...durations('no rule'),
+  ...durations('no rule', StoredDuration),
   members_may_book_open_ended: Type.Boolean({ description: `${descriptions.members_may_book_open_ended}; false unless set` })
 }, { examples: [{ type: 'lorry', ...EXAMPLE }] })
 export type TypeRules = Static<typeof TypeRules>
@@ -71,7 +74,7 @@ export const RuleSource = Type.Union([Type.Literal('resource'), Type.Literal('ty
 export const ResourceRules = Type.Object({
   resource_id: Uuid,
   type: Type.String({ examples: ['lorry'] }),
-  ...durations('no rule'),
+  ...durations('no rule', StoredDuration),
   members_may_book_open_ended: Type.Boolean({ description: descriptions.members_may_book_open_ended }),
   sources: Type.Object(Object.fromEntries(RULE_FIELDS.map((field) => [field, RuleSource])) as Record<RuleField, typeof RuleSource>, {
     description: 'Per field, where its value comes from'
@@ -107,7 +110,7 @@ export const TypeParams = Type.Object({
 /** Which rule refused a member's booking: sent as `rule` in a 422 RULE_* body. */
 export const RuleBreach = Type.Object({
   name: Type.Union(MEMBER_RULES.map((field) => Type.Literal(field)), { description: 'The rule, named as in the rules representation' }),
-  limit: Type.Union([RuleDuration, Type.Boolean()], { description: 'Its value: a duration, or false for members_may_book_open_ended' }),
+  limit: Type.Union([StoredDuration, Type.Boolean()], { description: 'Its value: a duration, or false for members_may_book_open_ended' }),
   source: Type.Union([Type.Literal('resource'), Type.Literal('type'), Type.Literal('none')], { description: 'Whether the resource or its type sets it (none: the default false of members_may_book_open_ended)' }),
   resource_id: Uuid
 })
