@@ -28,9 +28,9 @@ const LIST = `
               AND allocation_blocks(a.status, a.expires_at)
               AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
                   && resource_blocked_range(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)')))
-          AND NOT EXISTS (
+          AND (cardinality($8::text[]) = 0 OR NOT EXISTS (
             SELECT 1 FROM booking_rule_violations(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)'), now()) v
-            WHERE v.rule = ANY ($8::text[]))))
+            WHERE v.rule = ANY ($8::text[])))))
   ORDER BY r.type, r.name, r.id
   LIMIT $6 OFFSET $7`
 
