@@ -32,7 +32,7 @@ async function dbNow (): Promise<number> {
 }
 
 t.test('no rules by default: everything reads null, and booking behaves as before', async (t) => {
-  const types = (await call(app, 'GET', '/api/resource-types')).json() as Array<{ name: string }>
+  const types = (await call(app, 'GET', '/api/resource-types')).json<Array<{ name: string }>>()
   for (const { name } of types) {
     const res = await call(app, 'GET', `/api/resource-types/${name}/rules`, undefined, asMember)
     t.equal(res.statusCode, 200)
@@ -41,7 +41,9 @@ t.test('no rules by default: everything reads null, and booking behaves as befor
   const car = await createResource(app, 'car')
   const rules = await call(app, 'GET', `/api/cars/${car.id}/rules`, undefined, asMember)
   t.same(rules.json(), {
-    resource_id: car.id, type: 'car', ...NO_RULES,
+    resource_id: car.id,
+    type: 'car',
+    ...NO_RULES,
     sources: { min_duration: 'none', max_duration: 'none', min_notice: 'none', max_advance: 'none', buffer_before: 'none', buffer_after: 'none', members_may_book_open_ended: 'none' }
   })
   const first = await bookSpan(car.id, at('2031-01-01T09:00:00Z'), at('2031-01-01T10:00:00Z'), asMember)
@@ -74,7 +76,9 @@ t.test('rules per type, overridden per resource; null inherits; each field says 
   const lorry = await createResource(app, 'lorry')
   const inherited = (await call(app, 'GET', `/api/resources/${lorry.id}/rules`, undefined, asMember)).json()
   t.same(inherited, {
-    resource_id: lorry.id, type: 'lorry', ...example,
+    resource_id: lorry.id,
+    type: 'lorry',
+    ...example,
     sources: { min_duration: 'type', max_duration: 'type', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'type', members_may_book_open_ended: 'type' }
   })
 
@@ -82,7 +86,12 @@ t.test('rules per type, overridden per resource; null inherits; each field says 
   const override = await call(app, 'PUT', `/api/lorries/${lorry.id}/rules`, { max_duration: 'P7D', buffer_after: 'PT30M', min_notice: null, members_may_book_open_ended: true })
   t.equal(override.statusCode, 200)
   const expected = {
-    resource_id: lorry.id, type: 'lorry', ...example, max_duration: 'P7D', buffer_after: 'PT30M', members_may_book_open_ended: true,
+    resource_id: lorry.id,
+    type: 'lorry',
+    ...example,
+    max_duration: 'P7D',
+    buffer_after: 'PT30M',
+    members_may_book_open_ended: true,
     sources: { min_duration: 'type', max_duration: 'resource', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'resource', members_may_book_open_ended: 'resource' }
   }
   t.same(override.json(), expected, 'PUT answers with the rules now in force')
@@ -247,7 +256,6 @@ t.test('buffers hold for everyone, through the exclusion constraint, psql includ
   t.match(next.json(), { buffer_before: 'PT15M', buffer_after: 'PT2H' }, 'a new booking takes the rules in force')
   t.equal((await bookSpan(car.id, at('2031-04-01T16:14:59Z'), at('2031-04-01T17:00:00Z'))).statusCode, 409, 'and keeps its 2 hours (plus 15 minutes)')
 
-
   const after = (await bookSpan(car.id, at('2031-04-02T10:00:00Z'), at('2031-04-02T11:00:00Z'))).json()
   await sql(app, "UPDATE allocation SET buffer_after = '0' WHERE id = $1", [after.id])
   t.equal((await bookSpan(car.id, at('2031-04-02T11:15:00Z'), at('2031-04-02T12:00:00Z'))).statusCode, 201, 'an admin may waive a stored buffer in psql')
@@ -318,16 +326,16 @@ t.test('members see only what the rules let them book; admins see everything', a
   const before = Math.floor(await dbNow() / 1000) * 1000
   const from = utc(before - HOUR)
   const to = utc(before + 20 * DAY)
-  const seen = (await call(app, 'GET', `/api/cars/${car.id}/free?from=${from}&to=${to}`, undefined, asMember)).json()
+  const seen = (await call(app, 'GET', `/api/cars/${car.id}/free?from=${from}&to=${to}`, undefined, asMember)).json<Array<{ starts_at: string, ends_at: string }>>()
   const after = await dbNow()
   t.equal(seen.length, 1)
-  const [gap] = seen as Array<{ starts_at: string, ends_at: string }>
+  const [gap] = seen
   t.ok(at(gap!.starts_at) >= before + DAY && at(gap!.starts_at) <= after + DAY, 'a member\'s free time starts min_notice from now')
   t.ok(at(gap!.ends_at) >= before + 10 * DAY && at(gap!.ends_at) <= after + 10 * DAY, 'and ends max_advance from now')
   t.same((await call(app, 'GET', `/api/cars/${car.id}/free?from=${from}&to=${to}`)).json(), [{ starts_at: from, ends_at: to }], 'an admin sees the whole window')
 
   const slots = async (duration: string, options = {}) =>
-    (await call(app, 'GET', `/api/slots?type=car&site_id=${site.id}&from=${from}&to=${to}&duration=${duration}`, undefined, options)).json() as Array<{ starts_at: string }>
+    (await call(app, 'GET', `/api/slots?type=car&site_id=${site.id}&from=${from}&to=${to}&duration=${duration}`, undefined, options)).json<Array<{ starts_at: string }>>()
   const memberSlots = await slots('PT1H', asMember)
   t.equal(memberSlots.length, 1)
   t.ok(at(memberSlots[0]!.starts_at) >= before + DAY, 'no slot inside the notice')

@@ -189,7 +189,9 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
  * `options.rules` and a member rule forbids it. Undefined when the resource does not
  * exist (or is not of `type`).
  */
-export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor, options: RuleOptions): Promise<Allocation | undefined> {
+export async function createAllocation (
+  db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor, options: RuleOptions
+): Promise<Allocation | undefined> {
   // A transaction so that triggers (the history) see the actor, and the rules are judged
   // with the same now() as the insert.
   return withTransaction(db, async (client) => {
@@ -286,7 +288,9 @@ export type AllocationPatchFields = Partial<AllocationFields>
  * (notice and advance only when the start does). Undefined when not found in the scope;
  * a cancelled allocation is history and is not changed.
  */
-export async function patchAllocation (db: Db, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor, guard: Guard, options: RuleOptions): Promise<Allocation | undefined> {
+export async function patchAllocation (
+  db: Db, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor, guard: Guard, options: RuleOptions
+): Promise<Allocation | undefined> {
   let moved: (AllocationFields & { resource_id: string }) | undefined
   try {
     return await withTransaction(db, async (client) => {

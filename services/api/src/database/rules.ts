@@ -156,5 +156,5 @@ export async function refuseBrokenRules (db: Db, resourceId: string, type: strin
  */
 export async function refuseWhenEveryResourceBreaksRules (db: Db, type: string, siteId: number | undefined, span: Span): Promise<void> {
   const row = (await db.query<BreachRow | { name: null }>(FIRST_BREACH_OF_ALL, [type, siteId ?? null, span.starts_at, span.ends_at])).rows[0]
-  if (row && row.name !== null) throw breach(row as BreachRow)
+  if (row && row.name !== null) throw breach(row)
 }
