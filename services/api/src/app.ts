@@ -20,6 +20,7 @@ import { feedRoutes } from './routes/feeds.js'
 import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
 import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/resources.js'
+import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
 import { siteRoutes } from './routes/sites.js'
 import { redactFeedUrl, redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
@@ -77,7 +78,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
       },
       tags: [
         { name: 'sites', description: 'Places where resources are kept' },
-        { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>' },
+        { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>, and booking rules its resources follow' },
         { name: 'resources', description: 'Every resource, any type' },
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
         { name: 'availability', description: 'Free slots across resources' },
@@ -108,6 +109,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(accountRoutes)
   await app.register(siteRoutes)
   await app.register(resourceTypeRoutes)
+  await app.register(resourceTypeRuleRoutes)
   // Every per-resource area once per family: /api/resources/… and /api/<plural>/… for each type.
   const families = await resourceFamilies(app.pg.pool)
   for (const family of families) {
@@ -115,6 +117,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
     await app.register(resourceAllocationRoutes, family)
     await app.register(freeTimeRoutes, family)
     await app.register(calendarRoutes, family)
+    await app.register(resourceRuleRoutes, family)
   }
   const { typeNames } = families[0]!
   await app.register(allocationRoutes, { typeNames })

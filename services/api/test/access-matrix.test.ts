@@ -102,6 +102,8 @@ function family (base: string, type: string | undefined): Row[] {
     { route: `POST ${base}/{id}/allocations`, cells: cells(201, 201, 201), params: resource, body: slot },
     { route: `GET ${base}/{id}/free`, cells: cells(200, 200, 200), params: resource, query: WINDOW },
     { route: `GET ${base}/{id}/calendar.ics`, cells: cells(200, 200, 200), params: resource },
+    { route: `GET ${base}/{id}/rules`, cells: cells(200, 200, 200), params: resource },
+    { route: `PUT ${base}/{id}/rules`, cells: cells(403, 403, 200), params: resource, body: () => ({ buffer_after: null }) },
     ...allocationItem(`${base}/{id}/allocations/{allocation_id}`, () => booked(fixtureType), () => held(fixtureType))
   ]
 }
@@ -143,6 +145,9 @@ const rows: Row[] = [
   { route: 'DELETE /api/sites/{id}', cells: cells(403, 403, 204), params: () => createSite(app) },
 
   { route: 'GET /api/resource-types', cells: cells(200, 200, 200) },
+  { route: 'GET /api/resource-types/{type}/rules', cells: cells(200, 200, 200), params: async () => ({ type: 'truck' }) },
+  // Sets no rule: the other rows book trucks as members.
+  { route: 'PUT /api/resource-types/{type}/rules', cells: cells(403, 403, 200), params: async () => ({ type: 'truck' }), body: () => ({}) },
   ...family('/api/resources', undefined),
   ...types.flatMap((type) => family(`/api/${type.plural}`, type.name)),
 

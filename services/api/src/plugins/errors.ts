@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { DomainError, holdExpired, type DomainCode } from '../database/outcomes.js'
 import type { Allocation } from '../schemas/allocations.js'
+import type { RuleBreach } from '../schemas/rules.js'
 import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
 /**
@@ -36,6 +37,11 @@ export const ERROR_CODES = {
   URI_TOO_LONG: { status: 414, meaning: 'the URL is too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key' },
+  RULE_MIN_DURATION: { status: 422, meaning: 'a member\'s booking is shorter than the resource\'s min_duration; rule says which and its limit' },
+  RULE_MAX_DURATION: { status: 422, meaning: 'a member\'s booking is longer than the resource\'s max_duration; rule says which and its limit' },
+  RULE_MIN_NOTICE: { status: 422, meaning: 'a member\'s booking starts sooner than min_notice from now; rule says which and its limit' },
+  RULE_MAX_ADVANCE: { status: 422, meaning: 'a member\'s booking starts later than max_advance from now; rule says which and its limit' },
+  RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false' },
   HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large' },
   INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id' },
   DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached; retry after Retry-After seconds' }
@@ -89,6 +95,13 @@ export class AllocationConflictError extends HttpError {
   }
 }
 
+/** A booking rule refused a member's booking: carries which rule, its limit and where it comes from. */
+export class RuleViolationError extends HttpError {
+  constructor (code: ErrorCode, message: string, readonly rule: RuleBreach) {
+    super(code, message)
+  }
+}
+
 /** How a client hears each domain refusal. */
 const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   ALLOCATION_CONFLICT: 'ALLOCATION_CONFLICT',
@@ -100,11 +113,17 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   MAINTENANCE_ADMINS_ONLY: 'FORBIDDEN',
   NO_AVAILABILITY: 'NO_AVAILABILITY',
   NOT_OWNER: 'FORBIDDEN',
-  REFERENCE_NOT_FOUND: 'REFERENCE_NOT_FOUND'
+  REFERENCE_NOT_FOUND: 'REFERENCE_NOT_FOUND',
+  RULE_MIN_DURATION: 'RULE_MIN_DURATION',
+  RULE_MAX_DURATION: 'RULE_MAX_DURATION',
+  RULE_MIN_NOTICE: 'RULE_MIN_NOTICE',
+  RULE_MAX_ADVANCE: 'RULE_MAX_ADVANCE',
+  RULE_OPEN_ENDED: 'RULE_OPEN_ENDED'
 }
 
 export function fromDomainError (error: DomainError): HttpError {
   if (error.conflicts) return new AllocationConflictError(error.message, error.conflicts)
+  if (error.rule) return new RuleViolationError(DOMAIN_ERRORS[error.code], error.message, error.rule)
   return new HttpError(DOMAIN_ERRORS[error.code], error.message)
 }
 
@@ -133,7 +152,12 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
   account_role_known: 'role must be one of admin, member',
   allocation_expires_at_matches_status: 'expires_at is set exactly when status is held or expired',
   allocation_hold_length: 'hold_seconds must be from 1 to 3600: a hold ends after its creation and within an hour',
-  allocation_status_transition: 'the allocation cannot change to that status'
+  allocation_status_transition: 'the allocation cannot change to that status',
+  resource_type_rule_not_negative: 'rule durations must not be negative',
+  resource_rule_not_negative: 'rule durations must not be negative',
+  resource_type_rule_min_within_max: 'min_duration must not be longer than max_duration',
+  resource_rule_min_within_max: 'min_duration must not be longer than max_duration',
+  allocation_buffers_not_negative: 'buffer_before and buffer_after must not be negative'
 }
 
 /**
@@ -250,7 +274,8 @@ export function errorBody (error: HttpError) {
     code: error.code,
     error: STATUS_CODES[error.statusCode] ?? 'Error',
     message: error.message,
-    ...(error instanceof AllocationConflictError ? { conflicts: error.conflicts } : {})
+    ...(error instanceof AllocationConflictError ? { conflicts: error.conflicts } : {}),
+    ...(error instanceof RuleViolationError ? { rule: error.rule } : {})
   }
 }
 

@@ -4,6 +4,7 @@ import { listResourceTypes } from '../database/resource-types.js'
 import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
 import { NotFoundError } from '../plugins/errors.js'
 import { actorOf } from '../plugins/auth.js'
+import { bookingRulesBind } from '../policy.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import {
   DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
@@ -33,14 +34,14 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     schema: {
       tags,
       summary: `List ${type ? family.base.slice(5) : 'resources'}`,
-      description: 'available_from/available_to keep only resources with no live allocation overlapping that window (either side may be left open).',
+      description: 'available_from/available_to keep only resources where that window could be booked: no live allocation in the way, buffers included (either side may be left open). For a member, the booking rules must allow it too: a given available_from is judged by min_notice and max_advance, a window with both ends also by min_duration and max_duration.',
       querystring: listQuery,
       response: { 200: Type.Array(Resource), ...errorResponses(...READ_ERRORS) }
     }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query as { limit: number, offset: number, type?: string, site_id?: number, available_from?: string, available_to?: string }
     assertWindow(filter, 'available_from', 'available_to')
-    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset })
+    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
     return sendPage(request, reply, rows, { limit, offset })
   })
 
