@@ -160,6 +160,13 @@ t.test('what the migrations refuse, they leave exactly as it was', async (t) => 
   await t.rejects(migrate(unknown.client), /invsys tables without a recorded schema version; nothing was changed/)
   t.equal((await unknown.client.query("SELECT to_regclass('public.schemaversion') AS t")).rows[0].t, null, 'nothing was created')
 
+  const gap = await freshDatabase('gap')
+  await migrate(gap.client)
+  const [lowest] = migrations.slice(1)
+  await gap.client.query('DELETE FROM schemaversion WHERE version = $1', [Number(lowest!.split('.')[0])])
+  await t.rejects(migrate(gap.client), /numbered below the database's schema version \d+ but was never applied; nothing was changed/,
+    'a migration numbered below the applied ones is refused, not skipped for good')
+
   const broken = await freshDatabase('broken')
   await migrate(broken.client)
   await broken.client.query("UPDATE schemaversion SET md5 = 'edited' WHERE version = 1")

@@ -115,6 +115,7 @@ export async function migrate (client: pg.ClientBase): Promise<MigrationOutcome>
       await client.query(ADOPT_FIRST_RELEASE, [first!.name, first!.md5])
     }
     await validateApplied(postgrator, state.current)
+    await refuseSkipped(client, postgrator, state.current)
     const pending = (await postgrator.getMigrations())
       .filter((migration) => migration.version > state.current)
       .sort((a, b) => a.version - b.version)
@@ -151,6 +152,22 @@ async function validateApplied (postgrator: Postgrator, current: number): Promis
   } catch (error) {
     throw new MigrationError(`${(error as Error).message}: an applied migration file was edited; nothing was changed. ` +
       'Restore the file as released, and put the change in a new migration')
+  }
+}
+
+const APPLIED_VERSIONS = 'SELECT version::int AS version FROM schemaversion'
+
+/**
+ * A migration numbered below the database's version that was never applied would be
+ * skipped for good (postgrator applies only what is above the version): refuse, so
+ * that it is renumbered above the released ones instead.
+ */
+async function refuseSkipped (client: pg.ClientBase, postgrator: Postgrator, current: number): Promise<void> {
+  const applied = new Set((await client.query<{ version: number }>(APPLIED_VERSIONS)).rows.map((row) => row.version))
+  const skipped = (await postgrator.getMigrations()).filter((m) => m.version <= current && !applied.has(m.version))
+  if (skipped.length > 0) {
+    throw new MigrationError(`migration ${skipped.map((m) => `${m.version} (${m.name})`).join(', ')} is numbered below the database's ` +
+      `schema version ${current} but was never applied; nothing was changed. Give it a number above ${current}`)
   }
 }
 
