@@ -203,6 +203,8 @@ export function toWallClock (zone: string, instant: number): number {
 export function fromWallClock (zone: string, wall: number): number {
   const before = offsetAt(zone, wall - DAY)
   const after = offsetAt(zone, wall + DAY)
+  // No change near it (nearly always): one instant, and no need to ask Intl again.
+  if (before === after) return wall - before
   const fits = [...new Set([before, after])].map((offset) => wall - offset).filter((instant) => toWallClock(zone, instant) === wall)
   return fits.length > 0 ? Math.min(...fits) : wall - before
 }
