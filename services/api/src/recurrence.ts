@@ -184,9 +184,9 @@ export function canonicalZone (name: string): string | undefined {
 /** The zone's offset from UTC at an instant, in ms (wall clock = instant + offset). */
 function offsetAt (zone: string, instant: number): number {
   const second = Math.floor(instant / 1000) * 1000
-  const parts: Record<string, number> = {}
-  for (const { type, value } of formatter(zone).formatToParts(new Date(second))) parts[type] = Number(value)
-  return Date.UTC(parts.year!, parts.month! - 1, parts.day!, parts.hour!, parts.minute!, parts.second!) - second
+  const parts = new Map(formatter(zone).formatToParts(new Date(second)).map(({ type, value }) => [type, Number(value)]))
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.get(type) ?? 0
+  return Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second')) - second
 }
 
 /** The wall-clock time (ms as if UTC) in `zone` at an instant. */

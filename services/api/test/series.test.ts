@@ -65,8 +65,12 @@ const counts = async (resourceId: string) => (await sql<{ series: number, alloca
 t.test('a weekly slot in Lisbon stays at 09:00 local across the March change (its UTC time moves)', async (t) => {
   const sequencer = await createResource(app, 'computer')
   const res = await series(sequencer.id, {
-    starts_at: '2031-03-03T09:00:00+00:00', ends_at: '2031-03-03T11:00:00+00:00', time_zone: 'Europe/Lisbon',
-    rrule: 'FREQ=WEEKLY;BYDAY=MO,WE;COUNT=20', description: 'spring term', data: { lab: 'genomics' }
+    starts_at: '2031-03-03T09:00:00+00:00',
+    ends_at: '2031-03-03T11:00:00+00:00',
+    time_zone: 'Europe/Lisbon',
+    rrule: 'FREQ=WEEKLY;BYDAY=MO,WE;COUNT=20',
+    description: 'spring term',
+    data: { lab: 'genomics' }
   }, member.token)
   t.equal(res.statusCode, 201, res.body)
   const body = res.json()
