@@ -336,3 +336,45 @@ t.test('per type, 404s, Idempotency-Key, history with the series id, single book
   t.match(history[0], { operation: 'insert', actor_id: member.id, new: { series_id: first.json().id, owner_id: member.id } }, 'history records the creation with the series id')
   t.equal((await book(app, car.id, '2032-01-01T00:00:00Z', '2032-01-01T01:00:00Z')).json().series_id, null, 'a single booking has no series')
 })
+
+t.test('booking rules and buffers apply to each occurrence, as to a single booking', async (t) => {
+  const rules = async (resourceId: string, body: Record<string, unknown>) => {
+    const res = await call(app, 'PUT', `/api/resources/${resourceId}/rules`, body)
+    if (res.statusCode !== 200) throw new Error(res.body)
+  }
+  // Weekly from tomorrow: occurrences 1 to 5 start within 30 days, 6 to 10 later.
+  const start = Math.floor(Date.now() / 3600_000) * 3600_000 + 86_400_000
+  const weekly = { starts_at: new Date(start).toISOString(), ends_at: new Date(start + 3600_000).toISOString(), time_zone: 'UTC', rrule: 'FREQ=WEEKLY;COUNT=10' }
+  const car = await createResource(app, 'car')
+  await rules(car.id, { max_advance: 'P30D' })
+
+  const refused = await series(car.id, weekly, member.token)
+  t.equal(refused.statusCode, 422)
+  t.match(refused.json(), { code: 'RULE_MAX_ADVANCE', message: /^5 occurrences of the series break a booking rule; the first, at .*max_advance is P30D/, rule: { name: 'max_advance', limit: 'P30D', source: 'resource' } })
+  t.same(await counts(car.id), { series: 0, allocations: 0 }, 'all_or_nothing: nothing stored')
+
+  const partial = await series(car.id, { ...weekly, mode: 'skip_conflicts' }, member.token)
+  t.equal(partial.statusCode, 201)
+  t.equal(partial.json().allocations.length, 5, 'skip_conflicts books the occurrences the rule allows')
+  t.same(partial.json().skipped.map((s: { reason: string, rule: { name: string } }) => [s.reason, s.rule.name]), Array(5).fill(['rule', 'max_advance']))
+  t.equal(partial.json().skipped[0].starts_at, new Date(start + 5 * 7 * 86_400_000).toISOString().replace('.000Z', 'Z'))
+
+  const lorry = await createResource(app, 'lorry')
+  await rules(lorry.id, { max_advance: 'P30D' })
+  t.equal((await series(lorry.id, weekly)).statusCode, 201, 'admins are exempt from the member rules')
+
+  // A buffer binds everyone: an hour kept free after each allocation of this truck.
+  const truck = await createResource(app, 'truck')
+  await rules(truck.id, { buffer_after: 'PT1H' })
+  const before = (await book(app, truck.id, '2031-09-08T06:00:00Z', '2031-09-08T07:30:00Z')).json()
+  const buffered = await series(truck.id, { starts_at: '2031-09-01T08:00:00Z', ends_at: '2031-09-01T09:00:00Z', time_zone: 'UTC', rrule: 'FREQ=WEEKLY;COUNT=3' })
+  t.equal(buffered.statusCode, 409, 'an occurrence 30 minutes after a booking with a one-hour buffer collides')
+  t.same(buffered.json().conflicts.map((c: { starts_at: string, conflicts: Allocation[] }) => [c.starts_at, c.conflicts.map((x) => x.id)]), [['2031-09-08T08:00:00Z', [before.id]]])
+  const booked = await series(truck.id, { starts_at: '2031-09-01T08:30:00Z', ends_at: '2031-09-01T09:00:00Z', time_zone: 'UTC', rrule: 'FREQ=WEEKLY;COUNT=3' })
+  t.equal(booked.statusCode, 201, 'exactly the buffer away is fine')
+  t.ok(booked.json().allocations.every((a: { buffer_after: string | null }) => a.buffer_after === 'PT1H'), 'each occurrence keeps the buffer in force')
+  const crowded = await series(truck.id, { starts_at: '2032-01-01T00:00:00Z', ends_at: '2032-01-01T23:30:00Z', time_zone: 'UTC', rrule: 'FREQ=DAILY;COUNT=3', mode: 'skip_conflicts' })
+  t.equal(crowded.statusCode, 400, 'occurrences closer than the buffers allow are refused, whatever the mode')
+  t.match(crowded.json(), { code: 'BAD_REQUEST', message: /comes too close to an earlier one of the same series/ })
+  t.same(await counts(truck.id), { series: 1, allocations: 4 })
+})

@@ -22,6 +22,7 @@ export type DomainCode =
   | 'RULE_MAX_ADVANCE' // starts later than max_advance from now
   | 'RULE_OPEN_ENDED' // open-ended while members_may_book_open_ended is false
   | 'SERIES_CONFLICT' // occurrences of an all-or-nothing series collide: `occurrences` lists each with what it hits
+  | 'SERIES_OVERLAPS_ITSELF' // with the resource's buffers, occurrences of one series would block each other
 
 /** A refusal by a domain rule, with what the client needs to act on it. */
 export class DomainError extends Error {

@@ -1,7 +1,8 @@
 import type pg from 'pg'
 import { withTransaction, type Db } from './db.js'
-import { selectFrom, type Guard } from './allocations.js'
+import { selectFrom, type Guard, type RuleOptions } from './allocations.js'
 import { DomainError, SeriesConflict, type OccurrenceConflict } from './outcomes.js'
+import { brokenRulesOfEach } from './rules.js'
 import type { Actor } from '../schemas/accounts.js'
 import type { Allocation } from '../schemas/allocations.js'
 import type { Series, SkippedOccurrence } from '../schemas/series.js'
@@ -67,8 +68,9 @@ const BOOK = `
   ${selectFrom('inserted')}`
 
 // Of the occurrences asked for, those the series did not get, each with the live
-// allocations it overlaps (one row per pair; a row of nulls when what was in the way
-// has been cancelled since).
+// allocations in its way as the exclusion constraint sees them (each widened by its
+// buffers, against the occurrence widened by the buffers in force now): one row per
+// pair, or a row of nulls when what was in the way has been cancelled since.
 const MISSING = `
   SELECT o.n, o.starts_at AS occurrence_starts_at, o.ends_at AS occurrence_ends_at, c.*
   FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS o(starts_at, ends_at, n)
@@ -76,7 +78,8 @@ const MISSING = `
     ${selectFrom('allocation')}
     WHERE a.resource_id = $4
       AND allocation_blocks(a.status, a.expires_at)
-      AND a.during && allocation_range(o.starts_at, o.ends_at)
+      AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+          && resource_blocked_range($4, allocation_range(o.starts_at, o.ends_at))
   ) c ON true
   WHERE NOT EXISTS (
     SELECT 1 FROM allocation m
@@ -117,25 +120,49 @@ async function findMissing (db: pg.ClientBase, seriesId: string, resourceId: str
 
 /**
  * Books every occurrence for `actor`, who owns the series and them, in one transaction.
- * all_or_nothing: any occurrence that collides fails the whole request with
- * SERIES_CONFLICT (the transaction rolls back: no series, no occurrence).
- * skip_conflicts: the free ones are booked, the others recorded as skipped.
+ * With `options.rules`, each occurrence is first judged by the booking rules that bind
+ * members, as a single booking is (notice and advance as of this transaction's now()).
+ * all_or_nothing: an occurrence a rule forbids fails the whole request with its RULE_*
+ * refusal, and any occurrence that collides with SERIES_CONFLICT (the transaction rolls
+ * back: no series, no occurrence). skip_conflicts: the allowed, free ones are booked,
+ * the others recorded as skipped, with the rule or the allocations in their way.
  * Undefined when the resource does not exist (or is not of `type`).
  */
-export async function createSeries (db: Db, resourceId: string, type: string | undefined, fields: NewSeries, actor: Actor): Promise<Series | undefined> {
+export async function createSeries (
+  db: Db, resourceId: string, type: string | undefined, fields: NewSeries, actor: Actor, options: RuleOptions
+): Promise<Series | undefined> {
   return withTransaction(db, async (client) => {
     const first = fields.occurrences[0]!
     const { rows: [created] } = await client.query<{ id: string, resource_id: string }>(INSERT_SERIES, [resourceId, type ?? null,
       fields.rrule, fields.time_zone, fields.mode, first.starts_at, first.ends_at, fields.kind, fields.description, fields.data, actor.id])
     if (!created) return undefined
     const skipped: SkippedOccurrence[] = []
+    let pending = fields.occurrences
+    if (options.rules) {
+      const breaches = await brokenRulesOfEach(client, created.resource_id, pending)
+      const [firstBreach] = breaches
+      if (firstBreach && fields.mode === 'all_or_nothing') {
+        const { refusal } = firstBreach
+        const n = breaches.length
+        throw new DomainError(refusal.code, `${n} occurrence${n === 1 ? '' : 's'} of the series break${n === 1 ? 's' : ''} a booking rule; ` +
+          `the first, at ${firstBreach.starts_at}: ${refusal.message}`, undefined, refusal.rule)
+      }
+      skipped.push(...breaches.map(({ starts_at: startsAt, ends_at: endsAt, refusal }) =>
+        ({ starts_at: startsAt, ends_at: endsAt, reason: 'rule' as const, rule: refusal.rule!, conflicts: [] })))
+      const broken = new Set(breaches.map((b) => b.index))
+      pending = pending.filter((_, i) => !broken.has(i))
+    }
     // An occurrence found missing with nothing in its way lost its slot to an allocation
     // cancelled in between: it is tried again, as a single booking would be.
-    let pending = fields.occurrences
     for (let attempt = 1; pending.length > 0; attempt++) {
       const { rowCount } = await client.query(BOOK, [created.id, pending.map((o) => o.starts_at), pending.map((o) => o.ends_at), actor.id])
       if (rowCount === pending.length) break
       const missing = await findMissing(client, created.id, created.resource_id, pending)
+      const crowded = missing.find((m) => m.conflicts.some((c) => c.series_id === created.id))
+      if (crowded) {
+        throw new DomainError('SERIES_OVERLAPS_ITSELF', `with the resource's buffers (GET …/rules), the occurrence at ${crowded.starts_at} ` +
+          'comes too close to an earlier one of the same series: space the occurrences further apart or make them shorter')
+      }
       const retry = attempt < 5 ? missing.filter((m) => m.conflicts.length === 0) : []
       skipped.push(...missing.filter((m) => !retry.includes(m)).map((m) => ({ ...m, reason: 'conflict' as const })))
       if (fields.mode === 'all_or_nothing' && skipped.length > 0) break
@@ -143,7 +170,7 @@ export async function createSeries (db: Db, resourceId: string, type: string | u
     }
     if (skipped.length > 0) {
       skipped.sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at))
-      if (fields.mode === 'all_or_nothing') throw new SeriesConflict(skipped.map(({ reason: _, ...occurrence }) => occurrence))
+      if (fields.mode === 'all_or_nothing') throw new SeriesConflict(skipped.map(({ starts_at: startsAt, ends_at: endsAt, conflicts }) => ({ starts_at: startsAt, ends_at: endsAt, conflicts })))
       await client.query(RECORD_SKIPPED, [created.id, JSON.stringify(skipped)])
     }
     return (await getSeries(client, created.id))!

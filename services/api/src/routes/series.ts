@@ -2,10 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { cancelSeries, createSeries, getSeries } from '../database/series.js'
 import { actorOf } from '../plugins/auth.js'
 import { HttpError, NotFoundError } from '../plugins/errors.js'
-import { mayChangeAllocation, mayChangeSeries, refuseKind } from '../policy.js'
+import { bookingRulesBind, mayChangeAllocation, mayChangeSeries, refuseKind } from '../policy.js'
 import { MAX_OCCURRENCES, MAX_YEARS, planSeries, RecurrenceError, type SeriesPlan } from '../recurrence.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
+import { RuleViolationBody } from '../schemas/rules.js'
 import { Series, SeriesCancelQuery, SeriesConflictBody, SeriesInput, SeriesParams } from '../schemas/series.js'
 import type { Family } from './families.js'
 
@@ -29,10 +30,10 @@ export const resourceSeriesRoutes: FastifyPluginAsyncTypebox<Family> = async (ap
     schema: {
       tags,
       summary: `Book a ${noun} on a recurring rule (a weekly slot for a term, in one request)`,
-      description: `The first occurrence is starts_at/ends_at; the rule (RFC 5545: FREQ DAILY, WEEKLY or MONTHLY, INTERVAL, BYDAY, BYMONTHDAY, and COUNT or UNTIL) gives the later ones, which keep the same local wall-clock time in time_zone across daylight-saving changes and last exactly as long. At most ${MAX_OCCURRENCES} occurrences within ${MAX_YEARS} years (400 otherwise, naming the limit). mode all_or_nothing (default) books every occurrence in one transaction or none: 409 SERIES_CONFLICT lists each colliding occurrence with the allocations in its way. mode skip_conflicts books the free ones and lists the others in skipped. Each occurrence is an allocation carrying series_id, owned by the caller. Members book kind booking only (403 for maintenance).`,
+      description: `The first occurrence is starts_at/ends_at; the rule (RFC 5545: FREQ DAILY, WEEKLY or MONTHLY, INTERVAL, BYDAY, BYMONTHDAY, and COUNT or UNTIL) gives the later ones, which keep the same local wall-clock time in time_zone across daylight-saving changes and last exactly as long. At most ${MAX_OCCURRENCES} occurrences within ${MAX_YEARS} years (400 otherwise, naming the limit). mode all_or_nothing (default) books every occurrence in one transaction or none: 409 SERIES_CONFLICT lists each colliding occurrence with the allocations in its way. mode skip_conflicts books the free ones and lists the others in skipped. Buffers and the booking rules apply to each occurrence as to a single booking: for a member, an occurrence a rule forbids is 422 RULE_* in all_or_nothing and skipped (reason rule) in skip_conflicts. Each occurrence is an allocation carrying series_id, owned by the caller. Members book kind booking only (403 for maintenance).`,
       params: ResourceParams,
       body: SeriesInput,
-      response: { 201: Series, ...errorResponses(...WRITE_ERRORS, 403, 404), 409: SeriesConflictBody }
+      response: { 201: Series, ...errorResponses(...WRITE_ERRORS, 403, 404), 409: SeriesConflictBody, 422: RuleViolationBody }
     }
   }, async (request, reply) => {
     const actor = actorOf(request)
@@ -41,7 +42,7 @@ export const resourceSeriesRoutes: FastifyPluginAsyncTypebox<Family> = async (ap
     const { timeZone, occurrences } = plan(request.body)
     const series = await createSeries(db, request.params.id, type, {
       rrule: rrule.trim().replace(/^rrule:/i, ''), time_zone: timeZone, mode, kind, description, data, occurrences
-    }, actor)
+    }, actor, { rules: bookingRulesBind(actor) })
     if (!series) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     return reply.code(201).header('Location', `/api/series/${series.id}`).send(series)
   })

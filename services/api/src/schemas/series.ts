@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { accountId } from './accounts.js'
 import { Allocation, Data, Kind } from './allocations.js'
 import { DateTime, ErrorBody, Nullable, Text, Uuid } from './common.js'
+import { RuleBreach } from './rules.js'
 
 export const SeriesMode = Type.Union([Type.Literal('all_or_nothing'), Type.Literal('skip_conflicts')], {
   description: 'all_or_nothing (default): every occurrence is booked, or none is (409 SERIES_CONFLICT). skip_conflicts: the free occurrences are booked and the others are listed in skipped'
@@ -47,7 +48,10 @@ export const OccurrenceConflict = Type.Object({
 
 export const SkippedOccurrence = Type.Object({
   ...OccurrenceConflict.properties,
-  reason: Type.Literal('conflict', { description: 'Why it was skipped: the slot was taken' })
+  reason: Type.Union([Type.Literal('conflict'), Type.Literal('rule')], {
+    description: 'Why it was skipped: conflict, the slot was taken (conflicts lists what was in the way); rule, a booking rule binding members forbids it (see rule)'
+  }),
+  rule: Type.Optional(RuleBreach)
 })
 
 export const Series = Type.Object({
