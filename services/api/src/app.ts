@@ -21,6 +21,7 @@ import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
 import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/resources.js'
 import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
+import { resourceSeriesRoutes, seriesRoutes } from './routes/series.js'
 import { siteRoutes } from './routes/sites.js'
 import { redactFeedUrl, redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
@@ -81,6 +82,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>, and booking rules its resources follow' },
         { name: 'resources', description: 'Every resource, any type' },
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
+        { name: 'series', description: 'Recurring bookings: many occurrences in one request' },
         { name: 'availability', description: 'Free slots across resources' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
@@ -118,10 +120,12 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
     await app.register(freeTimeRoutes, family)
     await app.register(calendarRoutes, family)
     await app.register(resourceRuleRoutes, family)
+    await app.register(resourceSeriesRoutes, family)
   }
   const { typeNames } = families[0]!
   await app.register(allocationRoutes, { typeNames })
   await app.register(slotRoutes, { typeNames })
+  await app.register(seriesRoutes)
   await app.register(instrumentRoutes)
   await app.register(containerRoutes)
   await app.register(feedRoutes, { typeNames })

@@ -1,4 +1,5 @@
 import type { Guard } from './database/allocations.js'
+import type { SeriesGuard } from './database/series.js'
 import { DomainError } from './database/outcomes.js'
 import type { Account } from './schemas/accounts.js'
 
@@ -40,4 +41,22 @@ export function mayChangeAllocation (actor: Account): Guard {
  */
 export function bookingRulesBind (actor: Account): boolean {
   return actor.role !== 'admin'
+}
+
+/**
+ * The guard for cancelling a recurring series as `actor`: as for an allocation, a
+ * member's own series of bookings only. Each occurrence it cancels is also judged by
+ * mayChangeAllocation (one an admin has since made maintenance stays the admins').
+ */
+export function mayChangeSeries (actor: Account): SeriesGuard {
+  return (current) => {
+    if (actor.role === 'admin') return undefined
+    if (current.owner_id !== actor.id) {
+      return new DomainError('NOT_OWNER', 'the series belongs to another account: only its owner or an admin may cancel it')
+    }
+    if (current.kind === 'maintenance') {
+      return new DomainError('MAINTENANCE_ADMINS_ONLY', 'the series is maintenance: only admins may cancel it')
+    }
+    return undefined
+  }
 }

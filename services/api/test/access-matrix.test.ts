@@ -61,6 +61,22 @@ async function booked (type: string): Promise<Params> {
   return { id: resource.id, allocation_id: res.json().id }
 }
 
+let week = 0
+/** A weekly series of three, each body in a week of its own (cells never collide). */
+const seriesBody = () => {
+  week += 1
+  const start = Date.UTC(2034, 0, 2, 9) + week * 3 * 7 * 86_400_000
+  return { starts_at: new Date(start).toISOString(), ends_at: new Date(start + 3600_000).toISOString(), time_zone: 'Europe/Lisbon', rrule: 'FREQ=WEEKLY;COUNT=3' }
+}
+
+/** A series owned by `member`, of a new car. */
+async function series (): Promise<Params> {
+  const resource = await createResource(app, 'car')
+  const res = await call(app, 'POST', `/api/resources/${resource.id}/series`, seriesBody(), { token: member.token })
+  if (res.statusCode !== 201) throw new Error(res.body)
+  return { id: res.json().id }
+}
+
 /** A hold owned by `member`, of a new resource of `type`. */
 async function held (type: string): Promise<Params> {
   const resource = await createResource(app, type)
@@ -104,6 +120,7 @@ function family (base: string, type: string | undefined): Row[] {
     { route: `GET ${base}/{id}/calendar.ics`, cells: cells(200, 200, 200), params: resource },
     { route: `GET ${base}/{id}/rules`, cells: cells(200, 200, 200), params: resource },
     { route: `PUT ${base}/{id}/rules`, cells: cells(403, 403, 200), params: resource, body: () => ({ buffer_after: null }) },
+    { route: `POST ${base}/{id}/series`, cells: cells(201, 201, 201), params: resource, body: seriesBody },
     ...allocationItem(`${base}/{id}/allocations/{allocation_id}`, () => booked(fixtureType), () => held(fixtureType))
   ]
 }
@@ -156,6 +173,8 @@ const rows: Row[] = [
   ...allocationItem('/api/allocations/{id}', async () => ({ id: (await booked('car')).allocation_id! }),
     async () => ({ id: (await held('car')).allocation_id! })),
   { route: 'GET /api/slots', cells: cells(200, 200, 200), query: `type=car&duration=PT1H&${WINDOW}` },
+  { route: 'GET /api/series/{id}', cells: cells(200, 200, 200), params: series },
+  { route: 'DELETE /api/series/{id}', cells: cells(204, 403, 204), params: series },
 
   { route: 'GET /api/freezers/{id}/containers', cells: cells(200, 200, 200), params: async () => ({ id: (await createResource(app, 'freezer')).id }) },
   { route: 'POST /api/freezers/{id}/containers', cells: cells(403, 403, 201), params: async () => ({ id: (await createResource(app, 'freezer')).id }), body: () => ({ description: 'matrix' }) },

@@ -42,12 +42,12 @@ export interface NewAllocation extends AllocationFields {
  * The status is as of now: a hold past its expires_at reads as expired even before any
  * write has marked it so. A zero buffer reads null, as "no rule" does in the rules.
  */
-const selectFrom = (source: string) => `
+export const selectFrom = (source: string) => `
   SELECT a.id, a.resource_id, r.type AS resource_type,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
          a.kind, allocation_current_status(a.status, a.expires_at) AS status, a.description, a.data,
          a.created_at, a.updated_at, a.cancelled_at, a.expires_at, a.owner_id, a.updated_by,
-         iso_duration(nullif(a.buffer_before, '0')) AS buffer_before, iso_duration(nullif(a.buffer_after, '0')) AS buffer_after
+         iso_duration(nullif(a.buffer_before, '0')) AS buffer_before, iso_duration(nullif(a.buffer_after, '0')) AS buffer_after, a.series_id
   FROM ${source} a
   JOIN resource r ON r.id = a.resource_id`
 

@@ -21,6 +21,8 @@ export type DomainCode =
   | 'RULE_MIN_NOTICE' // starts sooner than min_notice from now
   | 'RULE_MAX_ADVANCE' // starts later than max_advance from now
   | 'RULE_OPEN_ENDED' // open-ended while members_may_book_open_ended is false
+  | 'SERIES_CONFLICT' // occurrences of an all-or-nothing series collide: `occurrences` lists each with what it hits
+  | 'SERIES_OVERLAPS_ITSELF' // with the resource's buffers, occurrences of one series would block each other
 
 /** A refusal by a domain rule, with what the client needs to act on it. */
 export class DomainError extends Error {
@@ -43,4 +45,19 @@ export function holdExpired (expiresAt: string | null | undefined): DomainError 
 
 export function allocationCancelled (): DomainError {
   return new DomainError('ALLOCATION_CANCELLED', 'the allocation is cancelled; create a new one instead')
+}
+
+/** One occurrence of a series that could not be booked, with the live allocations in its way. */
+export interface OccurrenceConflict {
+  starts_at: string
+  ends_at: string
+  conflicts: Allocation[]
+}
+
+/** An all-or-nothing series refused: every colliding occurrence, with what it collides with. */
+export class SeriesConflict extends DomainError {
+  constructor (readonly occurrences: OccurrenceConflict[]) {
+    const n = occurrences.length
+    super('SERIES_CONFLICT', `${n} occurrence${n === 1 ? '' : 's'} of the series collide${n === 1 ? 's' : ''} with existing allocations; nothing was booked`)
+  }
 }

@@ -87,6 +87,18 @@ const FIRST_BREACH_OF_ALL = `
   ORDER BY v.rule IS NOT NULL, r.name, r.id
   LIMIT 1`
 
+// For a recurring series: the first member rule each occurrence breaks, by its 1-based
+// place n in the arrays, as of the database's now(); occurrences that break none are left out.
+const FIRST_BREACH_OF_EACH = `
+  SELECT o.n, o.starts_at, o.ends_at, v.rule AS name, iso_duration(v.rule_limit) AS rule_limit, v.source, r.id AS resource_id
+  FROM resource r
+  CROSS JOIN unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS o(starts_at, ends_at, n)
+  CROSS JOIN LATERAL (
+    SELECT * FROM booking_rule_violations(r.id, allocation_range(o.starts_at, o.ends_at), now()) ORDER BY ordinal LIMIT 1
+  ) v
+  WHERE r.id = $1
+  ORDER BY o.n`
+
 const DURATION_VALUES = (rules: TypeRulesInput) => [
   rules.min_duration ?? null, rules.max_duration ?? null, rules.min_notice ?? null,
   rules.max_advance ?? null, rules.buffer_before ?? null, rules.buffer_after ?? null
@@ -157,4 +169,14 @@ export async function refuseBrokenRules (db: Db, resourceId: string, type: strin
 export async function refuseWhenEveryResourceBreaksRules (db: Db, type: string, siteId: number | undefined, span: Span): Promise<void> {
   const row = (await db.query<BreachRow | { name: null }>(FIRST_BREACH_OF_ALL, [type, siteId ?? null, span.starts_at, span.ends_at])).rows[0]
   if (row && row.name !== null) throw breach(row)
+}
+
+/** A span a member rule forbids: its place among those judged, its times as stored, and the refusal (RULE_*). */
+export interface SpanBreach { index: number, starts_at: string, ends_at: string, refusal: DomainError }
+
+/** For a recurring series: each of `spans` that a rule binding members forbids, in order, with its refusal. */
+export async function brokenRulesOfEach (db: Db, resourceId: string, spans: Span[]): Promise<SpanBreach[]> {
+  const { rows } = await db.query<BreachRow & { n: string, starts_at: string, ends_at: string }>(FIRST_BREACH_OF_EACH,
+    [resourceId, spans.map((span) => span.starts_at), spans.map((span) => span.ends_at)])
+  return rows.map((row) => ({ index: Number(row.n) - 1, starts_at: row.starts_at, ends_at: row.ends_at, refusal: breach(row) }))
 }

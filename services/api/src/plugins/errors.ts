@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { DomainError, holdExpired, type DomainCode } from '../database/outcomes.js'
+import { DomainError, holdExpired, SeriesConflict, type DomainCode, type OccurrenceConflict } from '../database/outcomes.js'
 import type { Allocation } from '../schemas/allocations.js'
 import type { RuleBreach } from '../schemas/rules.js'
 import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again' },
   STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status' },
   NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time' },
+  SERIES_CONFLICT: { status: 409, meaning: 'an all_or_nothing series collides; conflicts lists each colliding occurrence with the allocations in its way' },
   DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken' },
   IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)' },
   REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)' },
@@ -95,6 +96,13 @@ export class AllocationConflictError extends HttpError {
   }
 }
 
+/** An all-or-nothing series refused: carries each colliding occurrence with what overlaps it. */
+export class SeriesConflictError extends HttpError {
+  constructor (message: string, readonly conflicts: OccurrenceConflict[]) {
+    super('SERIES_CONFLICT', message)
+  }
+}
+
 /** A booking rule refused a member's booking: carries which rule, its limit and where it comes from. */
 export class RuleViolationError extends HttpError {
   constructor (code: ErrorCode, message: string, readonly rule: RuleBreach) {
@@ -118,10 +126,13 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   RULE_MAX_DURATION: 'RULE_MAX_DURATION',
   RULE_MIN_NOTICE: 'RULE_MIN_NOTICE',
   RULE_MAX_ADVANCE: 'RULE_MAX_ADVANCE',
-  RULE_OPEN_ENDED: 'RULE_OPEN_ENDED'
+  RULE_OPEN_ENDED: 'RULE_OPEN_ENDED',
+  SERIES_CONFLICT: 'SERIES_CONFLICT',
+  SERIES_OVERLAPS_ITSELF: 'BAD_REQUEST'
 }
 
 export function fromDomainError (error: DomainError): HttpError {
+  if (error instanceof SeriesConflict) return new SeriesConflictError(error.message, error.occurrences)
   if (error.conflicts) return new AllocationConflictError(error.message, error.conflicts)
   if (error.rule) return new RuleViolationError(DOMAIN_ERRORS[error.code], error.message, error.rule)
   return new HttpError(DOMAIN_ERRORS[error.code], error.message)
@@ -274,7 +285,7 @@ export function errorBody (error: HttpError) {
     code: error.code,
     error: STATUS_CODES[error.statusCode] ?? 'Error',
     message: error.message,
-    ...(error instanceof AllocationConflictError ? { conflicts: error.conflicts } : {}),
+    ...(error instanceof AllocationConflictError || error instanceof SeriesConflictError ? { conflicts: error.conflicts } : {}),
     ...(error instanceof RuleViolationError ? { rule: error.rule } : {})
   }
 }

@@ -13,7 +13,7 @@ export const NewStatus = Type.Union([Type.Literal('confirmed'), Type.Literal('he
 /** How long a new hold lasts; the database also refuses a hold longer than an hour. */
 export const HoldSeconds = Type.Integer({ minimum: 1, maximum: 3600, description: 'With status held: seconds until the hold expires (1 to 3600)', examples: [600] })
 
-const Data = Type.Object({}, { additionalProperties: true, description: 'Any JSON object; stored and returned as is', examples: [{ job: 'J-1042' }] })
+export const Data = Type.Object({}, { additionalProperties: true, description: 'Any JSON object; stored and returned as is', examples: [{ job: 'J-1042' }] })
 
 export const Allocation = Type.Object({
   id: Uuid,
@@ -32,7 +32,8 @@ export const Allocation = Type.Object({
   owner_id: Nullable(accountId('The account that created it (members may change only their own); null when made outside the API')),
   updated_by: Nullable(accountId('The account that created it or last changed it through the API')),
   buffer_before: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free before it (ISO 8601 duration): the resource\'s buffer_before rule when it was booked or last moved; null: none. Later rule changes do not rewrite it' }),
-  buffer_after: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free after it (ISO 8601 duration): the resource\'s buffer_after rule when it was booked or last moved; null: none' })
+  buffer_after: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free after it (ISO 8601 duration): the resource\'s buffer_after rule when it was booked or last moved; null: none' }),
+  series_id: Type.Union([Uuid, Type.Null()], { description: 'The recurring series it is an occurrence of (GET /api/series/{id}); null for a single booking' })
 }, {
   examples: [{
     id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
@@ -51,7 +52,8 @@ export const Allocation = Type.Object({
     owner_id: 2,
     updated_by: 2,
     buffer_before: null,
-    buffer_after: 'PT30M'
+    buffer_after: 'PT30M',
+    series_id: null
   }]
 })
 export type Allocation = Static<typeof Allocation>
@@ -149,7 +151,8 @@ const AllocationSnapshot = Type.Object({
   created_at: DateTime,
   updated_at: DateTime,
   cancelled_at: Nullable(DateTime),
-  expires_at: Nullable(DateTime)
+  expires_at: Nullable(DateTime),
+  series_id: Type.Optional(Nullable(Uuid))
 }, { additionalProperties: true })
 
 export const AllocationEvent = Type.Object({
