@@ -32,3 +32,16 @@ export function mayChangeAllocation (actor: Account): Guard {
     return undefined
   }
 }
+
+/**
+ * Members book bounded times: an open start or end (null) blocks a resource without
+ * limit, so only admins may ask for one, when booking or when moving an allocation.
+ * `times` holds only the fields the request gives (a PATCH that leaves a time out keeps it).
+ */
+export function refuseOpenEnded (actor: Account, times: { starts_at?: string | null, ends_at?: string | null }): void {
+  if (actor.role === 'admin') return
+  if (times.starts_at === null || times.ends_at === null) {
+    const field = times.starts_at === null ? 'starts_at' : 'ends_at'
+    throw new DomainError('OPEN_ENDED_ADMINS_ONLY', `body/${field} must be a time: only admins may book open-ended (null) times`)
+  }
+}

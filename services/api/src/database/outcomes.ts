@@ -13,6 +13,7 @@ export type DomainCode =
   | 'MAINTENANCE_ADMINS_ONLY' // maintenance is created, changed and cancelled by admins only
   | 'NO_AVAILABILITY' // book-any-free found no free resource
   | 'NOT_OWNER' // members act only on what they own
+  | 'OPEN_ENDED_ADMINS_ONLY' // an open start or end (null) is for admins only
   | 'REFERENCE_NOT_FOUND' // an id in the request names nothing
 
 /** A refusal by a domain rule, with what the client needs to act on it. */

@@ -11,7 +11,7 @@ import { getResource } from '../database/resources.js'
 import { getSite } from '../database/sites.js'
 import { actorOf } from '../plugins/auth.js'
 import { BadRequestError, NotFoundError } from '../plugins/errors.js'
-import { mayChangeAllocation, refuseKind } from '../policy.js'
+import { mayChangeAllocation, refuseKind, refuseOpenEnded } from '../policy.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
@@ -70,7 +70,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
     schema: {
       tags,
       summary: `Book a ${noun} (or, for admins, block it for maintenance)`,
-      description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
+      description: 'The caller owns the new allocation. A member asking for kind maintenance, or for an open start or end (null), gets 403. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...writeErrors }
@@ -78,6 +78,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
   }, async (request, reply) => {
     const actor = actorOf(request)
     refuseKind(actor, request.body.kind)
+    refuseOpenEnded(actor, request.body)
     const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor)
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
@@ -110,7 +111,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
     schema: {
       tags,
       summary: 'Change or move an allocation (members: their own)',
-      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
+      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation or a maintenance block, setting kind maintenance, or setting a time to null (open-ended), gets 403.',
       params,
       body: AllocationPatch,
       response: { 200: Allocation, ...writeErrors }
@@ -119,6 +120,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
     const { id, scope } = locate(request.params as Record<string, string>)
     const actor = actorOf(request)
     refuseKind(actor, request.body.kind)
+    refuseOpenEnded(actor, request.body)
     return await patchAllocation(db, id, scope, request.body, actor, mayChangeAllocation(actor)) ?? Promise.reject(notFound(id))
   })
 
@@ -199,7 +201,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
     schema: {
       tags,
       summary: 'Book any free resource of a type',
-      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free. A member asking for kind maintenance gets 403.',
+      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free. A member asking for kind maintenance, or for an open start or end (null), gets 403.',
       body: BookAnyInput(typeNames),
       response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 409) }
     }
@@ -207,6 +209,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
     const { type, site_id: siteId, ...fields } = request.body
     const actor = actorOf(request)
     refuseKind(actor, fields.kind)
+    refuseOpenEnded(actor, fields)
     const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor)
     if (!allocation) {
       // Only on refusal, explain bad input that found no candidate to be refused by: an
