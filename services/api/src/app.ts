@@ -6,10 +6,12 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { errorHandling, sendFrameworkError } from './plugins/errors.js'
+import { errorHandling, sendClientError, sendFrameworkError } from './plugins/errors.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
+import { jsonBodies, loadShedding } from './plugins/limits.js'
+import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
@@ -91,6 +93,9 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
 /** The whole API as a plugin: external plugins, then the database, then routes. */
 export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config }) {
   await app.register(configPlugin, { config: options.config })
+  // First of the onRequest hooks: an overloaded server refuses before any work (even auth).
+  await app.register(loadShedding)
+  await app.register(jsonBodies)
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
@@ -137,6 +142,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { req: serializeRequest },
+      hooks: { streamWrite: scrubSecrets },
       ...(options.logStream ? { stream: options.logStream } : {})
     },
     bodyLimit: config.bodyLimit,
@@ -145,7 +152,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     schemaErrorFormatter: formatValidationError,
     // `/api/sites/` is the collection, as curl users type it, not an item with an empty id.
     routerOptions: { ignoreTrailingSlash: true },
-    frameworkErrors: sendFrameworkError
+    frameworkErrors: sendFrameworkError,
+    clientErrorHandler: sendClientError,
+    // Replies are shaped by their schemas; a time psql stored outside RFC 3339's years
+    // (see database/db.ts) must still be written, not fail the reply.
+    serializerOpts: { ajv: { validateFormats: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(createValidatorCompiler())
   // JSON only: a text/plain body is answered 415 instead of reaching validation as a string.

@@ -37,12 +37,11 @@ export function parseTimestamptz (value: string): string {
 
 /**
  * bigint as a number: every id the API issues or accepts is at most 2^53 - 1, where
- * numbers are exact. A larger value (psql can write one into a column without a bound)
- * stays exact as a BigInt rather than be silently rounded.
+ * numbers are exact (the database holds its ids to that). A larger value only psql can
+ * write (an actor id set by hand); it reads rounded rather than fail the reply.
  */
-function parseInt8 (value: string): number | bigint {
-  const number = Number(value)
-  return Number.isSafeInteger(number) ? number : BigInt(value)
+function parseInt8 (value: string): number {
+  return Number(value)
 }
 
 /** Type parsers for this pool only: the global pg.types stay untouched. */
