@@ -231,14 +231,14 @@ t.test('PostgreSQL stopped fast while only idle connections wait in the pool: no
   await signalPostgres('SIGINT')
   await until('the pool to drop its dead connections', () => app.pg.pool.totalCount === 0)
   const ready = await request('GET', '/ready')
-  t.equal(ready.status, 503)
+  t.equal(ready.status, 503, '/ready is 503')
   checkRefusal(t, ready, 'GET /ready')
   const list = await request('GET', '/api/sites')
-  t.match(list, { status: 503, code: 'DATABASE_UNAVAILABLE', retryAfter: '5' })
+  t.match(list, { status: 503, code: 'DATABASE_UNAVAILABLE', retryAfter: '5' }, 'a request is 503 with Retry-After')
   t.equal((await fetch(`${base}/health`)).status, 200, '/health stays 200')
   await restartPostgres()
   t.equal((await request('GET', '/ready')).status, 200, '/ready is 200 once PostgreSQL is back')
-  t.equal((await request('GET', '/api/sites')).status, 200)
+  t.equal((await request('GET', '/api/sites')).status, 200, 'and so is the next request')
 })
 
 t.test('the backends of idle connections terminated (SIGTERM to them): no crash, the next request reconnects', async (t) => {
@@ -258,13 +258,13 @@ t.test('a smart shutdown (SIGTERM to PostgreSQL) while idle connections wait: no
   const replies = await Promise.all(Array.from({ length: 12 }, () => request('GET', '/api/sites?limit=1')))
   t.ok(replies.every((r) => r.status === 200 || r.status === 503), `200 or 503 only (${replies.map((r) => r.status).join(' ')})`)
   for (const reply of replies) checkRefusal(t, reply, 'GET /api/sites')
-  t.equal((await fetch(`${base}/health`)).status, 200)
+  t.equal((await fetch(`${base}/health`)).status, 200, '/health stays 200')
   // Finish it fast rather than wait for the idle connections' timeout.
   await signalPostgres('SIGINT')
   await until('the pool to drop its dead connections', () => app.pg.pool.totalCount === 0)
-  t.equal((await request('GET', '/ready')).status, 503)
+  t.equal((await request('GET', '/ready')).status, 503, '/ready is 503 once it has stopped')
   await restartPostgres()
-  t.equal((await request('GET', '/ready')).status, 200)
+  t.equal((await request('GET', '/ready')).status, 200, 'and 200 once it is back')
 })
 
 t.test('the pool exhausted by requests waiting on a lock: the others get 503 after a bounded wait, never a hang', async (t) => {
