@@ -33,7 +33,9 @@ const config = loadConfig({
   BOOTSTRAP_ADMIN_TOKEN: adminToken,
   // Small and quick, so that the exhausted-pool case is cheap to reach and to wait out.
   PG_POOL_MAX: '4',
-  PG_POOL_WAIT_MS: '1000'
+  PG_POOL_WAIT_MS: '1000',
+  // Only the database's 503s are under test: a loaded machine must not add SERVER_BUSY ones.
+  MAX_EVENT_LOOP_DELAY_MS: '0'
 })
 await prepareDatabase(config, { firstAdmin: true })
 const app = await buildApp(config)

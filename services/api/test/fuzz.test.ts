@@ -24,8 +24,7 @@ const RUNS: Array<{ seed: number, requests: number, seconds: number }> = [
 /** Fewer than this many requests in a run's budget would fuzz each operation too little to count. */
 const MIN_REQUESTS = 1000
 
-// Shedding is tested on its own (edges.test.ts); here a loaded CI machine must not turn into 503s.
-const app = await buildTestApp(t, { seed: true, env: { MAX_EVENT_LOOP_DELAY_MS: '0' } })
+const app = await buildTestApp(t, { seed: true })
 const member = await createAccount(app, 'member')
 const me = (await app.inject({ url: '/api/me', headers: bearer(app.adminToken) })).json() as { token_id: string }
 

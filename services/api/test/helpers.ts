@@ -69,6 +69,8 @@ export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?
     EMBEDDED_PG_PORT: String(await freePort()),
     SEED_MOCK_DATA: String(options.seed ?? false),
     BOOTSTRAP_ADMIN_TOKEN: adminToken,
+    // A loaded CI machine must not turn test requests into 503 SERVER_BUSY; edges.test.ts turns it on.
+    MAX_EVENT_LOOP_DELAY_MS: '0',
     ...options.env
   })
   const database = await prepareDatabase(config, { firstAdmin: true, fast: true })

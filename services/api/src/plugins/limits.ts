@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { BadRequestError, HttpError } from './errors.js'
@@ -48,36 +48,49 @@ export const jsonBodies = fp(async function jsonBodies (app: FastifyInstance) {
   })
 }, { name: 'invsys-json-bodies' })
 
-/** How often the event loop's delay is read; shedding starts or stops at most this often. */
+/** How often the event loop's delay is read. */
 const SAMPLE_MS = 1000
 /** The delay histogram's resolution: each sample is late by at least this much. */
 const RESOLUTION_MS = 10
+/** Readings in a row above the limit before shedding starts: one long synchronous task is not overload. */
+const LAGGING_READINGS = 3
 
 /**
- * Sheds load before it piles up: while the event loop's mean delay over the last second
- * exceeds MAX_EVENT_LOOP_DELAY_MS, requests are answered 503 SERVER_BUSY with Retry-After
- * before any work is done for them (even the token lookup). /health still answers: the
- * process is alive, only busy, and restarting it would lose what it is doing.
+ * Sheds load before it piles up: once the event loop's mean delay has exceeded
+ * MAX_EVENT_LOOP_DELAY_MS in three readings in a row (a second apart, or more when the
+ * loop is that late), requests are answered 503 SERVER_BUSY with Retry-After before any
+ * work is done for them (even the token lookup), until a reading is below the limit
+ * again. /health still answers: the process is alive, only busy, and restarting it would
+ * lose what it is doing.
  *
- * What @fastify/under-pressure does for the event loop, with one difference that matters:
- * sampling starts once the app is ready, so the seconds spent compiling schemas at boot
- * (the loop is blocked throughout) are not read as load and the first requests are not shed.
+ * What @fastify/under-pressure does for the event loop, with two differences that
+ * matter: sampling starts once the app is ready, so the seconds spent compiling schemas
+ * at boot are not read as load; and one long task (building the OpenAPI document on its
+ * first request blocks the loop for a second on a busy machine) sheds nothing, where
+ * under-pressure's rule, one reading above the limit, refuses every request for the
+ * next second.
  */
 export const loadShedding = fp(async function loadShedding (app: FastifyInstance) {
   const maxDelay = app.config.maxEventLoopDelayMs
   if (maxDelay === 0) return
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
-  let lagging = false
+  let laggingReadings = 0
   let timer: NodeJS.Timeout | undefined
+  let lastReading = 0
 
   const sample = () => {
-    // No sample at all: the loop did not turn for the whole second, and nothing can be said yet.
-    if (histogram.count > 0) lagging = histogram.mean / 1e6 - RESOLUTION_MS > maxDelay
+    const now = performance.now()
+    // Without a single sample the loop did not turn for the whole interval: how late this
+    // reading itself is tells how long it stood still.
+    const delay = histogram.count > 0 ? histogram.mean / 1e6 - RESOLUTION_MS : now - lastReading - SAMPLE_MS
+    laggingReadings = delay > maxDelay ? laggingReadings + 1 : 0
+    lastReading = now
     histogram.reset()
   }
 
   app.addHook('onReady', async () => {
     histogram.enable()
+    lastReading = performance.now()
     timer = setInterval(sample, SAMPLE_MS).unref()
   })
   app.addHook('onClose', async () => {
@@ -85,7 +98,7 @@ export const loadShedding = fp(async function loadShedding (app: FastifyInstance
     histogram.disable()
   })
   app.addHook('onRequest', async (request) => {
-    if (lagging && request.routeOptions.url !== '/health') {
+    if (laggingReadings >= LAGGING_READINGS && request.routeOptions.url !== '/health') {
       throw new HttpError('SERVER_BUSY', `the server is overloaded (its event loop lags more than ${maxDelay} ms); retry shortly`)
     }
   })
