@@ -20,7 +20,7 @@ export interface Config {
   poolMax: number
   /** How long a request waits for a pooled connection (or a new one) before it is answered 503. */
   poolWaitMs: number
-  /** Event loop delay above which requests are shed with 503 SERVER_BUSY; 0 turns shedding off. */
+  /** Mean event loop delay (ms) which, exceeded three readings in a row, sheds requests with 503 SERVER_BUSY; 0: never. */
   maxEventLoopDelayMs: number
   /** NODE_ENV=production: the published development token is refused everywhere. */
   production: boolean
