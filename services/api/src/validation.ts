@@ -6,9 +6,39 @@ import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
 
+const rfc3339 = addFormats.get('date-time') as { validate: (value: string) => boolean }
+
+const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))$/
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z')
+const AFTER_LATEST = Date.parse('+010000-01-01T00:00:00Z')
+
+/**
+ * The times the API takes: RFC 3339 with an offset, whose instant in UTC falls in years
+ * 1 to 9999. 0001-01-01T00:00:00+14:00 is a valid RFC 3339 string for a time in 1 BC,
+ * and 9999-12-31T23:00:00-14:00 one in the year 10000: PostgreSQL would store either,
+ * but neither can be written back in RFC 3339 (nor in iCalendar), so they are refused here.
+ */
+export function isApiDateTime (value: string): boolean {
+  if (!rfc3339.validate(value)) return false
+  const match = DATE_TIME.exec(value)
+  if (!match) return false
+  const [, year, month, day, hour, minute, second, sign, offsetHours, offsetMinutes] = match
+  // Only the first and last year can cross the edge through the offset.
+  if (year !== '0001' && year !== '9999') return year !== '0000'
+  const time = new Date(0)
+  // setUTCFullYear, unlike Date.UTC, does not read years below 100 as 19xx. A leap
+  // second (…:60) is the next minute's start, as PostgreSQL reads it.
+  time.setUTCFullYear(Number(year), Number(month) - 1, Number(day))
+  time.setUTCHours(Number(hour), Number(minute), Number(second))
+  const offset = sign === undefined ? 0 : (sign === '-' ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes))
+  const utc = time.getTime() - offset * 60_000
+  return utc >= EARLIEST && utc < AFTER_LATEST
+}
+
 function ajv (options: Options): Ajv {
   const instance = new Ajv({ removeAdditional: false, useDefaults: true, allErrors: false, strict: false, ...options })
   addFormats(instance)
+  instance.addFormat('date-time', { type: 'string', validate: isApiDateTime })
   return instance
 }
 
@@ -34,7 +64,7 @@ function describe (error: FastifySchemaValidationError, context: string): string
       return `${field}/${String(params.missingProperty)} is required`
     case 'format':
       if (params.format === 'date-time') {
-        return `${field} must be an RFC 3339 date-time with an offset, such as 2030-06-01T09:00:00Z or 2030-06-01T11:00:00+02:00`
+        return `${field} must be an RFC 3339 date-time with an offset, in years 0001 to 9999 once in UTC, such as 2030-06-01T09:00:00Z or 2030-06-01T11:00:00+02:00`
       }
       return `${field} must be a valid ${String(params.format)}`
     case 'enum':

@@ -57,9 +57,17 @@ export type TestApp = FastifyInstance & { databaseUrl: string, stopDatabase: () 
  * The very app server.ts runs, started the way server.ts starts it (prepareDatabase:
  * an embedded cluster of its own, migrated, with the mock data when asked, and the
  * first admin made with a fresh BOOTSTRAP_ADMIN_TOKEN that `call` then sends by
- * default). `logLevel` and `logStream` let a test read the logs.
+ * default). `logLevel` and `logStream` let a test read the logs; `env` adds to the
+ * environment the configuration is read from.
  */
-export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?: string, logStream?: { write: (line: string) => void } } = {}): Promise<TestApp> {
+export interface TestAppOptions {
+  seed?: boolean
+  logLevel?: string
+  logStream?: { write: (line: string) => void }
+  env?: Record<string, string>
+}
+
+export async function buildTestApp (t: Tap, options: TestAppOptions = {}): Promise<TestApp> {
   const dir = await tempDir('invsys-test-')
   const adminToken = generateToken()
   const config = loadConfig({
@@ -67,7 +75,10 @@ export async function buildTestApp (t: Tap, options: { seed?: boolean, logLevel?
     EMBEDDED_PG_DIR: path.join(dir, 'data'),
     EMBEDDED_PG_PORT: String(await freePort()),
     SEED_MOCK_DATA: String(options.seed ?? false),
-    BOOTSTRAP_ADMIN_TOKEN: adminToken
+    BOOTSTRAP_ADMIN_TOKEN: adminToken,
+    // A loaded CI machine must not turn test requests into 503 SERVER_BUSY; edges.test.ts turns it on.
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...options.env
   })
   const database = await prepareDatabase(config, { firstAdmin: true, fast: true })
   const stopDatabase = once(database.stop)

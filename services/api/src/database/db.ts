@@ -12,26 +12,53 @@ export interface Page { limit: number, offset: number }
 const TIMESTAMPTZ_OID = 1184
 const INT8_OID = 20
 
+// PostgreSQL's ISO output in UTC: 2030-06-01 09:00:00.123456+00, with five-digit years
+// and a " BC" suffix for times the API refuses but psql can store.
+const PG_TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)\+00( BC)?$/
+
 /**
  * Times leave the database as text in UTC (the session time zone), turned into RFC 3339
  * with `Z` without passing through a JS Date, so microseconds a client sent come back intact.
+ * A year RFC 3339 cannot write (before 1, after 9999: only psql can store one) is written
+ * as ISO 8601 writes it and JavaScript's toISOString does (-000001, +010000; 1 BC is
+ * 0000), and infinity as PostgreSQL spells it, so that such a row reads instead of failing.
  */
-function parseTimestamptz (value: string): string {
-  return value.replace(' ', 'T').replace(/\+00$/, 'Z')
+export function parseTimestamptz (value: string): string {
+  const match = PG_TIMESTAMPTZ.exec(value)
+  if (!match) return value
+  const [, year, month, day, time, bc] = match as unknown as [string, string, string, string, string, string | undefined]
+  if (bc === undefined && year.length === 4) return `${year}-${month}-${day}T${time}Z`
+  const astronomical = bc === undefined ? Number(year) : 1 - Number(year)
+  const written = astronomical >= 0 && astronomical <= 9999
+    ? String(astronomical).padStart(4, '0')
+    : `${astronomical < 0 ? '-' : '+'}${String(Math.abs(astronomical)).padStart(6, '0')}`
+  return `${written}-${month}-${day}T${time}Z`
+}
+
+/**
+ * bigint as a number: every id the API issues or accepts is at most 2^53 - 1, where
+ * numbers are exact (the database holds its ids to that). A larger value only psql can
+ * write (an actor id set by hand); it reads rounded rather than fail the reply.
+ */
+function parseInt8 (value: string): number {
+  return Number(value)
 }
 
 /** Type parsers for this pool only: the global pg.types stay untouched. */
 const types = {
   getTypeParser (oid: number, format?: 'text' | 'binary') {
     if (oid === TIMESTAMPTZ_OID) return parseTimestamptz
-    // Identity ids stay far below 2^53; the API validates ids to that bound too.
-    if (oid === INT8_OID) return (value: string) => Number(value)
+    if (oid === INT8_OID) return parseInt8
     return pg.types.getTypeParser(oid, format)
   }
 }
 
-/** Pool settings every connection of the service shares, so replies never depend on the server's defaults. */
-export function poolOptions (connectionString: string, max: number): pg.PoolConfig {
+/**
+ * Pool settings every connection of the service shares, so replies never depend on the
+ * server's defaults. `waitMs` bounds how long a query waits for a connection (all in use,
+ * or a new one not answering): then it fails, and the request is answered 503, never left hanging.
+ */
+export function poolOptions (connectionString: string, max: number, waitMs = 5000): pg.PoolConfig {
   return {
     connectionString,
     max,
@@ -39,9 +66,22 @@ export function poolOptions (connectionString: string, max: number): pg.PoolConf
     application_name: 'invsys-api',
     // Ask for UTC and ISO output per connection: parseTimestamptz relies on both.
     options: '-c TimeZone=UTC -c DateStyle=ISO,YMD -c statement_timeout=30000',
-    connectionTimeoutMillis: 5000,
+    connectionTimeoutMillis: waitMs,
     idleTimeoutMillis: 30000
   }
+}
+
+/**
+ * A connection can fail at any moment (PostgreSQL stopped or restarted, a backend
+ * terminated), and pg reports it as an 'error' event on the client as well as by failing
+ * its query. An 'error' event nobody listens to kills the process; the pool listens only
+ * while a client is idle, not while it is checked out (a transaction), so every client
+ * gets a listener of its own for its whole life. The failed query is what the request
+ * answers (503); the pool drops the broken client and connects afresh when asked next.
+ */
+export function survivePoolErrors (pool: pg.Pool, onError: (error: Error, idle: boolean) => void): void {
+  pool.on('connect', (client) => { client.on('error', (error) => onError(error, false)) })
+  pool.on('error', (error) => onError(error, true))
 }
 
 const RETRYABLE = new Set(['40P01', '40001'])
@@ -77,6 +117,8 @@ export async function withTransaction<T> (db: Db, work: (client: pg.ClientBase) 
   }
   for (let attempt = 1; ; attempt++) {
     const client = await db.connect()
+    // A client whose ROLLBACK fails has lost its connection: it goes, not back to the pool.
+    let broken: Error | undefined
     try {
       await client.query('BEGIN')
       if (options.actor !== undefined) await client.query(SET_ACTOR, [String(options.actor)])
@@ -84,12 +126,12 @@ export async function withTransaction<T> (db: Db, work: (client: pg.ClientBase) 
       await client.query('COMMIT')
       return result
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined)
+      await client.query('ROLLBACK').catch((rollbackError: Error) => { broken = rollbackError })
       const code = (error as { code?: string }).code
       if (attempt < 3 && code !== undefined && RETRYABLE.has(code)) continue
       throw error
     } finally {
-      client.release()
+      client.release(broken)
     }
   }
 }

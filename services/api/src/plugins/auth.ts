@@ -5,7 +5,7 @@ import type { Db } from '../database/db.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
 import { errorResponses } from '../schemas/common.js'
-import { hashToken, TOKEN_FORMAT, tokenMatches } from '../tokens.js'
+import { DEVELOPMENT_ADMIN_TOKEN, hashToken, TOKEN_FORMAT, tokenMatches } from '../tokens.js'
 
 /**
  * Who may call a route: `member` is any valid token (members and admins), `admin`
@@ -43,13 +43,18 @@ const isApiPath = (url: string) => url === '/api' || url.startsWith('/api/')
  * The account behind an Authorization header, or an UnauthorizedError. No message
  * repeats any part of the header: whatever was sent may be a real token.
  */
-async function accountFor (db: Db, header: string | undefined): Promise<{ account: Account, tokenId: string }> {
+async function accountFor (db: Db, header: string | undefined, production: boolean): Promise<{ account: Account, tokenId: string }> {
   if (header === undefined || header === '') {
     throw new UnauthorizedError('this route needs a token: send "Authorization: Bearer <token>"', false)
   }
   const token = BEARER.exec(header)?.[1]
   if (token === undefined || !TOKEN_FORMAT.test(token)) {
     throw new UnauthorizedError('the Authorization header must be "Bearer " followed by an invsys_ token', true)
+  }
+  // Published in the README, so worthless as a secret: in production it opens nothing,
+  // even where a database made on a development machine still holds it.
+  if (production && token === DEVELOPMENT_ADMIN_TOKEN) {
+    throw new UnauthorizedError('the published development token is refused when NODE_ENV=production', true)
   }
   const found = await authenticate(db, hashToken(token))
   if (!found || found.revoked || !tokenMatches(token, found.tokenHash)) {
@@ -101,7 +106,7 @@ export const auth = fp(async function auth (app: FastifyInstance) {
   app.addHook('onRequest', async (request, reply) => {
     const access = request.routeOptions.config.access
     if (access === undefined) return
-    const { account, tokenId } = await accountFor(app.pg.pool, request.headers.authorization)
+    const { account, tokenId } = await accountFor(app.pg.pool, request.headers.authorization, app.config.production)
     request.account = account
     request.tokenId = tokenId
     // Every later line about this request names the account: an audit trail in the logs.

@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { DomainError, holdExpired, SeriesConflict, type DomainCode, type OccurrenceConflict } from '../database/outcomes.js'
 import type { Allocation } from '../schemas/allocations.js'
@@ -22,6 +23,7 @@ export const ERROR_CODES = {
   NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route' },
   METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method' },
   NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows' },
+  REQUEST_TIMEOUT: { status: 408, meaning: 'the request did not arrive in time' },
   ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap' },
   ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead' },
   ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed' },
@@ -34,6 +36,7 @@ export const ERROR_CODES = {
   REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)' },
   CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry' },
   IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly' },
+  IDS_EXHAUSTED: { status: 409, meaning: 'no id is left to generate (a PUT chose the largest, 9007199254740991); choose ids with PUT' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT' },
   URI_TOO_LONG: { status: 414, meaning: 'the URL is too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json' },
@@ -45,7 +48,8 @@ export const ERROR_CODES = {
   RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false' },
   HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large' },
   INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id' },
-  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached; retry after Retry-After seconds' }
+  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached, or did not answer in time; retry after Retry-After seconds' },
+  SERVER_BUSY: { status: 503, meaning: 'the server is overloaded and sheds requests; retry after Retry-After seconds' }
 } as const satisfies Record<string, { status: number, meaning: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -150,6 +154,8 @@ function isPgError (error: unknown): error is PgError {
  * table only turns its name into a sentence that names the field.
  */
 const CONSTRAINT_MESSAGES: Record<string, string> = {
+  site_id_range: 'id must be from 1 to 9007199254740991',
+  account_id_range: 'id must be from 1 to 9007199254740991',
   site_name_not_blank: 'name must not be blank',
   resource_name_not_blank: 'name must not be blank',
   resource_type_name_unique: 'name is already used by another resource of this type',
@@ -197,17 +203,23 @@ const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> =
   calendar_feed_account_id_fkey: { missing: 'no such account', inUse: 'the account still has calendar feeds' }
 }
 
-/** Connection-level failures: the database cannot be reached, which is not the client's fault. */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE', '57P01', '57P02', '57P03', '53300'])
+/**
+ * The database cannot be reached, or cannot answer now, which is not the client's fault:
+ * connection failures, a server shutting down or starting (57P0x), out of connections or
+ * other resources (53xxx), a statement cancelled by statement_timeout (57014) or a lock
+ * not granted (55P03).
+ */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE',
+  'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03', '57P05', '57014', '55P03'])
 
 function isUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false
   const code = (error as { code?: unknown }).code
-  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08') || code.startsWith('53'))) return true
   const message = (error as { message?: unknown }).message
   // node-postgres reports a dropped or never-made connection only in the message.
   return typeof message === 'string' &&
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/.test(message)
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end|Query read timeout/.test(message)
 }
 
 /** Maps a PostgreSQL error to the HTTP error it means, or undefined when it is our bug. */
@@ -235,6 +247,9 @@ export function fromPgError (error: unknown): HttpError | undefined {
     case '40P01':
     case '40001':
       return new ConflictError('CONCURRENT_UPDATE', 'a concurrent change touched the same rows; retry the request')
+    case '2200H':
+      // An identity sequence at its MAXVALUE (2^53 - 1, the largest id a JSON number holds exactly).
+      return new ConflictError('IDS_EXHAUSTED', 'no id is left to generate: one was chosen at or near the largest, 9007199254740991 (PUT); choose ids with PUT')
   }
   // Class 22 is "data exception": a value the client sent that PostgreSQL cannot take
   // (22P02 invalid text, 22007/22008 bad or out-of-range dates, 22003 out-of-range numbers).
@@ -300,16 +315,70 @@ export function sendFrameworkError (error: FastifyError, _request: FastifyReques
   void sendError(reply, new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status))
 }
 
+/** How long a client should wait before retrying a 503, in seconds. */
+const RETRY_AFTER: Partial<Record<ErrorCode, string>> = { DATABASE_UNAVAILABLE: '5', SERVER_BUSY: '1' }
+
+/** A request line this long (bytes) means the URL, not the other headers, overflowed Node's header limit. */
+const LONG_REQUEST_LINE = 8192
+
+/** What Node's HTTP parser refused, as the error the client hears. */
+function fromParserError (error: ConnectionError): HttpError {
+  switch (error.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new HttpError('REQUEST_TIMEOUT', 'the request did not arrive in time')
+    case 'HPE_HEADER_OVERFLOW': {
+      // Typed as Buffer's JSON form, but Node hands over the Buffer itself.
+      const raw: unknown = error.rawPacket
+      const packet = Buffer.isBuffer(raw) ? raw : Buffer.alloc(0)
+      const lineEnd = packet.indexOf('\r\n')
+      const longLine = (lineEnd === -1 ? packet.length : lineEnd) >= LONG_REQUEST_LINE
+      return longLine
+        ? new HttpError('URI_TOO_LONG', 'the URL is too long (the request line and headers may hold 16 kB together)')
+        : new HttpError('HEADERS_TOO_LARGE', 'the request headers are too large (16 kB together with the request line)')
+    }
+    default:
+      return new HttpError('BAD_REQUEST', `the request is not valid HTTP/1.1 (${error.code ?? 'unreadable'})`)
+  }
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (a header section over the
+ * limit, a NUL byte or a space in the URL, a malformed header, a timeout) are answered with
+ * the same JSON error body as any other error. Unlike Fastify's default handler, this logs
+ * the error's code only: its rawPacket holds the request's bytes, Authorization header
+ * included.
+ */
+export function sendClientError (this: FastifyInstance, error: ConnectionError, socket: Socket): void {
+  // A reset connection has nobody to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const httpError = fromParserError(error)
+  this.log.debug({ code: error.code, statusCode: httpError.statusCode }, 'unreadable request refused')
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = JSON.stringify(errorBody(httpError))
+  const head = `HTTP/1.1 ${httpError.statusCode} ${STATUS_CODES[httpError.statusCode] ?? 'Error'}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n'
+  socket.end(head + body, () => socket.destroy())
+}
+
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
 export const errorHandling = fp(async function errorHandling (app: FastifyInstance) {
   app.setErrorHandler(function (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
     const httpError = toHttpError(error)
-    if (httpError.statusCode >= 500) {
+    if (httpError.code === 'SERVER_BUSY') {
+      // Shed on purpose, and perhaps by the thousand: one short line each.
+      request.log.warn({ code: httpError.code }, 'request shed')
+    } else if (httpError.statusCode >= 500) {
       request.log.error({ err: error }, 'request failed')
     } else {
       request.log.info({ code: httpError.code, message: httpError.message }, 'request refused')
     }
-    if (httpError.statusCode === 503) reply.header('Retry-After', '5')
+    const retryAfter = RETRY_AFTER[httpError.code]
+    if (retryAfter !== undefined) reply.header('Retry-After', retryAfter)
     if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
     return sendError(reply, httpError)
   })

@@ -6,7 +6,7 @@ export const SiteId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGE
 
 export const DateTime = Type.String({
   format: 'date-time',
-  description: 'RFC 3339 date-time with an offset (Z or ±hh:mm); replies are in UTC with Z',
+  description: 'RFC 3339 date-time with an offset (Z or ±hh:mm), in years 0001 to 9999 once in UTC; replies are in UTC with Z',
   examples: ['2030-06-01T09:00:00Z']
 })
 
