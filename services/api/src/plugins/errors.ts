@@ -117,7 +117,7 @@ function isPgError (error: unknown): error is PgError {
  * What each named constraint means to a client. The database enforces the rule; this
  * table only turns its name into a sentence that names the field.
  */
-const CONSTRAINT_MESSAGES: Record<string, string> = {
+export const CONSTRAINT_MESSAGES: Record<string, string> = {
   site_name_not_blank: 'name must not be blank',
   resource_name_not_blank: 'name must not be blank',
   resource_type_name_unique: 'name is already used by another resource of this type',
@@ -145,7 +145,7 @@ const STATE_CONFLICTS: Record<string, () => HttpError> = {
 }
 
 /** Foreign keys read differently when the referenced row is missing and when it is still in use. */
-const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> = {
+export const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> = {
   resource_site_id_fkey: { missing: 'site_id does not name an existing site', inUse: 'the site still has resources; move or delete them first' },
   resource_type_fkey: { missing: 'type is not a known resource type', inUse: 'the resource type is still used by resources' },
   container_freezer_fkey: { missing: 'freezer_id does not name an existing freezer', inUse: 'the freezer still holds containers; move or delete them first (or delete with ?force=true)' },

@@ -16,17 +16,22 @@ import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
 } from '../schemas/allocations.js'
-import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
+import { errorResponses, NoContent, READ_ERRORS, withErrorCodes, WRITE_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
 import type { Family } from './families.js'
 import { sendPage } from './paging.js'
 import { assertWindow } from './window.js'
 
 /**
- * 409 on a write that collides: the allocation conflict body also lists what overlaps.
+ * 409 on a write that collides: the allocation conflict body also lists what overlaps;
+ * a move also meets cancelled allocations and run-out holds.
  * 403: a member's write of maintenance, or to someone else's allocation.
  */
-const writeErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: AllocationConflictBody }
+const createErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT']) }
+const moveErrors = {
+  ...errorResponses(...WRITE_ERRORS, 403, 404),
+  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT', 'ALLOCATION_CANCELLED', 'HOLD_EXPIRED'])
+}
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
 function newAllocation (body: AllocationInput): NewAllocation {
@@ -73,7 +78,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
       description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
-      response: { 201: Allocation, ...writeErrors }
+      response: { 201: Allocation, ...createErrors }
     }
   }, async (request, reply) => {
     const actor = actorOf(request)
@@ -113,7 +118,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
       description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
       params,
       body: AllocationPatch,
-      response: { 200: Allocation, ...writeErrors }
+      response: { 200: Allocation, ...moveErrors }
     }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
@@ -146,7 +151,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
       description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. A member confirming someone else\'s hold gets 403. No body is needed.',
       params,
       body: ConfirmInput,
-      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 404, 409) }
+      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 404, { 409: ['HOLD_EXPIRED', 'ALREADY_CONFIRMED', 'ALLOCATION_CANCELLED'] }) }
     },
     // Fastify validates an absent body as undefined, which no object schema accepts.
     preValidation: async (request) => { request.body ??= {} }
@@ -201,7 +206,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
       summary: 'Book any free resource of a type',
       description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free. A member asking for kind maintenance gets 403.',
       body: BookAnyInput(typeNames),
-      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 409) }
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, { 409: ['NO_AVAILABILITY', 'REFERENCE_NOT_FOUND'] }) }
     }
   }, async (request, reply) => {
     const { type, site_id: siteId, ...fields } = request.body
