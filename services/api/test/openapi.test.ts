@@ -115,7 +115,8 @@ function * schemas (node: unknown, at: string): Generator<[Json, string]> {
 t.test('schemas in OpenAPI 3.0 terms: plain enums, nullable, no JSON Schema examples', async (t) => {
   const literalUnions: string[] = []
   const nullTypes: string[] = []
-  for (const [schema, at] of schemas(doc.paths, '#/paths')) {
+  const components = Object.entries<Json>(doc.components.schemas).map(([name, schema]): [Json, string] => [schema, `#/components/schemas/${name}`])
+  for (const [schema, at] of [...schemas(doc.paths, '#/paths'), ...components, ...schemas(doc.components, '#/components')]) {
     for (const combinator of ['anyOf', 'oneOf']) {
       const members = schema[combinator] as Json[] | undefined
       if (members?.every((m) => Array.isArray(m.enum) && m.enum.length === 1)) literalUnions.push(at)
@@ -126,8 +127,19 @@ t.test('schemas in OpenAPI 3.0 terms: plain enums, nullable, no JSON Schema exam
   t.same(nullTypes, [], 'no union with null: nullable instead')
   const status = doc.paths['/api/allocations'].get.parameters.find((p: Json) => p.name === 'status')
   t.same(status.schema, { type: 'string', enum: ['held', 'confirmed', 'cancelled', 'expired', 'all'], default: 'confirmed' }, 'the status filter is a plain enum')
-  const expires = doc.paths['/api/allocations/{id}'].get.responses['200'].content['application/json'].schema.properties.expires_at
+  const expires = doc.components.schemas.Allocation.properties.expires_at
   t.match(expires, { type: 'string', format: 'date-time', nullable: true })
+})
+
+t.test('named schemas are components, so that a generator makes one type of each', async (t) => {
+  for (const name of ['Allocation', 'AllocationInput', 'AllocationConflictError', 'Error', 'Site', 'SiteInput', 'Resource', 'Account', 'NewApiToken']) {
+    t.ok(doc.components.schemas[name], `components.schemas.${name}`)
+  }
+  const booking = doc.paths['/api/cars/{id}/allocations'].post
+  t.same(booking.requestBody.content['application/json'].schema, { $ref: '#/components/schemas/AllocationInput' })
+  t.same(booking.responses['201'].content['application/json'].schema, { $ref: '#/components/schemas/Allocation' })
+  t.same(booking.responses['404'].content['application/json'].schema, { $ref: '#/components/schemas/Error' })
+  t.same(doc.paths['/api/sites'].get.responses['200'].content['application/json'].schema, { type: 'array', items: { $ref: '#/components/schemas/Site' } })
 })
 
 t.test('successes have real descriptions; 201s their Location, pages their Link', async (t) => {

@@ -442,8 +442,12 @@ function documentError (status: string, response: Json, path: string, operation:
   const codes = named ?? defaultCodes(Number(status), operation)
   if (schema.description === response.description) delete schema.description
   for (const property of Object.values<Json>(schema.properties)) delete property.example
-  schema.properties.statusCode = { ...schema.properties.statusCode, enum: [Number(status)] }
-  if (codes.length > 0) schema.properties.code = { ...schema.properties.code, description: `One of: ${codes.join(', ')}` }
+  schema.properties.statusCode = { ...schema.properties.statusCode, description: 'The HTTP status, again' }
+  schema.properties.code = { ...schema.properties.code, description: 'What happened: branch on it (each code has one status)' }
+  schema.properties.message = { ...schema.properties.message, description: 'For people: names the field or the thing; its wording may change' }
+  // The plain error body is one named schema for every status; the codes are said per response.
+  if (schema.title === undefined && Object.keys(schema.properties).join() === 'statusCode,code,error,message') schema.title = 'Error'
+  if (codes.length > 0) response.description = `${response.description ?? STATUS_CODES[Number(status)]}; codes: ${codes.join(', ')}`
   const conflict = schema.properties.conflicts?.items?.example
   if (status === '401') response.headers = { 'WWW-Authenticate': CHALLENGE_HEADER, ...response.headers }
   if (status === '503' || codes.includes('IDEMPOTENCY_KEY_IN_USE')) response.headers = { 'Retry-After': RETRY_AFTER_HEADER, ...response.headers }
@@ -491,6 +495,32 @@ function documentBody (operation: Operation): void {
   }
 }
 
+/** A schema as JSON with its examples left out: two uses of one named schema differ only there. */
+const withoutExamples = (schema: unknown): string => JSON.stringify(schema, (key, value) => (key === 'example' ? undefined : value))
+
+/**
+ * Schemas with a `title` (the TypeBox schemas of representations and bodies: Allocation,
+ * SiteInput, …) become components that operations refer to, so that a generator makes one
+ * named type of each rather than one per operation. A use that differs from the first one
+ * (it should not) stays inline.
+ */
+function hoistNamed (schema: unknown, components: Record<string, Json>): unknown {
+  if (!isObject(schema)) return schema
+  for (const key of ['properties', 'patternProperties']) {
+    if (isObject(schema[key])) for (const [name, sub] of Object.entries(schema[key])) schema[key][name] = hoistNamed(sub, components)
+  }
+  for (const key of ['items', 'additionalProperties', 'not']) if (isObject(schema[key])) schema[key] = hoistNamed(schema[key], components)
+  for (const key of ['anyOf', 'oneOf', 'allOf']) {
+    if (Array.isArray(schema[key])) schema[key] = schema[key].map((sub: unknown) => hoistNamed(sub, components))
+  }
+  const name = schema.title
+  if (typeof name !== 'string' || !/^[A-Za-z][A-Za-z0-9_]*$/.test(name)) return schema
+  const known = components[name]
+  if (known === undefined) components[name] = schema
+  else if (withoutExamples(known) !== withoutExamples(schema)) return schema
+  return { $ref: `#/components/schemas/${name}` }
+}
+
 /** The finishing pass over the whole document; `routes` are the app's, by operationId. */
 function finishDocument (openapiObject: object, routes: Map<string, RouteOptions>): Json {
   const doc = structuredClone(openapiObject) as Json
@@ -511,6 +541,13 @@ function finishDocument (openapiObject: object, routes: Map<string, RouteOptions
     }
   }
   for (const schema of Object.values<Json>(doc.components?.schemas ?? {})) normalizeSchema(schema)
+  doc.components = { ...doc.components, schemas: { ...doc.components?.schemas } }
+  for (const { operation } of operations(doc)) {
+    for (const holder of [...Object.values<Json>(operation.requestBody?.content ?? {}), ...Object.values<Json>(operation.responses ?? {})
+      .flatMap((response) => Object.values<Json>(response.content ?? {}))]) {
+      if (isObject(holder.schema)) holder.schema = hoistNamed(holder.schema, doc.components.schemas)
+    }
+  }
   escapeDescriptions(doc)
   return doc
 }
