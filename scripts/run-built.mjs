@@ -33,19 +33,20 @@ function * sources (dir) {
   }
 }
 
-/** A source (or a tsconfig) newer than its compiled file, or a compiled file missing. */
+/** Why the build is out of date (a compiled file missing, or older than its source or a tsconfig), or undefined. */
 function stale () {
   const configs = Math.max(...CONFIGS.map(mtime))
   for (const file of sources(src)) {
     const built = mtime(path.join(dist, path.relative(src, file)).replace(/\.ts$/, '.js'))
-    if (built < mtime(file) || built < configs) return path.relative(root, file)
+    if (built < 0) return 'there is no build yet'
+    if (built < mtime(file) || built < configs) return `${path.relative(root, file)} changed since the last build`
   }
   return undefined
 }
 
 const changed = stale()
 if (changed !== undefined) {
-  process.stderr.write(`invsys: compiling the API first (${changed} is newer than its build; a few seconds)\n`)
+  process.stderr.write(`invsys: compiling the API first (${changed}; a few seconds)\n`)
   const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
   const build = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit' })
   if (build.status !== 0) process.exit(build.status ?? 1)
