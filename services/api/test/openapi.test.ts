@@ -270,4 +270,13 @@ t.test('operationIds for routes to come: derived from method and URL, stable, un
   await t.rejects(boot((app) => {
     app.delete('/api/things/:id', { schema: { response: errorResponses({ 409: ['NOT_FOUND'] }) } }, async () => null)
   }), /NOT_FOUND is a 404, not a 409/, 'a code named under another status stops the boot')
+  const later = await boot((app) => {
+    app.put('/api/things/:id', { schema: { response: { 200: { type: 'object' }, ...errorResponses(406, 409) } } }, async () => ({}))
+  })
+  const put = (later.swagger() as Json).paths['/api/things/{id}'].put
+  t.equal(put.operationId, 'replaceThing')
+  t.equal(put.responses['406'].description, 'Not Acceptable; codes: NOT_ACCEPTABLE', 'a status without a sentence is named')
+  t.same(Object.keys(put.responses['409'].content['application/json'].examples), Object.keys(ERROR_CODES).filter((code) => (ERROR_CODES as Json)[code].status === 409),
+    'a status that names no codes shows every code of that status')
+  await later.close()
 })

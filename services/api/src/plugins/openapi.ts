@@ -441,6 +441,8 @@ function documentError (status: string, response: Json, path: string, operation:
   delete schema[ERROR_CODES_KEYWORD]
   const codes = named ?? defaultCodes(Number(status), operation)
   if (schema.description === response.description) delete schema.description
+  // A status common.ts has no sentence for (a route's own 422, say) is at least named.
+  if (!response.description || response.description === 'Default Response') response.description = STATUS_CODES[Number(status)] ?? 'Error'
   for (const property of Object.values<Json>(schema.properties)) delete property.example
   schema.properties.statusCode = { ...schema.properties.statusCode, description: 'The HTTP status, again' }
   schema.properties.code = { ...schema.properties.code, description: 'What happened: branch on it (each code has one status)' }
