@@ -8,15 +8,13 @@ import { STATUS_CODES } from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ERROR_CODES, type ErrorInfo } from '../services/api/src/plugins/errors.js'
+import { escapePlaceholders } from '../services/api/src/plugins/openapi.js'
 
 export const ERRORS_DOC = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'errors.md')
 
-/** Text for a Markdown table cell: placeholders as code (not HTML tags), pipes escaped. */
+/** Text for a Markdown table cell: placeholders as code (as in the OpenAPI document), not HTML tags. */
 function cell (text: string): string {
-  return text
-    .replace(/"([^"`]*<[^"`>]+>[^"`]*)"/g, '`$1`')
-    .replace(/(`[^`]*`)|<([^`>]+)>/g, (match, code: string | undefined, name: string | undefined) => code ?? `\`<${name}>\``)
-    .replace(/\|/g, '\\|')
+  return escapePlaceholders(text).replace(/\|/g, '\\|')
 }
 
 /** What a few codes carry besides the four fields every error has. */

@@ -209,7 +209,8 @@ t.test('Swagger UI shows every description whole: no <placeholder> left for Mark
   walk(doc)
   t.same(raw, [])
   t.match(doc.info.description, '`Authorization: Bearer <token>`')
-  t.equal(escapePlaceholders('each has a family /api/<plural>'), 'each has a family /api/`<plural>`')
+  t.equal(escapePlaceholders('each has a family /api/<plural>'), 'each has a family `/api/<plural>`')
+  t.equal(escapePlaceholders('see /api/<plural>/{id}, then <token>.'), 'see `/api/<plural>/{id}`, then `<token>`.')
   t.equal(escapePlaceholders('send "Authorization: Bearer <token>" first'), 'send `Authorization: Bearer <token>` first')
   t.equal(escapePlaceholders('already `<code>` and <b>'), 'already `<code>` and `<b>`')
   for (const url of ['/docs/', '/docs/static/index.css', '/docs/static/swagger-ui-bundle.js']) {

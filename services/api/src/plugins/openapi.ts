@@ -226,12 +226,15 @@ export function normalizeSchema (schema: unknown): void {
 
 /**
  * Swagger UI reads descriptions as Markdown, where `<token>` is an HTML tag and vanishes.
- * A quoted phrase holding such a placeholder becomes code; a lone placeholder too.
+ * A quoted phrase holding such a placeholder becomes code; a lone placeholder too, with
+ * the path it is part of.
  */
 export function escapePlaceholders (text: string): string {
   return text
     .replace(/"([^"`]*<[A-Za-z][\w .…-]*>[^"`]*)"/g, '`$1`')
-    .replace(/(`[^`]*`)|<([A-Za-z][\w .…-]*)>/g, (match, code: string | undefined, name: string | undefined) => code ?? `\`<${name}>\``)
+    // A placeholder inside a path (/api/<plural>) takes the whole path into the code span.
+    .replace(/(`[^`]*`)|([\w/{}.-]*)<([A-Za-z][\w .…-]*)>([\w/{}-]*)/g,
+      (match, code: string | undefined, before: string, name: string, after: string) => code ?? `\`${before}<${name}>${after}\``)
 }
 
 function escapeDescriptions (node: unknown, inSchema = false): void {
