@@ -8,8 +8,8 @@
 
 BEGIN;
 
-DROP VIEW IF EXISTS instrument, vehicle, resource_booking CASCADE;
-DROP TABLE IF EXISTS schemaversion, schema_version, idempotency_key, allocation_event, container, allocation, resource, resource_type, site, api_token, account CASCADE;
+DROP VIEW IF EXISTS instrument, vehicle, resource_booking, effective_rule CASCADE;
+DROP TABLE IF EXISTS schemaversion, schema_version, calendar_feed, idempotency_key, allocation_event, container, allocation, resource_rule, resource_type_rule, resource, resource_type, site, api_token, account CASCADE;
 DROP FUNCTION IF EXISTS touch_updated_at() CASCADE;
 DROP FUNCTION IF EXISTS allocation_range(timestamptz, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS site_keep_id_sequence_ahead() CASCADE;
@@ -20,6 +20,12 @@ DROP FUNCTION IF EXISTS allocation_check_status_change() CASCADE;
 DROP FUNCTION IF EXISTS utc_text(timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS allocation_record_event() CASCADE;
 DROP FUNCTION IF EXISTS resource_free_time(uuid, tstzrange) CASCADE;
+DROP FUNCTION IF EXISTS iso_duration(interval) CASCADE;
+DROP FUNCTION IF EXISTS allocation_blocked_range(tstzrange, interval, interval) CASCADE;
+DROP FUNCTION IF EXISTS resource_blocked_range(uuid, tstzrange) CASCADE;
+DROP FUNCTION IF EXISTS allocation_apply_buffers() CASCADE;
+DROP FUNCTION IF EXISTS booking_rule_violations(uuid, tstzrange, timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS member_booking_span(uuid, tstzrange, timestamptz) CASCADE;
 
 -- Lets one GiST index hold both the uuid equality and the range overlap of the
 -- exclusion constraint on allocation.
@@ -44,6 +50,28 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 COMMENT ON FUNCTION allocation_range(timestamptz, timestamptz) IS
   'Half-open [starts_at, ends_at); null is unbounded; empty when starts_at >= ends_at. E.g. allocation_range(now(), now() + interval ''2 hours'').';
+
+-- An interval as the API writes durations, whatever the session's IntervalStyle.
+CREATE FUNCTION iso_duration(i interval) RETURNS text
+LANGUAGE sql IMMUTABLE SET IntervalStyle = 'iso_8601' AS $$
+  SELECT i::text
+$$;
+COMMENT ON FUNCTION iso_duration(interval) IS
+  'An interval as an ISO 8601 duration (PT30M, P3D, P1DT2H), whatever the session''s IntervalStyle; null stays null.';
+
+-- The range an allocation keeps everyone else out of: during widened by its buffers. The
+-- buffers are added in UTC (a day is always 24 hours), so the result does not depend on
+-- the session's time zone: that is what makes this IMMUTABLE, as the exclusion constraint
+-- needs, and, every operator being immutable too, lets PostgreSQL inline it. Unbounded
+-- ends stay unbounded; a null buffer is none.
+CREATE FUNCTION allocation_blocked_range(during tstzrange, buffer_before interval, buffer_after interval) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN during IS NULL OR isempty(during) THEN during
+              ELSE tstzrange(((lower(during) AT TIME ZONE 'UTC') - coalesce(buffer_before, '0')) AT TIME ZONE 'UTC',
+                             ((upper(during) AT TIME ZONE 'UTC') + coalesce(buffer_after, '0')) AT TIME ZONE 'UTC', '[)') END
+$$;
+COMMENT ON FUNCTION allocation_blocked_range(tstzrange, interval, interval) IS
+  'during widened by buffer_before and buffer_after, added in UTC (unbounded ends stay unbounded): what allocation_no_overlap compares.';
 
 -- Who may use the API. Authorisation is by role: admins manage the inventory and may
 -- change any allocation; members read everything and change only what they own.
@@ -150,6 +178,30 @@ INSERT INTO resource_type (name, plural, category) VALUES
   ('computer', 'computers', 'instrument'),
   ('freezer',  'freezers',  'instrument');
 
+-- The rules of a type. No row, or a null field, is "no rule".
+CREATE TABLE resource_type_rule (
+  type                         text PRIMARY KEY REFERENCES resource_type (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  min_duration                 interval,
+  max_duration                 interval,
+  min_notice                   interval,
+  max_advance                  interval,
+  buffer_before                interval,
+  buffer_after                 interval,
+  members_may_book_open_ended  boolean NOT NULL DEFAULT false,
+  CONSTRAINT resource_type_rule_not_negative CHECK (min_duration >= '0' AND max_duration >= '0' AND min_notice >= '0'
+    AND max_advance >= '0' AND buffer_before >= '0' AND buffer_after >= '0'),
+  CONSTRAINT resource_type_rule_min_within_max CHECK (min_duration <= max_duration)
+);
+COMMENT ON TABLE resource_type_rule IS 'Booking rules of a resource type; every resource of the type follows them unless resource_rule overrides a field. No row: no rules. Read the result in effective_rule.';
+COMMENT ON COLUMN resource_type_rule.type IS 'The resource type the rules are for.';
+COMMENT ON COLUMN resource_type_rule.min_duration IS 'Shortest booking a member may make; null: no rule.';
+COMMENT ON COLUMN resource_type_rule.max_duration IS 'Longest booking a member may make; null: no rule.';
+COMMENT ON COLUMN resource_type_rule.min_notice IS 'How long before its start a member''s booking must be made; null: no rule.';
+COMMENT ON COLUMN resource_type_rule.max_advance IS 'How far ahead of now a member''s booking may start; null: no rule.';
+COMMENT ON COLUMN resource_type_rule.buffer_before IS 'Time kept free before every allocation, for everyone (stored on each allocation when written); null: none.';
+COMMENT ON COLUMN resource_type_rule.buffer_after IS 'Time kept free after every allocation (turnaround), for everyone (stored on each allocation when written); null: none.';
+COMMENT ON COLUMN resource_type_rule.members_may_book_open_ended IS 'Whether members may book with an open start or end; admins always may.';
+
 CREATE TABLE resource (
   id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   type        text NOT NULL REFERENCES resource_type (name) ON UPDATE CASCADE,
@@ -176,6 +228,61 @@ COMMENT ON COLUMN resource.updated_at IS 'When the row last changed (maintained 
 CREATE INDEX resource_site_id_idx ON resource (site_id);
 CREATE TRIGGER resource_touch_updated_at BEFORE UPDATE ON resource
   FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
+
+-- Per-resource overrides: a null field inherits the type's.
+CREATE TABLE resource_rule (
+  resource_id                  uuid PRIMARY KEY REFERENCES resource (id) ON DELETE CASCADE,
+  min_duration                 interval,
+  max_duration                 interval,
+  min_notice                   interval,
+  max_advance                  interval,
+  buffer_before                interval,
+  buffer_after                 interval,
+  members_may_book_open_ended  boolean,
+  CONSTRAINT resource_rule_not_negative CHECK (min_duration >= '0' AND max_duration >= '0' AND min_notice >= '0'
+    AND max_advance >= '0' AND buffer_before >= '0' AND buffer_after >= '0'),
+  CONSTRAINT resource_rule_min_within_max CHECK (min_duration <= max_duration)
+);
+COMMENT ON TABLE resource_rule IS 'Booking rules of one resource that override its type''s; a null field inherits the type''s. Read the result in effective_rule.';
+COMMENT ON COLUMN resource_rule.resource_id IS 'The resource the overrides are for.';
+COMMENT ON COLUMN resource_rule.min_duration IS 'Overrides resource_type_rule.min_duration; null inherits.';
+COMMENT ON COLUMN resource_rule.max_duration IS 'Overrides resource_type_rule.max_duration; null inherits.';
+COMMENT ON COLUMN resource_rule.min_notice IS 'Overrides resource_type_rule.min_notice; null inherits.';
+COMMENT ON COLUMN resource_rule.max_advance IS 'Overrides resource_type_rule.max_advance; null inherits.';
+COMMENT ON COLUMN resource_rule.buffer_before IS 'Overrides resource_type_rule.buffer_before; null inherits.';
+COMMENT ON COLUMN resource_rule.buffer_after IS 'Overrides resource_type_rule.buffer_after; null inherits.';
+COMMENT ON COLUMN resource_rule.members_may_book_open_ended IS 'Overrides resource_type_rule.members_may_book_open_ended; null inherits.';
+
+CREATE VIEW effective_rule AS
+  SELECT r.id AS resource_id, r.type, r.name AS resource_name,
+         coalesce(rr.min_duration, tr.min_duration) AS min_duration,
+         coalesce(rr.max_duration, tr.max_duration) AS max_duration,
+         coalesce(rr.min_notice, tr.min_notice) AS min_notice,
+         coalesce(rr.max_advance, tr.max_advance) AS max_advance,
+         coalesce(rr.buffer_before, tr.buffer_before) AS buffer_before,
+         coalesce(rr.buffer_after, tr.buffer_after) AS buffer_after,
+         coalesce(rr.members_may_book_open_ended, tr.members_may_book_open_ended, false) AS members_may_book_open_ended,
+         CASE WHEN rr.min_duration IS NOT NULL THEN 'resource' WHEN tr.min_duration IS NOT NULL THEN 'type' ELSE 'none' END AS min_duration_source,
+         CASE WHEN rr.max_duration IS NOT NULL THEN 'resource' WHEN tr.max_duration IS NOT NULL THEN 'type' ELSE 'none' END AS max_duration_source,
+         CASE WHEN rr.min_notice IS NOT NULL THEN 'resource' WHEN tr.min_notice IS NOT NULL THEN 'type' ELSE 'none' END AS min_notice_source,
+         CASE WHEN rr.max_advance IS NOT NULL THEN 'resource' WHEN tr.max_advance IS NOT NULL THEN 'type' ELSE 'none' END AS max_advance_source,
+         CASE WHEN rr.buffer_before IS NOT NULL THEN 'resource' WHEN tr.buffer_before IS NOT NULL THEN 'type' ELSE 'none' END AS buffer_before_source,
+         CASE WHEN rr.buffer_after IS NOT NULL THEN 'resource' WHEN tr.buffer_after IS NOT NULL THEN 'type' ELSE 'none' END AS buffer_after_source,
+         CASE WHEN rr.members_may_book_open_ended IS NOT NULL THEN 'resource' WHEN tr.members_may_book_open_ended IS NOT NULL THEN 'type' ELSE 'none' END AS members_may_book_open_ended_source
+  FROM resource r
+  LEFT JOIN resource_type_rule tr ON tr.type = r.type
+  LEFT JOIN resource_rule rr ON rr.resource_id = r.id;
+COMMENT ON VIEW effective_rule IS 'The booking rules in force for each resource: its own where set, else its type''s; null is no rule. Each *_source column says where a value comes from: resource, type or none.';
+
+-- What a new allocation of the resource over during would block, with the buffers in force now.
+CREATE FUNCTION resource_blocked_range(resource_id uuid, during tstzrange) RETURNS tstzrange
+LANGUAGE sql STABLE AS $$
+  SELECT allocation_blocked_range(during, e.buffer_before, e.buffer_after)
+  FROM effective_rule e
+  WHERE e.resource_id = resource_blocked_range.resource_id
+$$;
+COMMENT ON FUNCTION resource_blocked_range(uuid, tstzrange) IS
+  'during widened by the resource''s buffers in force now: the range a new allocation over during would block.';
 
 CREATE TABLE container (
   id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -216,6 +323,10 @@ CREATE TABLE allocation (
   -- through the API; deleting one by hand is refused while allocations name it.
   owner_id      bigint REFERENCES account (id),
   updated_by    bigint REFERENCES account (id),
+  -- The buffers in force when the row was inserted or last moved, filled by the trigger
+  -- allocation_apply_buffers from effective_rule; later rule changes leave them be.
+  buffer_before interval NOT NULL DEFAULT '0',
+  buffer_after  interval NOT NULL DEFAULT '0',
   CONSTRAINT allocation_during_not_empty CHECK (NOT isempty(during)),
   -- One spelling per range: bounded ends are [start, end), so back-to-back
   -- allocations touch without overlapping.
@@ -232,12 +343,15 @@ CREATE TABLE allocation (
   -- A hold is short by design: it reserves a slot while someone decides, not instead of booking.
   CONSTRAINT allocation_hold_length CHECK (expires_at IS NULL OR
     (expires_at > created_at AND expires_at <= created_at + interval '1 hour')),
-  -- The promise of the product: no two live allocations of one resource overlap.
+  CONSTRAINT allocation_buffers_not_negative CHECK (buffer_before >= '0' AND buffer_after >= '0'),
+  -- The promise of the product: no two live allocations of one resource overlap, once
+  -- each is widened by its own buffers (so the gap between neighbours is at least the
+  -- earlier one's buffer_after plus the later one's buffer_before).
   -- Cancelled and expired rows stay as history and stop blocking their slot. A hold
   -- whose expires_at has passed is still in this index until it is written as expired
   -- (the predicate cannot mention now()); allocation_expire_overlapping_holds does that
   -- before anything is checked against it, and reads ask allocation_blocks().
-  CONSTRAINT allocation_no_overlap EXCLUDE USING gist (resource_id WITH =, during WITH &&)
+  CONSTRAINT allocation_no_overlap EXCLUDE USING gist (resource_id WITH =, allocation_blocked_range(during, buffer_before, buffer_after) WITH &&)
     WHERE (status IN ('held', 'confirmed'))
 );
 COMMENT ON TABLE allocation IS 'A resource taken for a span of time: a booking or a maintenance block. Never two live ones overlap.';
@@ -254,8 +368,14 @@ COMMENT ON COLUMN allocation.cancelled_at IS 'When it was cancelled; set exactly
 COMMENT ON COLUMN allocation.expires_at IS 'When a hold stops blocking unless confirmed; set exactly when status is held or expired, at most an hour after created_at.';
 COMMENT ON COLUMN allocation.owner_id IS 'The account that created it through the API; members may change only their own. Null when made outside the API.';
 COMMENT ON COLUMN allocation.updated_by IS 'The account that created it or last changed it through the API (the same statement sets it).';
+COMMENT ON COLUMN allocation.buffer_before IS 'Time kept free before it: the resource''s buffer_before rule when it was inserted or last moved (set by a trigger). Changing a rule does not rewrite it.';
+COMMENT ON COLUMN allocation.buffer_after IS 'Time kept free after it: the resource''s buffer_after rule when it was inserted or last moved (set by a trigger). Changing a rule does not rewrite it.';
 CREATE INDEX allocation_owner_id_idx ON allocation (owner_id);
 CREATE INDEX allocation_during_idx ON allocation USING gist (during);
+-- Reads of "this resource, this window" on the bare during (the exclusion constraint's
+-- index is on the widened range).
+CREATE INDEX allocation_resource_id_during_idx ON allocation USING gist (resource_id, during)
+  WHERE (status IN ('held', 'confirmed'));
 CREATE TRIGGER allocation_touch_updated_at BEFORE UPDATE ON allocation
   FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 
@@ -277,8 +397,31 @@ $$;
 COMMENT ON FUNCTION allocation_current_status(text, timestamptz) IS
   'status, except that a held row past its expires_at reads as expired.';
 
--- Before a row starts (or keeps) blocking a slot, run-out holds of the same resource that
--- overlap it are written as expired, so they leave the exclusion constraint's index before
+-- Fills an allocation's buffers from the rules in force whenever it is inserted or moved
+-- (times or resource), by the API or by hand. Any other change keeps them: rules changed
+-- later never rewrite existing allocations, and an admin may waive a buffer in psql.
+CREATE FUNCTION allocation_apply_buffers() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  before interval;
+  after interval;
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.during IS NOT DISTINCT FROM OLD.during AND NEW.resource_id = OLD.resource_id THEN
+    RETURN NEW;
+  END IF;
+  SELECT e.buffer_before, e.buffer_after INTO before, after
+  FROM effective_rule e WHERE e.resource_id = NEW.resource_id;
+  NEW.buffer_before := coalesce(before, '0');
+  NEW.buffer_after := coalesce(after, '0');
+  RETURN NEW;
+END
+$$;
+-- Named to run before allocation_expire_overlapping_holds (triggers fire in name order),
+-- which needs the buffers to know which holds are in the way.
+CREATE TRIGGER allocation_apply_buffers BEFORE INSERT OR UPDATE OF resource_id, during ON allocation
+  FOR EACH ROW EXECUTE FUNCTION allocation_apply_buffers();
+
+-- Before a row starts (or keeps) blocking a slot, run-out holds of the same resource whose
+-- buffered ranges meet its own are written as expired, so they leave the exclusion constraint's index before
 -- the row is checked against it. This runs inside the inserting or moving statement, so
 -- INSERT ... ON CONFLICT DO NOTHING still judges only live rows, psql writes included.
 -- Locks are taken in id order so two writers expiring the same holds cannot deadlock.
@@ -288,13 +431,15 @@ BEGIN
   WHERE id IN (
     SELECT id FROM allocation
     WHERE resource_id = NEW.resource_id AND status = 'held' AND expires_at <= now()
-      AND during && NEW.during AND id <> NEW.id
+      AND allocation_blocked_range(during, buffer_before, buffer_after)
+          && allocation_blocked_range(NEW.during, NEW.buffer_before, NEW.buffer_after)
+      AND id <> NEW.id
     ORDER BY id
     FOR UPDATE);
   RETURN NEW;
 END
 $$;
-CREATE TRIGGER allocation_expire_overlapping_holds BEFORE INSERT OR UPDATE OF resource_id, during, status ON allocation
+CREATE TRIGGER allocation_expire_overlapping_holds BEFORE INSERT OR UPDATE OF resource_id, during, status, buffer_before, buffer_after ON allocation
   FOR EACH ROW WHEN (NEW.status IN ('held', 'confirmed')) EXECUTE FUNCTION allocation_expire_overlapping_holds();
 
 -- A hold is born held and leaves that state once: confirmed while it lasts, cancelled,
@@ -319,20 +464,65 @@ $$;
 CREATE TRIGGER allocation_check_status_change BEFORE UPDATE OF status ON allocation
   FOR EACH ROW EXECUTE FUNCTION allocation_check_status_change();
 
--- When a resource is free within span: span minus the union of what blocks it, as a
--- multirange, so back-to-back and overlapping allocations merge and open ends need no
--- special case. Used by the free-time and slot routes, and handy in psql:
+-- When a resource is free within span: where a new allocation could go now. That is span
+-- minus the union of what blocks it, as a multirange, so back-to-back and overlapping
+-- allocations merge and open ends need no special case; each blocking allocation is
+-- widened by its own buffers and by the new one's (its buffer_after on the near side of
+-- the neighbour's start, its buffer_before past the neighbour's end). Used by the
+-- free-time and slot routes, and handy in psql:
 --   SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval '7 days'))) FROM resource;
 CREATE FUNCTION resource_free_time(resource_id uuid, span tstzrange) RETURNS tstzmultirange
 LANGUAGE sql STABLE AS $$
-  SELECT tstzmultirange(span) - coalesce(range_agg(a.during), '{}'::tstzmultirange)
-  FROM allocation a
-  WHERE a.resource_id = resource_free_time.resource_id
+  SELECT tstzmultirange(span) - coalesce(range_agg(allocation_blocked_range(a.during,
+           a.buffer_before + coalesce(e.buffer_after, '0'), a.buffer_after + coalesce(e.buffer_before, '0'))), '{}'::tstzmultirange)
+  FROM effective_rule e
+  JOIN allocation a ON a.resource_id = e.resource_id
+  WHERE e.resource_id = resource_free_time.resource_id
     AND allocation_blocks(a.status, a.expires_at)
-    AND a.during && span
+    AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+        && allocation_blocked_range(span, e.buffer_before, e.buffer_after)
 $$;
 COMMENT ON FUNCTION resource_free_time(uuid, tstzrange) IS
-  'The free parts of span for one resource: span minus its confirmed allocations and live holds.';
+  'The parts of span where a new allocation of the resource fits now: span minus its confirmed allocations and live holds, each widened by its buffers and the resource''s. E.g. SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
+
+-- The rules that bind members, judged for a booking of the resource over during as of
+-- judged_at (the API passes now()), in a fixed order; no rows: allowed. Exactly the limit
+-- is allowed. An open-ended booking (either end unbounded) needs
+-- members_may_book_open_ended; when allowed, its length is not judged.
+CREATE FUNCTION booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamptz)
+RETURNS TABLE (ordinal integer, rule text, rule_limit interval, source text)
+LANGUAGE sql STABLE AS $$
+  SELECT v.ordinal, v.rule, v.rule_limit, v.source
+  FROM effective_rule e
+  CROSS JOIN LATERAL (VALUES
+    (1, 'members_may_book_open_ended', NULL::interval, e.members_may_book_open_ended_source,
+     NOT e.members_may_book_open_ended AND (lower_inf(during) OR upper_inf(during))),
+    (2, 'min_duration', e.min_duration, e.min_duration_source,
+     NOT lower_inf(during) AND NOT upper_inf(during) AND lower(during) + e.min_duration > upper(during)),
+    (3, 'max_duration', e.max_duration, e.max_duration_source,
+     NOT lower_inf(during) AND NOT upper_inf(during) AND lower(during) + e.max_duration < upper(during)),
+    (4, 'min_notice', e.min_notice, e.min_notice_source,
+     e.min_notice IS NOT NULL AND (lower_inf(during) OR lower(during) < judged_at + e.min_notice)),
+    (5, 'max_advance', e.max_advance, e.max_advance_source,
+     NOT lower_inf(during) AND lower(during) > judged_at + e.max_advance)
+  ) AS v (ordinal, rule, rule_limit, source, broken)
+  WHERE e.resource_id = booking_rule_violations.resource_id AND v.broken
+  ORDER BY v.ordinal
+$$;
+COMMENT ON FUNCTION booking_rule_violations(uuid, tstzrange, timestamptz) IS
+  'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed). E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
+
+-- Where a member may book at all, as of judged_at: span cut to [judged_at + min_notice,
+-- judged_at + max_advance).
+CREATE FUNCTION member_booking_span(resource_id uuid, span tstzrange, judged_at timestamptz) RETURNS tstzrange
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN judged_at + e.min_notice >= judged_at + e.max_advance THEN 'empty'::tstzrange
+              ELSE span * tstzrange(judged_at + e.min_notice, judged_at + e.max_advance, '[)') END
+  FROM effective_rule e
+  WHERE e.resource_id = member_booking_span.resource_id
+$$;
+COMMENT ON FUNCTION member_booking_span(uuid, tstzrange, timestamptz) IS
+  'The part of span in which a member may book the resource as of judged_at: from judged_at + min_notice to judged_at + max_advance.';
 
 -- RFC 3339 in UTC with Z, as the API writes times, whatever the session's TimeZone.
 CREATE FUNCTION utc_text(t timestamptz) RETURNS text
@@ -441,6 +631,43 @@ COMMENT ON COLUMN idempotency_key.created_at IS 'When the key was first used.';
 COMMENT ON COLUMN idempotency_key.expires_at IS 'After this the key is forgotten and may be used again; expired rows are purged as new keys arrive.';
 CREATE INDEX idempotency_key_expires_at_idx ON idempotency_key (expires_at);
 
+-- Calendar subscriptions. A calendar application fetches a feed from a URL and can send
+-- no Authorization header, so each feed has its own secret address, /feeds/<secret>.ics,
+-- separate from API tokens and revocable on its own.
+-- Like api_token, only a SHA-256 hash of each secret is stored: the secret is shown once,
+-- in the reply that creates the feed. A fast hash is right for 256 random bits.
+CREATE TABLE calendar_feed (
+  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  account_id   bigint NOT NULL REFERENCES account (id) ON DELETE CASCADE,
+  label        text NOT NULL CONSTRAINT calendar_feed_label_not_blank CHECK (btrim(label) <> ''),
+  secret_hash  bytea NOT NULL
+               CONSTRAINT calendar_feed_secret_hash_is_sha256 CHECK (octet_length(secret_hash) = 32),
+  -- The scope: exactly one of the four is set (calendar_feed_one_scope). A feed of a
+  -- thing that is deleted goes with it: its address answers 404 from then on.
+  resource_id  uuid REFERENCES resource (id) ON DELETE CASCADE,
+  site_id      bigint REFERENCES site (id) ON DELETE CASCADE,
+  type         text REFERENCES resource_type (name) ON UPDATE CASCADE ON DELETE CASCADE,
+  mine         boolean CONSTRAINT calendar_feed_mine_is_true CHECK (mine),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  revoked_at   timestamptz,
+  CONSTRAINT calendar_feed_secret_hash_unique UNIQUE (secret_hash),
+  CONSTRAINT calendar_feed_one_scope CHECK (num_nonnulls(resource_id, site_id, type, mine) = 1)
+);
+COMMENT ON TABLE calendar_feed IS 'Calendar subscriptions: each is served publicly at /feeds/<secret>.ics; the secret is shown once and never stored.';
+COMMENT ON COLUMN calendar_feed.id IS 'Generated by the database; names the feed in the API (never the secret).';
+COMMENT ON COLUMN calendar_feed.account_id IS 'The account that created it and owns it: it or an admin may revoke it; a mine feed shows this account''s allocations.';
+COMMENT ON COLUMN calendar_feed.label IS 'The name given at creation; calendar applications show it as the calendar''s name.';
+COMMENT ON COLUMN calendar_feed.secret_hash IS 'SHA-256 of the secret in the feed''s address; how a fetched address is looked up.';
+COMMENT ON COLUMN calendar_feed.resource_id IS 'Scope: the allocations of this one resource; null for another scope.';
+COMMENT ON COLUMN calendar_feed.site_id IS 'Scope: the allocations of the resources now at this site; null for another scope.';
+COMMENT ON COLUMN calendar_feed.type IS 'Scope: the allocations of every resource of this type; null for another scope.';
+COMMENT ON COLUMN calendar_feed.mine IS 'Scope: true for the allocations account_id owns, wherever they are; null for another scope.';
+COMMENT ON COLUMN calendar_feed.created_at IS 'When the feed was created.';
+COMMENT ON COLUMN calendar_feed.revoked_at IS 'When it was revoked; a revoked feed''s address answers 404. Revocation is final.';
+CREATE INDEX calendar_feed_account_id_idx ON calendar_feed (account_id);
+CREATE INDEX calendar_feed_resource_id_idx ON calendar_feed (resource_id);
+CREATE INDEX calendar_feed_site_id_idx ON calendar_feed (site_id);
+
 -- Views for ad-hoc psql; the API reads instrument for GET /api/instruments.
 CREATE VIEW instrument AS
   SELECT r.id, r.type, r.name, r.site_id, s.name AS site_name, r.mac
@@ -484,6 +711,8 @@ COMMENT ON COLUMN schemaversion.md5 IS 'Checksum of the migration file as applie
 COMMENT ON COLUMN schemaversion.run_at IS 'When it was applied.';
 INSERT INTO schemaversion (version, name, md5, run_at) VALUES
   (1, 'first-release', NULL, now()),
-  (2, 'numbered-migrations', NULL, now());
+  (2, 'numbered-migrations', NULL, now()),
+  (4, 'booking-rules', NULL, now()),
+  (6, 'calendar-feeds', NULL, now());
 
 COMMIT;

@@ -42,6 +42,15 @@ FROM (VALUES
 ) AS v (freezer_name, description)
 JOIN resource r ON r.type = 'freezer' AND r.name = v.freezer_name;
 
+-- Booking rules, as examples (no type has any). The lorry LR-7 Elbe is inspected for half
+-- an hour after every trip and goes out for a week at most; the GPU node is booked at
+-- least an hour at a time, two hours ahead, and at most 30 days out. Set before the
+-- bookings below, so the lorry's booking keeps its half hour free after it.
+INSERT INTO resource_rule (resource_id, max_duration, buffer_after)
+SELECT id, interval 'P7D', interval 'PT30M' FROM resource WHERE type = 'lorry' AND name = 'LR-7 Elbe';
+INSERT INTO resource_rule (resource_id, min_duration, min_notice, max_advance)
+SELECT id, interval 'PT1H', interval 'PT2H', interval 'P30D' FROM resource WHERE type = 'computer' AND name = 'gpu-node-1';
+
 INSERT INTO allocation (resource_id, during, kind, status, description, data, cancelled_at)
 SELECT r.id,
        tstzrange(date_trunc('hour', now()) + v.starts, date_trunc('hour', now()) + v.ends, '[)'),

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -10,16 +10,20 @@ import { errorHandling, sendFrameworkError } from './plugins/errors.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
+import { metrics } from './plugins/metrics.js'
 import { openapiDocumenter } from './plugins/openapi.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
 import { calendarRoutes } from './routes/calendar.js'
 import { containerRoutes } from './routes/containers.js'
+import { feedRoutes } from './routes/feeds.js'
 import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
 import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/resources.js'
+import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
 import { siteRoutes } from './routes/sites.js'
+import { redactFeedUrl, redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
 declare module 'fastify' {
@@ -55,7 +59,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         title: 'invsys',
         version: '0.1.0',
         license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
-        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready and /docs are public.'
+        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready, /docs and the calendar feeds\' secret addresses (/feeds/<secret>.ics) are public.'
       },
       // Relative: the server that serves the document (http://localhost:3000 after npm start, nginx in production).
       servers: [{ url: '/', description: 'The server that serves this document' }],
@@ -71,13 +75,14 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
       },
       tags: [
         { name: 'sites', description: 'Places where resources are kept' },
-        { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>' },
+        { name: 'resource types', description: 'Kinds of resource; each has a route family /api/<plural>, and booking rules its resources follow' },
         { name: 'resources', description: 'Every resource, any type' },
         { name: 'allocations', description: 'Bookings and maintenance blocks' },
         { name: 'availability', description: 'Free slots across resources' },
         { name: 'containers', description: 'Boxes and racks inside freezers' },
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
+        { name: 'calendar feeds', description: 'Secret addresses that calendar applications subscribe to' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -91,6 +96,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)
   // Before the routes, after auth: it marks up the schema of every creating POST as it
@@ -100,6 +106,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(accountRoutes)
   await app.register(siteRoutes)
   await app.register(resourceTypeRoutes)
+  await app.register(resourceTypeRuleRoutes)
   // Every per-resource area once per family: /api/resources/… and /api/<plural>/… for each type.
   const families = await resourceFamilies(app.pg.pool)
   for (const family of families) {
@@ -107,12 +114,14 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
     await app.register(resourceAllocationRoutes, family)
     await app.register(freeTimeRoutes, family)
     await app.register(calendarRoutes, family)
+    await app.register(resourceRuleRoutes, family)
   }
   const { typeNames } = families[0]!
   await app.register(allocationRoutes, { typeNames })
   await app.register(slotRoutes, { typeNames })
   await app.register(instrumentRoutes)
   await app.register(containerRoutes)
+  await app.register(feedRoutes, { typeNames })
 }, { name: 'invsys' })
 
 /**
@@ -122,6 +131,22 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
  * error carrying them), from writing a token down.
  */
 const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorization', '*.headers.cookie']
+
+/**
+ * Fastify's request serializer, with calendar feed addresses redacted: the secret in
+ * /feeds/<secret>.ics is a credential, and the URL is in every request's first log line.
+ */
+function serializeRequest (request: FastifyRequest) {
+  const version = request.headers?.['accept-version']
+  return {
+    method: request.method,
+    url: redactFeedUrl(request.url),
+    version: typeof version === 'string' ? version : undefined,
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort
+  }
+}
 
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
@@ -134,6 +159,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logger: {
       level: config.logLevel,
       redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { req: serializeRequest },
+      // The last word on every line, whatever wrote it: a feed address quoted in a message
+      // (an error naming a URL) is redacted too.
+      hooks: { streamWrite: redactFeedUrlsInText },
       ...(options.logStream ? { stream: options.logStream } : {})
     },
     bodyLimit: config.bodyLimit,

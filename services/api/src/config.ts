@@ -50,6 +50,14 @@ function boolean (env: NodeJS.ProcessEnv, name: string, fallback: boolean): bool
   throw new ConfigError(`${name} must be true or false, got "${raw}"`)
 }
 
+function safeDecode (text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
 function databaseUrl (env: NodeJS.ProcessEnv): string | undefined {
   const raw = env.DATABASE_URL
   if (raw === undefined || raw === '') return undefined
@@ -61,6 +69,12 @@ function databaseUrl (env: NodeJS.ProcessEnv): string | undefined {
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}//"`)
+  }
+  // .env.prod.example's password is a placeholder: a server must never run on it. The
+  // message names the variable, never the value.
+  if (env.NODE_ENV === 'production' && /CHANGE_ME/i.test(safeDecode(url.password))) {
+    throw new ConfigError('DATABASE_URL still has the placeholder password of .env.prod.example (CHANGE_ME…): set a real one ' +
+      '(docs/deployment.md, "First deployment")')
   }
   return raw
 }

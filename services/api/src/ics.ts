@@ -2,8 +2,9 @@ import type { CalendarEntry } from './database/calendar.js'
 import type { Resource } from './schemas/resources.js'
 
 /**
- * RFC 5545 iCalendar text for one resource's allocations: CRLF line ends, lines folded
- * at 75 octets, TEXT values escaped, every time in UTC (`Z`), so no VTIMEZONE is needed.
+ * RFC 5545 iCalendar text for allocations (one resource's, or a subscribed feed's): CRLF
+ * line ends, lines folded at 75 octets, TEXT values escaped, every time in UTC (`Z`), so
+ * no VTIMEZONE is needed.
  */
 
 const CRLF = '\r\n'
@@ -71,17 +72,46 @@ export interface Feed {
   entries: CalendarEntry[]
 }
 
-function summary (entry: CalendarEntry, resource: Resource): string {
-  const what = entry.description ?? (entry.kind === 'maintenance' ? `Maintenance: ${resource.name}` : `Booked: ${resource.name}`)
-  return entry.status === 'held' ? `Held: ${what}` : what
+/** One event: an allocation and the resource it takes. */
+export interface CalendarEvent extends CalendarEntry {
+  resource: { name: string, type: string }
+  /** Set when cancelled: said in the description. */
+  cancelled_at?: string | null
+  /** The name of the resource's site, written as the event's LOCATION when there is one. */
+  site?: string | null
 }
 
-function notes (entry: CalendarEntry, feed: Feed): string[] {
-  const notes = [`${entry.kind === 'maintenance' ? 'Maintenance' : 'Booking'} of ${feed.resource.type} ${feed.resource.name}.`]
-  if (entry.description !== null) notes.push(entry.description)
-  if (entry.status === 'held') notes.push(`Held until ${entry.expires_at}; it is released then unless confirmed.`)
-  if (utcStamp(entry.starts_at ?? '') === undefined) notes.push(`Open start: allocated since the beginning of time; shown from the start of this feed (${feed.from}).`)
-  if (utcStamp(entry.ends_at ?? '') === undefined) notes.push(`Open end: allocated until further notice; shown until the end of this feed (${feed.to}).`)
+/** A whole calendar: events of one resource or of many. */
+export interface Calendar {
+  /** Shown by calendar applications as the calendar's name. */
+  name: string
+  /** The window, in UTC with Z: where open ends are cut off. */
+  from: string
+  to: string
+  events: CalendarEvent[]
+  /** For subscriptions: how often to fetch again, an RFC 5545 duration such as PT15M. */
+  refresh?: string
+  /** Events of several resources: every summary names its resource. */
+  resourceInSummary?: boolean
+}
+
+function summary (event: CalendarEvent, calendar: Calendar): string {
+  const { name } = event.resource
+  const what = event.description === null
+    ? (event.kind === 'maintenance' ? `Maintenance: ${name}` : `Booked: ${name}`)
+    : (calendar.resourceInSummary ? `${name}: ${event.description}` : event.description)
+  if (event.status === 'held') return `Held: ${what}`
+  if (event.status === 'cancelled') return `Cancelled: ${what}`
+  return what
+}
+
+function notes (event: CalendarEvent, calendar: Calendar): string[] {
+  const notes = [`${event.kind === 'maintenance' ? 'Maintenance' : 'Booking'} of ${event.resource.type} ${event.resource.name}.`]
+  if (event.description !== null) notes.push(event.description)
+  if (event.status === 'held') notes.push(`Held until ${event.expires_at}; it is released then unless confirmed.`)
+  if (event.status === 'cancelled') notes.push(`Cancelled${event.cancelled_at ? ` at ${event.cancelled_at}` : ''}; it no longer takes the ${event.resource.type}.`)
+  if (utcStamp(event.starts_at ?? '') === undefined) notes.push(`Open start: allocated since the beginning of time; shown from the start of this feed (${calendar.from}).`)
+  if (utcStamp(event.ends_at ?? '') === undefined) notes.push(`Open end: allocated until further notice; shown until the end of this feed (${calendar.to}).`)
   return notes
 }
 
@@ -90,36 +120,53 @@ function stamp (time: string): string {
   return utcStamp(time) ?? utcStamp(new Date().toISOString())!
 }
 
-function event (entry: CalendarEntry, feed: Feed): string[] {
+const STATUS: Record<string, string> = { held: 'TENTATIVE', cancelled: 'CANCELLED' }
+
+function event (event: CalendarEvent, calendar: Calendar): string[] {
   return [
     'BEGIN:VEVENT',
-    `UID:${entry.id}`,
+    `UID:${event.id}`,
     // Without a METHOD, DTSTAMP is when the event last changed (RFC 5545 3.8.7.2).
-    `DTSTAMP:${stamp(entry.updated_at)}`,
+    `DTSTAMP:${stamp(event.updated_at)}`,
     // An open end (or one too far out for iCalendar) is cut off at the feed's window.
-    `DTSTART:${utcStamp(entry.starts_at ?? '', 'down') ?? utcStamp(feed.from, 'down')}`,
-    `DTEND:${utcStamp(entry.ends_at ?? '', 'up') ?? utcStamp(feed.to, 'up')}`,
-    `CREATED:${stamp(entry.created_at)}`,
-    `LAST-MODIFIED:${stamp(entry.updated_at)}`,
-    `SUMMARY:${escapeText(summary(entry, feed.resource))}`,
-    `DESCRIPTION:${escapeText(notes(entry, feed).join('\n'))}`,
-    `CATEGORIES:${entry.kind.toUpperCase()}`,
-    `STATUS:${entry.status === 'held' ? 'TENTATIVE' : 'CONFIRMED'}`,
-    'TRANSP:OPAQUE',
+    `DTSTART:${utcStamp(event.starts_at ?? '', 'down') ?? utcStamp(calendar.from, 'down')}`,
+    `DTEND:${utcStamp(event.ends_at ?? '', 'up') ?? utcStamp(calendar.to, 'up')}`,
+    `CREATED:${stamp(event.created_at)}`,
+    `LAST-MODIFIED:${stamp(event.updated_at)}`,
+    `SUMMARY:${escapeText(summary(event, calendar))}`,
+    ...(event.site ? [`LOCATION:${escapeText(event.site)}`] : []),
+    `DESCRIPTION:${escapeText(notes(event, calendar).join('\n'))}`,
+    `CATEGORIES:${event.kind.toUpperCase()}`,
+    `STATUS:${STATUS[event.status] ?? 'CONFIRMED'}`,
+    // A cancelled event no longer makes anyone busy.
+    `TRANSP:${event.status === 'cancelled' ? 'TRANSPARENT' : 'OPAQUE'}`,
     'END:VEVENT'
   ]
 }
 
-export function toICalendar (feed: Feed): string {
+/** Any calendar: one resource's (the bearer-authenticated routes) or a subscribed feed's. */
+export function writeICalendar (calendar: Calendar): string {
   const lines = [
     'BEGIN:VCALENDAR',
     'VERSION:2.0',
     'PRODID:-//invsys//Resource allocations//EN',
     'CALSCALE:GREGORIAN',
     // VALUE=TEXT tells parsers that do not know this widely used extension to unescape it.
-    `X-WR-CALNAME;VALUE=TEXT:${escapeText(`${feed.resource.name} (${feed.resource.type})`)}`,
-    ...feed.entries.flatMap((entry) => event(entry, feed)),
+    `X-WR-CALNAME;VALUE=TEXT:${escapeText(calendar.name)}`,
+    // How often to fetch again: RFC 7986's property, and the older one Outlook reads.
+    ...(calendar.refresh ? [`REFRESH-INTERVAL;VALUE=DURATION:${calendar.refresh}`, `X-PUBLISHED-TTL:${calendar.refresh}`] : []),
+    ...calendar.events.flatMap((entry) => event(entry, calendar)),
     'END:VCALENDAR'
   ]
   return lines.map(fold).join(CRLF) + CRLF
+}
+
+/** One resource's allocations, named after it. */
+export function toICalendar (feed: Feed): string {
+  return writeICalendar({
+    name: `${feed.resource.name} (${feed.resource.type})`,
+    from: feed.from,
+    to: feed.to,
+    events: feed.entries.map((entry) => ({ ...entry, resource: feed.resource }))
+  })
 }

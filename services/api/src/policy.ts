@@ -32,3 +32,12 @@ export function mayChangeAllocation (actor: Account): Guard {
     return undefined
   }
 }
+
+/**
+ * Whether the booking rules of length, notice, advance and open ends bind `actor`:
+ * members yes, admins no (maintenance and operations never need them). Buffers are not
+ * asked here: they bind everyone, through the exclusion constraint.
+ */
+export function bookingRulesBind (actor: Account): boolean {
+  return actor.role !== 'admin'
+}

@@ -49,3 +49,48 @@ export function tokenMatches (token: string, storedHash: Buffer): boolean {
   const presented = hashToken(token)
   return presented.length === storedHash.length && timingSafeEqual(presented, storedHash)
 }
+
+/**
+ * Calendar feed secrets: base64url of 32 random bytes (256 bits), the whole of the last
+ * path segment of a feed's address, /feeds/<secret>.ics. No prefix: the address is the
+ * only place one appears, and it is recognisable by its path. Stored, like tokens, as
+ * hashToken(secret) only.
+ */
+export const FEED_SECRET_FORMAT = /^[A-Za-z0-9_-]{43}$/
+
+export function generateFeedSecret (): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/** The public path of a feed: the only place its secret is ever written. */
+export function feedPath (secret: string): string {
+  return `/feeds/${secret}.ics`
+}
+
+/** What logs show instead of any feed address. */
+export const REDACTED_FEED_PATH = '/feeds/[redacted].ics'
+
+// A path under /feeds/, however it is spelled (repeated slashes, any case): the whole of
+// it and its query string are replaced, since a mistyped address still holds the secret.
+const FEED_URL = /^\/+feeds(\/|$)/i
+// In a whole log line: a /feeds/ path (also inside an absolute URL) up to the end of the
+// URL; /api/feeds/:id names a feed by its id and stays readable.
+const FEED_URL_IN_TEXT = /(?<!\/api)\/+feeds\/[^\s"'\\<>]*/gi
+// A secret-shaped name sent to some other path by mistake (/api/feeds/<secret>.ics).
+const SECRET_FILE = /[A-Za-z0-9_-]{43}\.ics/g
+
+/**
+ * A request URL as logs may show it: /feeds/<anything> becomes /feeds/[redacted].ics.
+ * The path is also compared %-decoded, so /%66eeds/… is caught too.
+ */
+export function redactFeedUrl (url: string): string {
+  const path = url.split('?')[0]!
+  let decoded = path
+  try { decoded = decodeURIComponent(path) } catch { /* a malformed escape: compare it as sent */ }
+  return FEED_URL.test(path) || FEED_URL.test(decoded) ? REDACTED_FEED_PATH : url.replace(SECRET_FILE, '[redacted].ics')
+}
+
+/** Every feed address inside a whole log line (a message that quotes a URL), redacted. */
+export function redactFeedUrlsInText (text: string): string {
+  return text.replace(FEED_URL_IN_TEXT, REDACTED_FEED_PATH).replace(SECRET_FILE, '[redacted].ics')
+}

@@ -26,7 +26,7 @@ export function createValidatorCompiler (): FastifySchemaCompiler<FastifySchema>
 /** Ajv's messages, reworded where they would not name the field or say what is expected. */
 function describe (error: FastifySchemaValidationError, context: string): string {
   const field = `${context}${error.instancePath}`
-  const params = error.params as Record<string, unknown>
+  const params = error.params
   switch (error.keyword) {
     case 'additionalProperties':
       return `${field}/${String(params.additionalProperty)} is not an accepted property`

@@ -77,6 +77,10 @@ async function container (): Promise<Params> {
   return { id: res.json().id }
 }
 
+async function memberFeed (): Promise<Params> {
+  return { id: (await call(app, 'POST', '/api/feeds', { label: 'matrix', mine: true }, { token: member.token })).json().id }
+}
+
 async function extraToken (account: TestAccount): Promise<Params> {
   return { id: (await call(app, 'POST', `/api/accounts/${account.id}/tokens`, {})).json().id }
 }
@@ -98,6 +102,8 @@ function family (base: string, type: string | undefined): Row[] {
     { route: `POST ${base}/{id}/allocations`, cells: cells(201, 201, 201), params: resource, body: slot },
     { route: `GET ${base}/{id}/free`, cells: cells(200, 200, 200), params: resource, query: WINDOW },
     { route: `GET ${base}/{id}/calendar.ics`, cells: cells(200, 200, 200), params: resource },
+    { route: `GET ${base}/{id}/rules`, cells: cells(200, 200, 200), params: resource },
+    { route: `PUT ${base}/{id}/rules`, cells: cells(403, 403, 200), params: resource, body: () => ({ buffer_after: null }) },
     ...allocationItem(`${base}/{id}/allocations/{allocation_id}`, () => booked(fixtureType), () => held(fixtureType))
   ]
 }
@@ -117,7 +123,7 @@ function allocationItem (path: string, params: () => Promise<Params>, hold: () =
   ]
 }
 
-const types = (await call(app, 'GET', '/api/resource-types')).json() as Array<{ name: string, plural: string }>
+const types = (await call(app, 'GET', '/api/resource-types')).json<Array<{ name: string, plural: string }>>()
 
 const rows: Row[] = [
   { route: 'GET /api/me', cells: cells(200, 200, 200) },
@@ -139,6 +145,9 @@ const rows: Row[] = [
   { route: 'DELETE /api/sites/{id}', cells: cells(403, 403, 204), params: () => createSite(app) },
 
   { route: 'GET /api/resource-types', cells: cells(200, 200, 200) },
+  { route: 'GET /api/resource-types/{type}/rules', cells: cells(200, 200, 200), params: async () => ({ type: 'truck' }) },
+  // Sets no rule: the other rows book trucks as members.
+  { route: 'PUT /api/resource-types/{type}/rules', cells: cells(403, 403, 200), params: async () => ({ type: 'truck' }), body: () => ({}) },
   ...family('/api/resources', undefined),
   ...types.flatMap((type) => family(`/api/${type.plural}`, type.name)),
 
@@ -153,10 +162,15 @@ const rows: Row[] = [
   { route: 'GET /api/containers/{id}', cells: cells(200, 200, 200), params: container },
   { route: 'PATCH /api/containers/{id}', cells: cells(403, 403, 200), params: container, body: () => ({ description: 'moved' }) },
   { route: 'DELETE /api/containers/{id}', cells: cells(403, 403, 204), params: container },
-  { route: 'GET /api/instruments', cells: cells(200, 200, 200) }
+  { route: 'GET /api/instruments', cells: cells(200, 200, 200) },
+
+  // Feeds: anyone creates and lists their own; a feed of the member's may be revoked by it or an admin.
+  { route: 'GET /api/feeds', cells: cells(200, 200, 200) },
+  { route: 'POST /api/feeds', cells: cells(201, 201, 201), body: () => ({ label: unique('matrix'), type: 'car' }) },
+  { route: 'DELETE /api/feeds/{id}', cells: cells(204, 403, 204), params: memberFeed }
 ]
 
-const doc = (await call(app, 'GET', '/docs/json')).json() as { paths: Record<string, Record<string, unknown>> }
+const doc = (await call(app, 'GET', '/docs/json')).json<{ paths: Record<string, Record<string, unknown>> }>()
 const documented = Object.entries(doc.paths)
   .filter(([path]) => path.startsWith('/api'))
   .flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${path}`))

@@ -143,11 +143,11 @@ t.test('listing: ordered by start, windowed, filtered, across resources', async 
   t.same(ids(await call(app, 'GET', `/api/allocations?site_id=${site.id}&from=2031-01-01T00:00:00Z`)), [early.id, lorryBooking.id, late.id])
   t.same(ids(await call(app, 'GET', `/api/allocations?site_id=${site.id}&type=lorry`)), [lorryBooking.id])
   t.same(ids(await call(app, 'GET', `/api/allocations?resource_id=${car.id}&limit=1&offset=1`)), [early.id])
-  const inverted = await call(app, 'GET', `/api/allocations?from=2031-01-02T00:00:00Z&to=2031-01-01T00:00:00Z`)
+  const inverted = await call(app, 'GET', '/api/allocations?from=2031-01-02T00:00:00Z&to=2031-01-01T00:00:00Z')
   t.equal(inverted.statusCode, 400)
   t.match(inverted.json().message, /from must be before to/)
-  t.equal((await call(app, 'GET', `/api/allocations?type=boat`)).statusCode, 400)
-  t.equal((await call(app, 'GET', `/api/resources/00000000-0000-4000-8000-000000000000/allocations`)).statusCode, 404)
+  t.equal((await call(app, 'GET', '/api/allocations?type=boat')).statusCode, 400)
+  t.equal((await call(app, 'GET', '/api/resources/00000000-0000-4000-8000-000000000000/allocations')).statusCode, 404)
 })
 
 t.test('per-type allocation routes fix the type', async (t) => {

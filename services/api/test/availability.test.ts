@@ -22,7 +22,7 @@ t.test('free gaps of one resource against a hand-computed schedule', async (t) =
   await call(app, 'DELETE', `/api/allocations/${cancelled.id}`)
   await ok(book(app, car.id, day('14:00'), day('15:00'), { status: 'held', hold_seconds: 600 }))
   const stale = await ok(book(app, car.id, day('15:00'), day('16:00'), { status: 'held', hold_seconds: 600 }))
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [stale.id])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [stale.id])
   await ok(book(app, car.id, day('18:00'), null, { kind: 'maintenance' }))
 
   const res = await call(app, 'GET', `/api/resources/${car.id}/free?${q({ from: day('06:00'), to: day('20:00') })}`)

@@ -17,13 +17,13 @@ t.test('books the first free resource of the type at the site, by name, in one s
   const first = await anyFree({ type: 'lorry', site_id: site.id, ...window, description: 'run 1', data: { job: 'J-1' } })
   t.equal(first.statusCode, 201)
   t.equal(first.headers.location, `/api/allocations/${first.json().id}`)
-  t.match(first.json(), { resource_id: a!.id, resource_type: 'lorry', starts_at: '2030-01-01T08:00:00Z', ends_at: '2030-01-01T16:00:00Z', kind: 'booking', status: 'confirmed', description: 'run 1', data: { job: 'J-1' }, expires_at: null })
+  t.match(first.json(), { resource_id: a.id, resource_type: 'lorry', starts_at: '2030-01-01T08:00:00Z', ends_at: '2030-01-01T16:00:00Z', kind: 'booking', status: 'confirmed', description: 'run 1', data: { job: 'J-1' }, expires_at: null })
   t.equal((await call(app, 'GET', `/api/allocations/${first.json().id}`)).statusCode, 200)
 
-  await book(app, b!.id, '2030-01-01T12:00:00Z', '2030-01-01T13:00:00Z')
+  await book(app, b.id, '2030-01-01T12:00:00Z', '2030-01-01T13:00:00Z')
   const second = await anyFree({ type: 'lorry', site_id: site.id, ...window, status: 'held', hold_seconds: 300, kind: 'maintenance' })
   t.equal(second.statusCode, 201)
-  t.match(second.json(), { resource_id: c!.id, status: 'held', kind: 'maintenance', expires_at: /Z$/ }, 'skips the busy lorry-b')
+  t.match(second.json(), { resource_id: c.id, status: 'held', kind: 'maintenance', expires_at: /Z$/ }, 'skips the busy lorry-b')
 
   const none = await anyFree({ type: 'lorry', site_id: site.id, ...window })
   t.equal(none.statusCode, 409)
@@ -35,7 +35,7 @@ t.test('books the first free resource of the type at the site, by name, in one s
 
   const later = await anyFree({ type: 'lorry', site_id: site.id, starts_at: '2030-01-01T16:00:00Z', ends_at: null })
   t.equal(later.statusCode, 201, 'back to back after the first booking, until further notice')
-  t.equal(later.json().resource_id, a!.id)
+  t.equal(later.json().resource_id, a.id)
 })
 
 t.test('a run-out hold does not keep a resource from being picked', async (t) => {
@@ -44,7 +44,7 @@ t.test('a run-out hold does not keep a resource from being picked', async (t) =>
   const held = (await book(app, only.id, '2030-02-01T09:00:00Z', '2030-02-01T10:00:00Z', { status: 'held', hold_seconds: 60 })).json()
   const window = { starts_at: '2030-02-01T09:30:00Z', ends_at: '2030-02-01T10:30:00Z' }
   t.equal((await anyFree({ type: 'truck', site_id: site.id, ...window })).statusCode, 409, 'a live hold blocks')
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [held.id])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [held.id])
   const res = await anyFree({ type: 'truck', site_id: site.id, ...window })
   t.equal(res.statusCode, 201)
   t.equal(res.json().resource_id, only.id)
@@ -82,7 +82,7 @@ async function race (base: string, day: string) {
   const replies = await Promise.all(Array.from({ length: 25 }, () => fetchJson(`${base}/api/allocations`, 'POST', {
     type: 'car', site_id: site.id, starts_at: `${day}T09:00:00Z`, ends_at: `${day}T17:00:00Z`
   })))
-  const [count] = await sql<{ n: number }>(app, `SELECT count(*)::int AS n FROM allocation a JOIN resource r ON r.id = a.resource_id WHERE r.site_id = $1`, [site.id])
+  const [count] = await sql<{ n: number }>(app, 'SELECT count(*)::int AS n FROM allocation a JOIN resource r ON r.id = a.resource_id WHERE r.site_id = $1', [site.id])
   return { cars: cars.map((c) => c.id).sort(), replies, stored: count!.n }
 }
 

@@ -42,7 +42,7 @@ t.test('one event per blocking allocation, parsed by ical.js', async (t) => {
   const cancelled = await ok(book(app, car.id, '2030-01-09T09:00:00Z', '2030-01-09T10:00:00Z'))
   await call(app, 'DELETE', `/api/allocations/${cancelled.id}`)
   const stale = await ok(book(app, car.id, '2030-01-08T09:00:00Z', '2030-01-08T10:00:00Z', { status: 'held', hold_seconds: 60 }))
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [stale.id])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [stale.id])
   const outside = await ok(book(app, car.id, '2029-12-01T09:00:00Z', '2029-12-01T10:00:00Z'))
 
   const { res, calendar, events } = await feed(`/api/resources/${car.id}/calendar.ics?from=2030-01-01T00:00:00Z&to=2030-02-01T00:00:00Z`)

@@ -14,9 +14,11 @@ import { buildTestApp, listen, tempDir } from './helpers.js'
  * first admin. A block says it is not run with a comment line just above its fence that
  * holds "not run by docs.test.ts".
  *
- * Each command's output is checked against the comment lines right after it that show
- * output: a JSON reply (`# {…}`, `# […]`), a status line (`# HTTP/1.1 409 Conflict`) and
- * the headers shown under it, or a bare line such as `# 201`. In JSON, `…` (or `...`)
+ * Each command's output is checked against the comment lines after it (up to a blank
+ * line or the next command) that show output: a JSON reply (`# {…}`, `# […]`, which may go
+ * on over the next comment lines until its brackets close), a status line
+ * (`# HTTP/1.1 409 Conflict`) and the headers shown under it, or a bare line such as
+ * `# 201`; other comment lines are prose. In JSON, `…` (or `...`)
  * stands for members or items left out, or for a whole string; values the server makes
  * up (ids, times, tokens) must only be of the same kind. Every curl must answer the
  * status its shown output implies (a JSON body without statusCode: 2xx), and one whose
@@ -32,6 +34,13 @@ interface Step { doc: string, line: number, command: string, expected: string[] 
 function isOutput (text: string, previous: string[]): boolean {
   if (/^[[{]/.test(text) || /^HTTP\/[\d.]+ \d{3}/.test(text) || /^\d+$/.test(text)) return true
   return /^[A-Za-z-]+: /.test(text) && previous.some((line) => line.startsWith('HTTP/'))
+}
+
+/** Whether the brackets of shown JSON close (strings aside). */
+function balanced (text: string): boolean {
+  let depth = 0
+  for (const match of text.replace(/"(\\.|[^"\\])*"/g, '""').matchAll(/[[\]{}]/g)) depth += match[0] === '[' || match[0] === '{' ? 1 : -1
+  return depth <= 0
 }
 
 function stepsOf (doc: string, markdown: string): Step[] {
@@ -63,8 +72,11 @@ function stepsOf (doc: string, markdown: string): Step[] {
     const comment = /^# ?(.*)$/.exec(line)
     if (comment) {
       const text = comment[1]!.trim()
-      if (afterCommand && current && isOutput(text, current.expected)) current.expected.push(text)
-      else afterCommand = false
+      const last = current?.expected.at(-1)
+      // A reply shown over several lines goes on until its brackets close.
+      if (afterCommand && current && last !== undefined && /^[[{]/.test(last) && !balanced(last)) current.expected[current.expected.length - 1] = `${last}${text}`
+      else if (afterCommand && current && isOutput(text, current.expected)) current.expected.push(text)
+      // Prose between a command and its output (or after it) is skipped; a blank line ends it.
       continue
     }
     if (line.trim() === '') {
@@ -225,7 +237,7 @@ async function runSteps (steps: Step[], base: string, dir: string): Promise<Ran[
   const script = [
     'set -o pipefail',
     // Every curl of a step writes its response headers where the test reads its status.
-    `curl () { command curl --max-time 20 -D "$__headers" "$@"; }`,
+    'curl () { command curl --max-time 20 -D "$__headers" "$@"; }',
     ...steps.flatMap((step, i) => [
       `__headers=${JSON.stringify(path.join(dir, `headers.${i}`))}`,
       `printf '\\n${BEGIN} %d\\n' ${i}`,
@@ -325,6 +337,8 @@ t.test('parsing what the documents show', async (t) => {
     ['curl -s x \\\n  -d y', ['{"id":1,…}']],
     ['curl -i z', ['HTTP/1.1 204 No Content', 'location: /x']]
   ])
+  const long = stepsOf('x.md', ['```sh', 'curl y', '# what follows is its reply:', '# {"a":1,', '#  "b":[2,', '#       3]}', '# prose again', '```'].join('\n'))
+  t.same(long.map((s) => s.expected), [['{"a":1,"b":[2,3]}']], 'a reply over several lines, after prose')
   t.same(differences(parsePattern('{"id":"…","n":2,…,"l":[{"a":null},…]}'), { id: 'x', n: 2, m: 3, l: [{ a: null }, { a: 1 }] }, 'reply'), [])
   t.same(differences(parsePattern('{"id":5,"name":"a"}'), { id: 6, name: 'b', extra: 1 }, 'reply'),
     ['reply: the reply also has extra (show them, or … for them)', 'reply.name: "a" is shown, the reply has "b"'])

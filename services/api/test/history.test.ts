@@ -4,7 +4,16 @@ import { book, buildTestApp, call, createResource, sql } from './helpers.js'
 // Seeded, so the mock data's own inserts are history too.
 const app = await buildTestApp(t, { seed: true })
 
-interface Event { id: number, allocation_id: string, operation: string, at: string, db_user: string, application: string, old: Record<string, unknown> | null, new: Record<string, unknown> | null }
+interface Event {
+  id: number
+  allocation_id: string
+  operation: string
+  at: string
+  db_user: string
+  application: string
+  old: Record<string, unknown> | null
+  new: Record<string, unknown> | null
+}
 
 const history = async (path: string): Promise<Event[]> => {
   const res = await call(app, 'GET', path)
@@ -56,7 +65,7 @@ t.test('changes made by hand in psql are recorded too, in UTC whatever the sessi
 t.test('a run-out hold written as expired by a later booking is an expire event', async (t) => {
   const car = await createResource(app, 'car')
   const stale = (await book(app, car.id, '2030-03-01T09:00:00Z', '2030-03-01T10:00:00Z', { status: 'held', hold_seconds: 60 })).json()
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [stale.id])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [stale.id])
   t.equal((await book(app, car.id, '2030-03-01T09:00:00Z', '2030-03-01T10:00:00Z')).statusCode, 201)
   const events = await history(`/api/allocations/${stale.id}/history`)
   t.same(events.map((e) => e.operation), ['insert', 'update', 'expire'])
@@ -64,7 +73,7 @@ t.test('a run-out hold written as expired by a later booking is an expire event'
 })
 
 t.test('the seeded data has history; deleting a resource records its allocations\' deletion', async (t) => {
-  const [seeded] = await sql<{ id: string }>(app, `SELECT id FROM allocation WHERE description = 'Downtown mapping run'`)
+  const [seeded] = await sql<{ id: string }>(app, 'SELECT id FROM allocation WHERE description = \'Downtown mapping run\'')
   t.same((await history(`/api/allocations/${seeded!.id}/history`)).map((e) => e.operation), ['insert'])
   const car = await createResource(app, 'car')
   const created = (await book(app, car.id, '2020-01-01T09:00:00Z', '2020-01-01T10:00:00Z')).json()
@@ -101,7 +110,7 @@ t.test('each event names the account that acted; psql changes name none', async 
   await sql(app, "UPDATE allocation SET description = 'by hand' WHERE id = $1", [id])
   t.equal((await call(app, 'DELETE', `/api/allocations/${id}`, undefined, { token: member.token })).statusCode, 204)
   const me = (await call(app, 'GET', '/api/me')).json()
-  const events = (await call(app, 'GET', `/api/allocations/${id}/history`)).json() as Array<{ operation: string, actor_id: number | null }>
+  const events = (await call(app, 'GET', `/api/allocations/${id}/history`)).json<Array<{ operation: string, actor_id: number | null }>>()
   t.same(events.map((e) => [e.operation, e.actor_id]), [
     ['insert', member.id],
     ['update', me.id],

@@ -11,7 +11,7 @@ const refusedBy = (statement: Promise<unknown>) => statement.then(() => 'accepte
 
 /** Makes a hold look as if it ran out an hour ago, without sleeping, the way psql could. */
 async function backdate (allocationId: string): Promise<void> {
-  await sql(app, `UPDATE allocation SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, [allocationId])
+  await sql(app, 'UPDATE allocation SET created_at = now() - interval \'2 hours\', expires_at = now() - interval \'1 hour\' WHERE id = $1', [allocationId])
 }
 
 t.test('a hold blocks its slot like a confirmed booking until it is confirmed', async (t) => {
@@ -138,13 +138,13 @@ t.test('psql follows the same rules: inserting over a run-out hold works, confir
   const car = await createResource(app, 'car')
   const stale = (await hold(car.id, '2030-07-01T09:00:00Z', '2030-07-01T10:00:00Z')).json()
   await backdate(stale.id)
-  t.equal(await refusedBy(sql(app, `UPDATE allocation SET status = 'confirmed', expires_at = NULL WHERE id = $1`, [stale.id])), 'allocation_hold_expired')
-  await sql(app, `INSERT INTO allocation (resource_id, during) VALUES ($1, tstzrange('2030-07-01 09:00Z', '2030-07-01 10:00Z'))`, [car.id])
+  t.equal(await refusedBy(sql(app, 'UPDATE allocation SET status = \'confirmed\', expires_at = NULL WHERE id = $1', [stale.id])), 'allocation_hold_expired')
+  await sql(app, 'INSERT INTO allocation (resource_id, during) VALUES ($1, tstzrange(\'2030-07-01 09:00Z\', \'2030-07-01 10:00Z\'))', [car.id])
   const [row] = await sql(app, 'SELECT status FROM allocation WHERE id = $1', [stale.id])
   t.equal(row!.status, 'expired')
-  t.equal(await refusedBy(sql(app, `UPDATE allocation SET status = 'held' WHERE id = $1`, [stale.id])), 'allocation_status_transition')
-  t.equal(await refusedBy(sql(app, `INSERT INTO allocation (resource_id, during, status, expires_at) VALUES ($1, tstzrange('2030-07-02 09:00Z', '2030-07-02 10:00Z'), 'held', now() + interval '2 hours')`, [car.id])), 'allocation_hold_length')
-  t.equal(await refusedBy(sql(app, `INSERT INTO allocation (resource_id, during, status) VALUES ($1, tstzrange('2030-07-02 09:00Z', '2030-07-02 10:00Z'), 'held')`, [car.id])), 'allocation_expires_at_matches_status')
+  t.equal(await refusedBy(sql(app, 'UPDATE allocation SET status = \'held\' WHERE id = $1', [stale.id])), 'allocation_status_transition')
+  t.equal(await refusedBy(sql(app, 'INSERT INTO allocation (resource_id, during, status, expires_at) VALUES ($1, tstzrange(\'2030-07-02 09:00Z\', \'2030-07-02 10:00Z\'), \'held\', now() + interval \'2 hours\')', [car.id])), 'allocation_hold_length')
+  t.equal(await refusedBy(sql(app, 'INSERT INTO allocation (resource_id, during, status) VALUES ($1, tstzrange(\'2030-07-02 09:00Z\', \'2030-07-02 10:00Z\'), \'held\')', [car.id])), 'allocation_expires_at_matches_status')
 })
 
 t.test('a run-out hold does not keep its resource from being deleted', async (t) => {
@@ -178,6 +178,6 @@ t.test('parallel bookings over one run-out hold: exactly one wins, the rest are 
   const statuses = replies.map((r) => r.status).sort()
   t.equal(statuses.filter((s) => s === 201).length, 1, `one 201 (${statuses.join(',')})`)
   t.equal(statuses.filter((s) => s === 409).length, 11)
-  const live = await sql(app, `SELECT count(*)::int AS n FROM allocation WHERE resource_id = $1 AND allocation_blocks(status, expires_at)`, [car.id])
+  const live = await sql(app, 'SELECT count(*)::int AS n FROM allocation WHERE resource_id = $1 AND allocation_blocks(status, expires_at)', [car.id])
   t.equal(live[0]!.n, 1)
 })

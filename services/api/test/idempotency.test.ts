@@ -93,9 +93,9 @@ t.test('a malformed key is a 400 naming the header; no key means no idempotency'
 t.test('keys expire after 24 hours; abandoned claims are taken over; 5xx responses let the key go', async (t) => {
   const key = unique('key')
   const first = await post('/api/sites', { name: 'Old' }, key)
-  const [row] = await sql<{ hours: number }>(app, `SELECT round(extract(epoch FROM expires_at - created_at) / 3600)::int AS hours FROM idempotency_key WHERE key = $1`, [key])
+  const [row] = await sql<{ hours: number }>(app, 'SELECT round(extract(epoch FROM expires_at - created_at) / 3600)::int AS hours FROM idempotency_key WHERE key = $1', [key])
   t.equal(row!.hours, 24)
-  await sql(app, `UPDATE idempotency_key SET expires_at = now() - interval '1 second' WHERE key = $1`, [key])
+  await sql(app, 'UPDATE idempotency_key SET expires_at = now() - interval \'1 second\' WHERE key = $1', [key])
   const reused = await post('/api/sites', { name: 'New' }, key)
   t.equal(reused.statusCode, 201, 'an expired key may be used with another body')
   t.not(reused.json().id, first.json().id)
@@ -108,7 +108,7 @@ t.test('keys expire after 24 hours; abandoned claims are taken over; 5xx respons
   t.equal(busy.statusCode, 409)
   t.equal(busy.json().code, 'IDEMPOTENCY_KEY_IN_USE', 'a key whose request is still running')
   t.equal(busy.headers['retry-after'], '1')
-  await sql(app, `UPDATE idempotency_key SET created_at = now() - interval '6 minutes' WHERE key = $1`, [running])
+  await sql(app, 'UPDATE idempotency_key SET created_at = now() - interval \'6 minutes\' WHERE key = $1', [running])
   t.equal((await post('/api/sites', { name: 'Busy' }, running)).statusCode, 201, 'a claim abandoned for 5 minutes is taken over')
 
   await sql(app, `CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$;

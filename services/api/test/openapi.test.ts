@@ -19,7 +19,7 @@ type Json = Record<string, any>
 
 const run = promisify(execFile)
 const app = await buildTestApp(t, { seed: true })
-const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as Json
+const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json<Json>()
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch']
 const operations = Object.entries<Json>(doc.paths).flatMap(([url, item]) =>
@@ -211,6 +211,7 @@ t.test('Swagger UI shows every description whole: no <placeholder> left for Mark
   t.match(doc.info.description, '`Authorization: Bearer <token>`')
   t.equal(escapePlaceholders('each has a family /api/<plural>'), 'each has a family `/api/<plural>`')
   t.equal(escapePlaceholders('see /api/<plural>/{id}, then <token>.'), 'see `/api/<plural>/{id}`, then `<token>`.')
+  t.equal(escapePlaceholders('public (/feeds/<secret>.ics).'), 'public (`/feeds/<secret>.ics`).')
   t.equal(escapePlaceholders('send "Authorization: Bearer <token>" first'), 'send `Authorization: Bearer <token>` first')
   t.equal(escapePlaceholders('already `<code>` and <b>'), 'already `<code>` and `<b>`')
   for (const url of ['/docs/', '/docs/static/index.css', '/docs/static/swagger-ui-bundle.js']) {
@@ -228,7 +229,7 @@ t.test('a typed client generated from the document type-checks a program that bo
     files: ['book-a-car.ts']
   }))
   const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
-  const checked = await run(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.json')]).then(() => '', (error: { stdout?: string }) => error.stdout ?? String(error))
+  const checked = await run(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.json')]).then(() => '', (error: { stdout?: string, message: string }) => error.stdout ?? error.message)
   t.equal(checked, '', 'tsc --strict finds nothing')
 
   // A path tsc does not follow: the program is checked above, against the generated types only.

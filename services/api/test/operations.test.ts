@@ -38,7 +38,12 @@ t.test('the OpenAPI document covers every route with schemas and examples', asyn
     '/api/freezers', '/api/freezers/{id}/containers', '/api/containers/{id}', '/api/instruments', '/health', '/ready']) {
     t.ok(paths.includes(expected), `documents ${expected}`)
   }
-  for (const [path, operations] of Object.entries<Record<string, { tags?: string[], responses?: Record<string, unknown>, requestBody?: { content: Record<string, { schema: unknown, examples?: unknown, example?: unknown }> } }>>(doc.paths)) {
+  type Operation = {
+    tags?: string[]
+    responses?: Record<string, unknown>
+    requestBody?: { content: Record<string, { schema: unknown, examples?: unknown, example?: unknown }> }
+  }
+  for (const [path, operations] of Object.entries<Record<string, Operation>>(doc.paths)) {
     for (const [method, op] of Object.entries(operations)) {
       t.ok(op.tags && op.tags.length > 0, `${method} ${path} has tags`)
       t.ok(op.responses && Object.keys(op.responses).some((s) => s.startsWith('2')), `${method} ${path} declares its success response`)

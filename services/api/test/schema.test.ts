@@ -38,6 +38,17 @@ t.test('the mock data reads like a small real operation', async (t) => {
     FROM allocation WHERE status = 'confirmed'`)
   t.ok(when.past > 0 && when.future > 0, 'past and future bookings')
   t.equal(when.open_maintenance, 1, 'an open-ended maintenance block')
+  const { rows: rules } = await db.query(`
+    SELECT resource_name, iso_duration(max_duration) AS max_duration, iso_duration(buffer_after) AS buffer_after,
+           iso_duration(min_notice) AS min_notice, buffer_after_source
+    FROM effective_rule WHERE min_duration IS NOT NULL OR max_duration IS NOT NULL OR buffer_after IS NOT NULL ORDER BY resource_name`)
+  t.match(rules, [
+    { resource_name: 'LR-7 Elbe', max_duration: 'P7D', buffer_after: 'PT30M', buffer_after_source: 'resource' },
+    { resource_name: 'gpu-node-1', min_notice: 'PT2H' }
+  ], 'two resources have booking rules, as examples')
+  const { rows: [lorry] } = await db.query(`
+    SELECT iso_duration(a.buffer_after) AS buffer_after FROM allocation a JOIN resource r ON r.id = a.resource_id WHERE r.name = 'LR-7 Elbe'`)
+  t.equal(lorry.buffer_after, 'PT30M', 'and the lorry\'s booking keeps its buffer')
 })
 
 t.test('create_tables.sql can be run again on a populated database (it is the dev reset)', async (t) => {

@@ -28,8 +28,8 @@ async function startServer (env: Record<string, string>): Promise<Running> {
         if (line.includes('invsys ready')) { clearTimeout(timer); resolve() }
       }
     }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${lines.join('\n')}`)) })
   })
   await ready
@@ -62,8 +62,8 @@ t.test('embedded PostgreSQL: first boot creates schema and mock data, a restart 
   t.teardown(() => first.child.kill('SIGKILL'))
   const logged = first.lines.map((l) => { try { return JSON.parse(l) } catch { return undefined } }).filter(Boolean)
   t.ok(logged.length > 0 && logged.length === first.lines.filter((l) => l.startsWith('{')).length, 'logs are JSON lines')
-  t.ok(first.lines.some((l) => l.includes(`/docs`)), 'prints the docs URL')
-  t.ok(first.lines.some((l) => l.includes(`psql postgres://`)), 'prints a psql connection string')
+  t.ok(first.lines.some((l) => l.includes('/docs')), 'prints the docs URL')
+  t.ok(first.lines.some((l) => l.includes('psql postgres://')), 'prints a psql connection string')
   t.ok(first.lines.some((l) => l.includes('development token')), 'says the first admin has the development token')
   t.notOk(first.lines.some((l) => l.includes(DEVELOPMENT_ADMIN_TOKEN)), 'without printing it')
   t.equal((await fetch(`${first.base}/api/sites`)).status, 401, 'the API needs a token')
@@ -150,7 +150,8 @@ t.test('a bad configuration stops the process with one clear line', async (t) =>
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ SEED_MOCK_DATA: 'yes please' }, /SEED_MOCK_DATA must be true or false/],
     [{ BOOTSTRAP_ADMIN_TOKEN: 'hunter2-secret' }, /BOOTSTRAP_ADMIN_TOKEN must be invsys_ followed by/],
-    [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/]
+    [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/],
+    [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://invsys:CHANGE_ME_db_password@127.0.0.1:1/invsys' }, /DATABASE_URL still has the placeholder password/]
   ] as const) {
     const child = spawn(process.execPath, ['--import', 'tsx', SERVER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''

@@ -4,8 +4,12 @@ import { buildTestApp, call, createResource, createSite } from './helpers.js'
 const app = await buildTestApp(t)
 
 const muffinLane = {
-  name: 'Site 1', contact: 'John Smith', address: '123 Muffin Lane',
-  state_or_region: 'MI', country: 'USA', postcode_or_zip: '48103'
+  name: 'Site 1',
+  contact: 'John Smith',
+  address: '123 Muffin Lane',
+  state_or_region: 'MI',
+  country: 'USA',
+  postcode_or_zip: '48103'
 }
 
 t.test('POST creates a site with a Location, and GET reads it back', async (t) => {

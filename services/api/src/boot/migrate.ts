@@ -27,14 +27,14 @@ const HAS_INVSYS_TABLES = `
       OR to_regclass('public.resource') IS NOT NULL
       OR to_regclass('public.site') IS NOT NULL AS present`
 
-const HAS_VERSION_TABLE = `SELECT to_regclass('public.schemaversion') IS NOT NULL AS present`
+const HAS_VERSION_TABLE = 'SELECT to_regclass(\'public.schemaversion\') IS NOT NULL AS present'
 
 // The first release recorded its version in a one-row schema_version table instead.
 // Two statements, because a query naming a missing table fails before any CASE can guard it.
-const HAS_FIRST_RELEASE_TABLE = `SELECT to_regclass('public.schema_version') IS NOT NULL AS present`
+const HAS_FIRST_RELEASE_TABLE = 'SELECT to_regclass(\'public.schema_version\') IS NOT NULL AS present'
 const FIRST_RELEASE_VERSION = 'SELECT version FROM schema_version'
 
-const ADOPT_FIRST_RELEASE = `INSERT INTO schemaversion (version, name, md5, run_at) VALUES (1, $1, $2, now())`
+const ADOPT_FIRST_RELEASE = 'INSERT INTO schemaversion (version, name, md5, run_at) VALUES (1, $1, $2, now())'
 
 /** A line starting a migration file that must run outside a transaction (CREATE INDEX CONCURRENTLY). */
 const NO_TRANSACTION = /^-- invsys: no-transaction$/m

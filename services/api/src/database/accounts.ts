@@ -1,5 +1,6 @@
 import type { Db, Page } from './db.js'
 import type { Account, Actor, ApiToken, Role } from '../schemas/accounts.js'
+import { DomainError } from './outcomes.js'
 
 const ACCOUNT_COLUMNS = 'id, name, role, created_at'
 
@@ -111,13 +112,14 @@ export async function getToken (db: Db, id: string): Promise<ApiToken | undefine
 }
 
 /**
- * Revokes a token for good. `actor` undefined is an operator at the shell; a member
- * may revoke only its own tokens, an admin any.
+ * Revokes a token for good; false when there is no such token. `actor` undefined is an
+ * operator at the shell; a member may revoke only its own tokens (NOT_OWNER), an admin any.
  */
-export async function revokeToken (db: Db, id: string, actor?: Actor): Promise<'revoked' | 'forbidden' | 'not found'> {
+export async function revokeToken (db: Db, id: string, actor?: Actor): Promise<boolean> {
   const onlyAccount = actor && actor.role !== 'admin' ? actor.id : null
   const row = (await db.query<{ permitted: boolean }>(REVOKE_TOKEN, [id, onlyAccount])).rows[0]
-  return !row ? 'not found' : row.permitted ? 'revoked' : 'forbidden'
+  if (row && !row.permitted) throw new DomainError('NOT_OWNER', 'only an admin or the token\'s own account may revoke it')
+  return row !== undefined
 }
 
 /** What a presented token's hash leads to; `revoked` ones authenticate nothing. */

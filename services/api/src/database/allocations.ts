@@ -3,6 +3,7 @@ import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
 import type { Actor } from '../schemas/accounts.js'
 import { allocationCancelled, allocationConflict, DomainError, holdExpired } from './outcomes.js'
 import { getResource } from './resources.js'
+import { refuseBrokenRules, refuseWhenEveryResourceBreaksRules } from './rules.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
 export interface Scope { resourceId?: string, type?: string }
@@ -23,6 +24,13 @@ export interface AllocationFields {
   data: Record<string, unknown>
 }
 
+/**
+ * Whether the booking rules that bind members (length, notice, advance, open ends) are
+ * judged for this write: policy decides (src/policy.ts). Buffers are always enforced,
+ * by the exclusion constraint.
+ */
+export interface RuleOptions { rules: boolean }
+
 /** A new allocation is confirmed at once, or held for hold_seconds (then null otherwise). */
 export interface NewAllocation extends AllocationFields {
   status: 'confirmed' | 'held'
@@ -32,19 +40,20 @@ export interface NewAllocation extends AllocationFields {
 /**
  * The allocation representation, read from `source`: the table, or rows a CTE just wrote.
  * The status is as of now: a hold past its expires_at reads as expired even before any
- * write has marked it so.
+ * write has marked it so. A zero buffer reads null, as "no rule" does in the rules.
  */
 const selectFrom = (source: string) => `
   SELECT a.id, a.resource_id, r.type AS resource_type,
          lower(a.during) AS starts_at, upper(a.during) AS ends_at,
          a.kind, allocation_current_status(a.status, a.expires_at) AS status, a.description, a.data,
-         a.created_at, a.updated_at, a.cancelled_at, a.expires_at, a.owner_id, a.updated_by
+         a.created_at, a.updated_at, a.cancelled_at, a.expires_at, a.owner_id, a.updated_by,
+         iso_duration(nullif(a.buffer_before, '0')) AS buffer_before, iso_duration(nullif(a.buffer_after, '0')) AS buffer_after
   FROM ${source} a
   JOIN resource r ON r.id = a.resource_id`
 
 const SELECT = selectFrom('allocation')
 
-const SCOPED = `a.id = $1 AND ($2::uuid IS NULL OR a.resource_id = $2) AND ($3::text IS NULL OR r.type = $3)`
+const SCOPED = 'a.id = $1 AND ($2::uuid IS NULL OR a.resource_id = $2) AND ($3::text IS NULL OR r.type = $3)'
 
 const GET = `${SELECT} WHERE ${SCOPED}`
 
@@ -85,6 +94,8 @@ const INSERT = `
 // has not been tried and looked free, booked with the same ON CONFLICT DO NOTHING insert
 // as a single resource, so simultaneous requests never deadlock. No row: nothing is left
 // to try. A row without an allocation id: someone took that one in between.
+// Free means free with buffers: no live allocation's widened range meets the new one's,
+// widened by the candidate's own buffers. $12: the member rules must allow it too.
 const BOOK_ANY = `
   WITH candidate AS (
     SELECT r.id FROM resource r
@@ -93,7 +104,9 @@ const BOOK_ANY = `
       AND NOT EXISTS (
         SELECT 1 FROM allocation a
         WHERE a.resource_id = r.id AND allocation_blocks(a.status, a.expires_at)
-          AND a.during && allocation_range($4, $5))
+          AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+              && resource_blocked_range(r.id, allocation_range($4, $5)))
+      AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($4, $5), now())))
     ORDER BY r.name, r.id
     LIMIT 1
   ), inserted AS (
@@ -110,11 +123,14 @@ const BOOK_ANY = `
 
 const EMPTY_SPAN = 'SELECT isempty(allocation_range($1, $2)) AS empty'
 
+// What the exclusion constraint compares: each live allocation widened by its buffers,
+// against the new range widened by the buffers the trigger gives it (the rules in force now).
 const OVERLAPPING = `
   ${SELECT}
   WHERE a.resource_id = $1
     AND allocation_blocks(a.status, a.expires_at)
-    AND a.during && allocation_range($2, $3)
+    AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+        && resource_blocked_range($1, allocation_range($2, $3))
     AND ($4::uuid IS NULL OR a.id <> $4)
   ORDER BY lower(a.during) ASC NULLS FIRST, a.id`
 
@@ -159,19 +175,27 @@ async function lockAllocation (db: Db, id: string, scope: Scope = {}): Promise<A
   return (await db.query<Allocation>(LOCK, scopeValues(id, scope))).rows[0]
 }
 
-/** The live allocations of a resource that overlap [starts_at, ends_at), leaving out `except`. */
+/**
+ * The live allocations of a resource in the way of [starts_at, ends_at), leaving out
+ * `except`: those that overlap it once both are widened by their buffers.
+ */
 export async function overlappingAllocations (db: Db, resourceId: string, startsAt: string | null, endsAt: string | null, except?: string): Promise<Allocation[]> {
   return (await db.query<Allocation>(OVERLAPPING, [resourceId, startsAt, endsAt, except ?? null])).rows
 }
 
 /**
  * Books the slot for `actor`, who owns the new allocation, or refuses with
- * ALLOCATION_CONFLICT and what overlaps. Undefined when the resource does not
+ * ALLOCATION_CONFLICT and what is in the way (buffers included), or with RULE_* when
+ * `options.rules` and a member rule forbids it. Undefined when the resource does not
  * exist (or is not of `type`).
  */
-export async function createAllocation (db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
-  // A transaction only so that triggers (the history) see the actor; withTransaction sets it.
+export async function createAllocation (
+  db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor, options: RuleOptions
+): Promise<Allocation | undefined> {
+  // A transaction so that triggers (the history) see the actor, and the rules are judged
+  // with the same now() as the insert.
   return withTransaction(db, async (client) => {
+    if (options.rules) await refuseBrokenRules(client, resourceId, type, fields)
     // An overlap found empty means the blocking allocation was cancelled in between: try again.
     for (let attempt = 1; attempt <= 5; attempt++) {
       const { rows } = await client.query<Allocation>(INSERT, [resourceId, type ?? null,
@@ -190,26 +214,31 @@ export interface AnyResource { type: string, site_id?: number }
 
 type Attempt = Partial<Allocation> & { candidate_id: string }
 
-async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation, actor: Actor): Promise<Attempt | undefined> {
+async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation, actor: Actor, options: RuleOptions): Promise<Attempt | undefined> {
   return (await db.query<Attempt>(BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
-    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id])).rows[0]
+    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id, options.rules])).rows[0]
 }
 
 /**
  * Books the first free resource of a type (and site), moving on to the next candidate
  * whenever a concurrent request takes the one it tried. Undefined when none is free.
  * Each attempt rules one resource out, so the loop ends after at most one attempt per
- * resource of the type.
+ * resource of the type. With `options.rules`, only resources whose member rules allow
+ * the booking are candidates, and when every resource's rules forbid it the refusal is
+ * the first one's RULE_*.
  */
-export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation, actor: Actor): Promise<Allocation | undefined> {
+export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation, actor: Actor, options: RuleOptions): Promise<Allocation | undefined> {
   // One transaction, so that the history trigger sees the actor. A candidate lost to a
   // concurrent request is "no row" (ON CONFLICT DO NOTHING), not an error, so the
   // transaction stays usable for the next attempt.
   return withTransaction(db, async (client) => {
     const tried: string[] = []
     for (;;) {
-      const attempt = await bookFirstCandidate(client, where, tried, fields, actor)
-      if (!attempt) return undefined
+      const attempt = await bookFirstCandidate(client, where, tried, fields, actor, options)
+      if (!attempt) {
+        if (options.rules) await refuseWhenEveryResourceBreaksRules(client, where.type, where.site_id, fields)
+        return undefined
+      }
       const { candidate_id: candidate, ...allocation } = attempt
       if (allocation.id) return allocation as Allocation
       tried.push(candidate)
@@ -254,10 +283,14 @@ export type AllocationPatchFields = Partial<AllocationFields>
 /**
  * Applies a patch (a move, when times change) under a row lock, as `actor`, when
  * `guard` allows it (the lock keeps the check and the update together). The exclusion
- * constraint judges the new times exactly as it judges an insert. Undefined when not
- * found in the scope; a cancelled allocation is history and is not changed.
+ * constraint judges the new times exactly as it judges an insert, with the buffers in
+ * force now; with `options.rules`, so do the member rules, when the times change
+ * (notice and advance only when the start does). Undefined when not found in the scope;
+ * a cancelled allocation is history and is not changed.
  */
-export async function patchAllocation (db: Db, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor, guard: Guard): Promise<Allocation | undefined> {
+export async function patchAllocation (
+  db: Db, id: string, scope: Scope, patch: AllocationPatchFields, actor: Actor, guard: Guard, options: RuleOptions
+): Promise<Allocation | undefined> {
   let moved: (AllocationFields & { resource_id: string }) | undefined
   try {
     return await withTransaction(db, async (client) => {
@@ -267,6 +300,7 @@ export async function patchAllocation (db: Db, id: string, scope: Scope, patch: 
       if (current.status === 'cancelled') throw allocationCancelled()
       if (current.status === 'expired') throw holdExpired(current.expires_at)
       moved = { ...current, ...patch }
+      if (options.rules) await refuseBrokenMove(client, current, moved)
       return await updateAllocation(client, id, moved, actor)
     }, { actor: actor.id })
   } catch (error) {
@@ -277,6 +311,17 @@ export async function patchAllocation (db: Db, id: string, scope: Scope, patch: 
     }
     throw error
   }
+}
+
+const MOVE = `
+  SELECT allocation_range($1, $2) IS DISTINCT FROM allocation_range($3, $4) AS moved,
+         $1::timestamptz IS DISTINCT FROM $3::timestamptz AS start_moved`
+
+/** A move is judged by the member rules as a new booking would be, except that keeping the start skips notice and advance. */
+async function refuseBrokenMove (db: Db, current: Allocation, moved: AllocationFields & { resource_id: string }): Promise<void> {
+  const { rows: [change] } = await db.query<{ moved: boolean, start_moved: boolean }>(MOVE,
+    [moved.starts_at, moved.ends_at, current.starts_at, current.ends_at])
+  if (change!.moved) await refuseBrokenRules(db, current.resource_id, undefined, moved, change!.start_moved)
 }
 
 /**

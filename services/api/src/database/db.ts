@@ -51,7 +51,7 @@ const RETRYABLE = new Set(['40P01', '40001'])
 // it can never leak to the next user of the pooled connection. This is the hook
 // point for the allocation history trigger: it records this value as the actor, and
 // a change made in psql without it is recorded with no actor.
-const SET_ACTOR = `SELECT set_config('invsys.actor', $1, true)`
+const SET_ACTOR = 'SELECT set_config(\'invsys.actor\', $1, true)'
 
 export interface TransactionOptions {
   /** The id of the account making the change; set as invsys.actor first thing. */

@@ -1,4 +1,5 @@
 import type { Allocation } from '../schemas/allocations.js'
+import type { RuleBreach } from '../schemas/rules.js'
 
 /**
  * What a domain rule can refuse, by name. This is all the database layer says about a
@@ -9,15 +10,21 @@ export type DomainCode =
   | 'ALLOCATION_CANCELLED' // a cancelled allocation is history and cannot change
   | 'ALREADY_CONFIRMED' // confirming what is no hold
   | 'HOLD_EXPIRED' // the hold ran out before it was confirmed or changed
+  | 'ID_SPACE_CROWDED' // a generated id kept landing on ids taken by hand
   | 'IN_USE' // a thing others still depend on (a resource with allocations ahead)
   | 'MAINTENANCE_ADMINS_ONLY' // maintenance is created, changed and cancelled by admins only
   | 'NO_AVAILABILITY' // book-any-free found no free resource
   | 'NOT_OWNER' // members act only on what they own
   | 'REFERENCE_NOT_FOUND' // an id in the request names nothing
+  | 'RULE_MIN_DURATION' // a member's booking is shorter than the resource's min_duration: `rule` says which
+  | 'RULE_MAX_DURATION' // longer than max_duration
+  | 'RULE_MIN_NOTICE' // starts sooner than min_notice from now
+  | 'RULE_MAX_ADVANCE' // starts later than max_advance from now
+  | 'RULE_OPEN_ENDED' // open-ended while members_may_book_open_ended is false
 
 /** A refusal by a domain rule, with what the client needs to act on it. */
 export class DomainError extends Error {
-  constructor (readonly code: DomainCode, message: string, readonly conflicts?: Allocation[]) {
+  constructor (readonly code: DomainCode, message: string, readonly conflicts?: Allocation[], readonly rule?: RuleBreach) {
     super(message)
   }
 }

@@ -12,18 +12,25 @@ export interface ResourceFields {
 
 const COLUMNS = 'id, type, name, site_id, mac::text AS mac, created_at, updated_at'
 
-// available_from/available_to: keep only resources with no blocking allocation (confirmed,
-// or a hold that has not run out) overlapping the window; an omitted side is unbounded.
+// available_from/available_to: keep only resources where the window could be booked: no
+// blocking allocation (confirmed, or a hold that has not run out) in the way once both
+// are widened by their buffers, and none of the member rules named in $8 broken (empty
+// for admins); an omitted side is unbounded.
 const LIST = `
   SELECT ${COLUMNS}
   FROM resource r
   WHERE ($1::text IS NULL OR r.type = $1)
     AND ($2::bigint IS NULL OR r.site_id = $2)
-    AND (NOT $3::boolean OR NOT EXISTS (
-          SELECT 1 FROM allocation a
-          WHERE a.resource_id = r.id
-            AND allocation_blocks(a.status, a.expires_at)
-            AND a.during && tstzrange($4::timestamptz, $5::timestamptz, '[)')))
+    AND (NOT $3::boolean OR (
+          NOT EXISTS (
+            SELECT 1 FROM allocation a
+            WHERE a.resource_id = r.id
+              AND allocation_blocks(a.status, a.expires_at)
+              AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+                  && resource_blocked_range(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)')))
+          AND (cardinality($8::text[]) = 0 OR NOT EXISTS (
+            SELECT 1 FROM booking_rule_violations(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)'), now()) v
+            WHERE v.rule = ANY ($8::text[])))))
   ORDER BY r.type, r.name, r.id
   LIMIT $6 OFFSET $7`
 
@@ -71,10 +78,22 @@ function values (resource: ResourceFields) {
   return [resource.type, resource.name, resource.site_id ?? null, resource.mac ?? null]
 }
 
-export async function listResources (db: Db, filter: ResourceFilter, page: Page): Promise<Resource[]> {
+/**
+ * Which member rules judge an availability window: a window is a search, not a booking,
+ * so a side left open is not held against it. A given start is judged by notice and
+ * advance; a window with both ends by its length too.
+ */
+function windowRules (filter: ResourceFilter): string[] {
+  if (filter.available_from === undefined) return []
+  return filter.available_to === undefined ? ['min_notice', 'max_advance'] : ['min_notice', 'max_advance', 'min_duration', 'max_duration']
+}
+
+/** With `options.rules` (a member), available_from/to also keep only windows the member rules allow. */
+export async function listResources (db: Db, filter: ResourceFilter, page: Page, options: { rules: boolean }): Promise<Resource[]> {
   const windowed = filter.available_from !== undefined || filter.available_to !== undefined
   return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, windowed,
-    filter.available_from ?? null, filter.available_to ?? null, page.limit + 1, page.offset])).rows
+    filter.available_from ?? null, filter.available_to ?? null, page.limit + 1, page.offset,
+    options.rules ? windowRules(filter) : []])).rows
 }
 
 export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {

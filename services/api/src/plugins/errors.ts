@@ -3,6 +3,8 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { DomainError, holdExpired, type DomainCode } from '../database/outcomes.js'
 import type { Allocation } from '../schemas/allocations.js'
+import type { RuleBreach } from '../schemas/rules.js'
+import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
 /**
  * Every code a client can find in an error body, with its status, what it means and
@@ -11,62 +13,39 @@ import type { Allocation } from '../schemas/allocations.js'
  * docs/errors.md is made from it (npm run docs:errors).
  */
 export const ERROR_CODES = {
-  VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field',
-    action: 'fix the field the message names (the OpenAPI document gives each field\'s rules) and send again' },
-  BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields',
-    action: 'send valid JSON and a well-formed URL; for a rule between fields, the message says which' },
-  CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field',
-    action: 'change the value the message names: the same value is refused every time' },
-  INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)',
-    action: 'send a value PostgreSQL can store (years 4713 BC to 294276 AD, numbers within range)' },
-  UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"',
-    action: 'send "Authorization: Bearer <token>"; an admin makes tokens (POST /api/accounts/{id}/tokens, npm run token)' },
-  INVALID_TOKEN: { status: 401, meaning: 'the token is malformed, unknown or revoked',
-    action: 'check that the whole token was sent; a revoked token never works again, so ask for a new one' },
-  FORBIDDEN: { status: 403, meaning: 'the role, or the owner of the thing, does not allow it',
-    action: 'ask an admin to do it; members change only their own bookings and tokens' },
-  NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route',
-    action: 'check the id and the path (under /api/<plural>, a resource of another type is not found)' },
-  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method',
-    action: 'use a method the route takes (the OpenAPI document lists them)' },
-  NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows',
-    action: 'accept application/json (text/calendar for .ics feeds)' },
-  ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap',
-    action: 'pick another time or resource (GET …/free and GET /api/slots show what is free)' },
-  ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead',
-    action: 'book again: a cancelled allocation stays as history and cannot change' },
-  ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed',
-    action: 'nothing: the allocation is confirmed already' },
-  HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again',
-    action: 'book again, as a hold or confirmed, if the slot is still free' },
-  STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status',
-    action: 'read the allocation to see its status now: a hold may be confirmed, cancelled or expire, nothing else changes status' },
-  NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time',
-    action: 'try another time or site, or find free slots with GET /api/slots' },
-  DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken',
-    action: 'choose another name (or MAC address), or rename the thing that has it' },
-  IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)',
-    action: 'move or delete what still needs it first (a resource: or delete with ?force=true)' },
-  REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)',
-    action: 'create the thing first, or correct the id in the body' },
-  CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry',
-    action: 'send the request again: it changed nothing' },
-  IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly',
-    action: 'send it again after Retry-After seconds, with the same key and body: you get the first response' },
-  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT',
-    action: 'send a smaller body (BODY_LIMIT, 1 MiB unless configured)' },
-  URI_TOO_LONG: { status: 414, meaning: 'the URL is too long',
-    action: 'send a shorter URL: fewer or shorter query parameters' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json',
-    action: 'send the body as JSON with Content-Type: application/json' },
-  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key',
-    action: 'use a new key for a new request; resend the first body to get its response' },
-  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large',
-    action: 'send smaller headers' },
-  INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id',
-    action: 'report it with the reply\'s X-Request-Id: the server logged the cause' },
-  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached; retry after Retry-After seconds',
-    action: 'send it again after Retry-After seconds: nothing was changed' }
+  VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field', action: 'fix the field the message names (the OpenAPI document gives each field\'s rules) and send again' },
+  BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields', action: 'send valid JSON and a well-formed URL; for a rule between fields, the message says which' },
+  CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field', action: 'change the value the message names: the same value is refused every time' },
+  INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)', action: 'send a value PostgreSQL can store (years 4713 BC to 294276 AD, numbers within range)' },
+  UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"', action: 'send "Authorization: Bearer <token>"; an admin makes tokens (POST /api/accounts/{id}/tokens, npm run token)' },
+  INVALID_TOKEN: { status: 401, meaning: 'the token is malformed, unknown or revoked', action: 'check that the whole token was sent; a revoked token never works again, so ask for a new one' },
+  FORBIDDEN: { status: 403, meaning: 'the role, or the owner of the thing, does not allow it', action: 'ask an admin to do it; members change only their own bookings and tokens' },
+  NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route', action: 'check the id and the path (under /api/<plural>, a resource of another type is not found)' },
+  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method', action: 'use a method the route takes (the OpenAPI document lists them)' },
+  NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows', action: 'accept application/json (text/calendar for .ics feeds)' },
+  ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap', action: 'pick another time or resource (GET …/free and GET /api/slots show what is free)' },
+  ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead', action: 'book again: a cancelled allocation stays as history and cannot change' },
+  ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed', action: 'nothing: the allocation is confirmed already' },
+  HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again', action: 'book again, as a hold or confirmed, if the slot is still free' },
+  STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status', action: 'read the allocation to see its status now: a hold may be confirmed, cancelled or expire, nothing else changes status' },
+  NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time', action: 'try another time or site, or find free slots with GET /api/slots' },
+  DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken', action: 'choose another name (or MAC address), or rename the thing that has it' },
+  IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)', action: 'move or delete what still needs it first (a resource: or delete with ?force=true)' },
+  REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)', action: 'create the thing first, or correct the id in the body' },
+  CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry', action: 'send the request again: it changed nothing' },
+  IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly', action: 'send it again after Retry-After seconds, with the same key and body: you get the first response' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT', action: 'send a smaller body (BODY_LIMIT, 1 MiB unless configured)' },
+  URI_TOO_LONG: { status: 414, meaning: 'the URL is too long', action: 'send a shorter URL: fewer or shorter query parameters' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json', action: 'send the body as JSON with Content-Type: application/json' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key', action: 'use a new key for a new request; resend the first body to get its response' },
+  RULE_MIN_DURATION: { status: 422, meaning: 'a member\'s booking is shorter than the resource\'s min_duration; rule says which and its limit', action: 'book a longer time (GET /api/resources/{id}/rules gives the limits), or ask an admin to book it' },
+  RULE_MAX_DURATION: { status: 422, meaning: 'a member\'s booking is longer than the resource\'s max_duration; rule says which and its limit', action: 'book a shorter time, or ask an admin to book it' },
+  RULE_MIN_NOTICE: { status: 422, meaning: 'a member\'s booking starts sooner than min_notice from now; rule says which and its limit', action: 'book a time further ahead, or ask an admin to book it' },
+  RULE_MAX_ADVANCE: { status: 422, meaning: 'a member\'s booking starts later than max_advance from now; rule says which and its limit', action: 'book it later, once the start is within max_advance, or ask an admin to book it' },
+  RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false', action: 'give both starts_at and ends_at, or ask an admin to book it open-ended' },
+  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large', action: 'send smaller headers' },
+  INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id', action: 'report it with the reply\'s X-Request-Id: the server logged the cause' },
+  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' }
 } as const satisfies Record<string, ErrorInfo>
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -125,21 +104,35 @@ export class AllocationConflictError extends HttpError {
   }
 }
 
+/** A booking rule refused a member's booking: carries which rule, its limit and where it comes from. */
+export class RuleViolationError extends HttpError {
+  constructor (code: ErrorCode, message: string, readonly rule: RuleBreach) {
+    super(code, message)
+  }
+}
+
 /** How a client hears each domain refusal. */
 const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   ALLOCATION_CONFLICT: 'ALLOCATION_CONFLICT',
   ALLOCATION_CANCELLED: 'ALLOCATION_CANCELLED',
   ALREADY_CONFIRMED: 'ALREADY_CONFIRMED',
   HOLD_EXPIRED: 'HOLD_EXPIRED',
+  ID_SPACE_CROWDED: 'CONCURRENT_UPDATE',
   IN_USE: 'IN_USE',
   MAINTENANCE_ADMINS_ONLY: 'FORBIDDEN',
   NO_AVAILABILITY: 'NO_AVAILABILITY',
   NOT_OWNER: 'FORBIDDEN',
-  REFERENCE_NOT_FOUND: 'REFERENCE_NOT_FOUND'
+  REFERENCE_NOT_FOUND: 'REFERENCE_NOT_FOUND',
+  RULE_MIN_DURATION: 'RULE_MIN_DURATION',
+  RULE_MAX_DURATION: 'RULE_MAX_DURATION',
+  RULE_MIN_NOTICE: 'RULE_MIN_NOTICE',
+  RULE_MAX_ADVANCE: 'RULE_MAX_ADVANCE',
+  RULE_OPEN_ENDED: 'RULE_OPEN_ENDED'
 }
 
 export function fromDomainError (error: DomainError): HttpError {
   if (error.conflicts) return new AllocationConflictError(error.message, error.conflicts)
+  if (error.rule) return new RuleViolationError(DOMAIN_ERRORS[error.code], error.message, error.rule)
   return new HttpError(DOMAIN_ERRORS[error.code], error.message)
 }
 
@@ -168,7 +161,12 @@ export const CONSTRAINT_MESSAGES: Record<string, string> = {
   account_role_known: 'role must be one of admin, member',
   allocation_expires_at_matches_status: 'expires_at is set exactly when status is held or expired',
   allocation_hold_length: 'hold_seconds must be from 1 to 3600: a hold ends after its creation and within an hour',
-  allocation_status_transition: 'the allocation cannot change to that status'
+  allocation_status_transition: 'the allocation cannot change to that status',
+  resource_type_rule_not_negative: 'rule durations must not be negative',
+  resource_rule_not_negative: 'rule durations must not be negative',
+  resource_type_rule_min_within_max: 'min_duration must not be longer than max_duration',
+  resource_rule_min_within_max: 'min_duration must not be longer than max_duration',
+  allocation_buffers_not_negative: 'buffer_before and buffer_after must not be negative'
 }
 
 /**
@@ -189,7 +187,12 @@ export const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: stri
   allocation_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has allocations' },
   api_token_account_id_fkey: { missing: 'no such account', inUse: 'the account still has tokens' },
   allocation_owner_id_fkey: { missing: 'no such account', inUse: 'the account still owns allocations' },
-  allocation_updated_by_fkey: { missing: 'no such account', inUse: 'the account is still named as the last to change allocations' }
+  allocation_updated_by_fkey: { missing: 'no such account', inUse: 'the account is still named as the last to change allocations' },
+  // Feeds go with what they show (ON DELETE CASCADE), so only `missing` can happen.
+  calendar_feed_resource_id_fkey: { missing: 'resource_id does not name an existing resource', inUse: 'the resource still has calendar feeds' },
+  calendar_feed_site_id_fkey: { missing: 'site_id does not name an existing site', inUse: 'the site still has calendar feeds' },
+  calendar_feed_type_fkey: { missing: 'type is not a known resource type', inUse: 'the resource type still has calendar feeds' },
+  calendar_feed_account_id_fkey: { missing: 'no such account', inUse: 'the account still has calendar feeds' }
 }
 
 /** Connection-level failures: the database cannot be reached, which is not the client's fault. */
@@ -262,13 +265,26 @@ function toHttpError (error: FastifyError): HttpError {
   return new HttpError('INTERNAL_ERROR', 'an unexpected error occurred; it has been logged')
 }
 
+/** The code each error reply was sent with, for the metrics (a reply is answered once). */
+const sentCodes = new WeakMap<FastifyReply, ErrorCode>()
+
+export function errorCodeOf (reply: FastifyReply): ErrorCode | undefined {
+  return sentCodes.get(reply)
+}
+
+function sendError (reply: FastifyReply, error: HttpError): FastifyReply {
+  sentCodes.set(reply, error.code)
+  return reply.code(error.statusCode).send(errorBody(error))
+}
+
 export function errorBody (error: HttpError) {
   return {
     statusCode: error.statusCode,
     code: error.code,
     error: STATUS_CODES[error.statusCode] ?? 'Error',
     message: error.message,
-    ...(error instanceof AllocationConflictError ? { conflicts: error.conflicts } : {})
+    ...(error instanceof AllocationConflictError ? { conflicts: error.conflicts } : {}),
+    ...(error instanceof RuleViolationError ? { rule: error.rule } : {})
   }
 }
 
@@ -278,7 +294,8 @@ export function errorBody (error: HttpError) {
  */
 export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
-  void reply.code(status).send(errorBody(new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, status)))
+  // The message quotes the path, which may be a calendar feed's address.
+  void sendError(reply, new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status))
 }
 
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
@@ -292,10 +309,11 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
     }
     if (httpError.statusCode === 503) reply.header('Retry-After', '5')
     if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
-    return reply.code(httpError.statusCode).send(errorBody(httpError))
+    return sendError(reply, httpError)
   })
   app.setNotFoundHandler(function (request: FastifyRequest, reply: FastifyReply) {
-    const error = new NotFoundError(`no route ${request.method} ${request.url.split('?')[0]}`)
-    return reply.code(404).send(errorBody(error))
+    // Never a calendar feed's address, even a mistyped one: it holds the secret.
+    const error = new NotFoundError(`no route ${request.method} ${redactFeedUrl(request.url.split('?')[0]!)}`)
+    return sendError(reply, error)
   })
 }, { name: 'invsys-errors' })

@@ -124,7 +124,7 @@ function nameOperations (routes: Map<string, RouteOptions>): (route: RouteOption
   const taken = new Map<string, string>()
   return (route) => {
     const methods = [route.method].flat().filter((m) => m !== 'HEAD')
-    const schema = route.schema as (FastifySchema & { hide?: boolean, operationId?: string }) | undefined
+    const schema = route.schema
     if (methods.length === 0 || schema?.hide) return
     checkErrorCodes(route)
     const where = `${methods.join(',')} ${route.url}`
@@ -137,7 +137,7 @@ function nameOperations (routes: Map<string, RouteOptions>): (route: RouteOption
     }
     taken.set(operationId, where)
     routes.set(operationId, route)
-    route.schema = { ...schema, operationId } as FastifySchema
+    route.schema = { ...schema, operationId }
   }
 }
 
@@ -233,7 +233,7 @@ export function escapePlaceholders (text: string): string {
   return text
     .replace(/"([^"`]*<[A-Za-z][\w .…-]*>[^"`]*)"/g, '`$1`')
     // A placeholder inside a path (/api/<plural>) takes the whole path into the code span.
-    .replace(/(`[^`]*`)|([\w/{}.-]*)<([A-Za-z][\w .…-]*)>([\w/{}-]*)/g,
+    .replace(/(`[^`]*`)|([\w/{}.-]*)<([A-Za-z][\w .…-]*)>((?:[\w/{}-]|\.(?=\w))*)/g,
       (match, code: string | undefined, before: string, name: string, after: string) => code ?? `\`${before}<${name}>${after}\``)
 }
 
@@ -253,7 +253,7 @@ function escapeDescriptions (node: unknown, inSchema = false): void {
 
 type Operation = Json & { responses?: Record<string, Json> }
 
-function* operations (doc: Json): Generator<{ path: string, method: string, operation: Operation }> {
+function * operations (doc: Json): Generator<{ path: string, method: string, operation: Operation }> {
   for (const [path, item] of Object.entries<Json>(doc.paths ?? {})) {
     for (const method of METHODS) {
       if (isObject(item[method])) yield { path, method, operation: item[method] }
@@ -261,7 +261,7 @@ function* operations (doc: Json): Generator<{ path: string, method: string, oper
   }
 }
 
-function* schemasOf (operation: Operation): Generator<Json> {
+function * schemasOf (operation: Operation): Generator<Json> {
   for (const parameter of operation.parameters ?? []) if (isObject(parameter.schema)) yield parameter.schema
   for (const media of Object.values<Json>(operation.requestBody?.content ?? {})) if (isObject(media.schema)) yield media.schema
   for (const response of Object.values<Json>(operation.responses ?? {})) {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { createAccount, createToken, getAccount, getToken, listAccounts, listTokens, revokeToken } from '../database/accounts.js'
-import { ForbiddenError, NotFoundError } from '../plugins/errors.js'
+import { NotFoundError } from '../plugins/errors.js'
 import { actorOf, assertSelfOrAdmin } from '../plugins/auth.js'
 import {
   Account, AccountInput, AccountListQuery, AccountParams, ApiToken, Me, NewApiToken, TokenInput, TokenListQuery, TokenParams
@@ -112,9 +112,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 403, 404) }
     }
   }, async (request, reply) => {
-    const outcome = await revokeToken(db, request.params.id, actorOf(request))
-    if (outcome === 'not found') throw noToken(request.params.id)
-    if (outcome === 'forbidden') throw new ForbiddenError('only an admin or the token\'s own account may revoke it')
+    if (!await revokeToken(db, request.params.id, actorOf(request))) throw noToken(request.params.id)
     return reply.code(204).send(null)
   })
 }

@@ -11,26 +11,36 @@ import { getResource } from '../database/resources.js'
 import { getSite } from '../database/sites.js'
 import { actorOf } from '../plugins/auth.js'
 import { BadRequestError, NotFoundError } from '../plugins/errors.js'
-import { mayChangeAllocation, refuseKind } from '../policy.js'
+import { bookingRulesBind, mayChangeAllocation, refuseKind } from '../policy.js'
 import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
 } from '../schemas/allocations.js'
 import { errorResponses, NoContent, READ_ERRORS, withErrorCodes, WRITE_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
+import { RuleViolationBody } from '../schemas/rules.js'
 import type { Family } from './families.js'
 import { sendPage } from './paging.js'
 import { assertWindow } from './window.js'
 
 /**
+/**
  * 409 on a write that collides: the allocation conflict body also lists what overlaps;
  * a move also meets cancelled allocations and run-out holds.
- * 403: a member's write of maintenance, or to someone else's allocation.
+ * 403: a member's write of maintenance, or to someone else's allocation. 422: a member's
+ * booking breaks a booking rule (the body names it in `rule`).
  */
-const createErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT']) }
+const RULE_CODES = ['RULE_MIN_DURATION', 'RULE_MAX_DURATION', 'RULE_MIN_NOTICE', 'RULE_MAX_ADVANCE', 'RULE_OPEN_ENDED']
+const ruleErrors = { 422: withErrorCodes(RuleViolationBody, RULE_CODES) }
+const createErrors = {
+  ...errorResponses(...WRITE_ERRORS, 403, 404),
+  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT']),
+  ...ruleErrors
+}
 const moveErrors = {
   ...errorResponses(...WRITE_ERRORS, 403, 404),
-  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT', 'ALLOCATION_CANCELLED', 'HOLD_EXPIRED'])
+  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT', 'ALLOCATION_CANCELLED', 'HOLD_EXPIRED']),
+  ...ruleErrors
 }
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
@@ -75,7 +85,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
     schema: {
       tags,
       summary: `Book a ${noun} (or, for admins, block it for maintenance)`,
-      description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the overlapping allocations when the slot is taken. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
+      description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the allocations in the way when the slot is taken, buffers included (GET …/rules). 422 RULE_* when a member breaks a booking rule (length, notice, advance, open end); admins are exempt. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
       response: { 201: Allocation, ...createErrors }
@@ -83,7 +93,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
   }, async (request, reply) => {
     const actor = actorOf(request)
     refuseKind(actor, request.body.kind)
-    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor)
+    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor, { rules: bookingRulesBind(actor) })
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -115,7 +125,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
     schema: {
       tags,
       summary: 'Change or move an allocation (members: their own)',
-      description: 'New times are checked by the same exclusion constraint as a new booking: 409 ALLOCATION_CONFLICT lists what overlaps. A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
+      description: 'New times are checked by the same exclusion constraint as a new booking, with the buffers in force now: 409 ALLOCATION_CONFLICT lists what is in the way. A member\'s new times are judged by the booking rules too (422 RULE_*; notice and advance only when the start moves). A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
       params,
       body: AllocationPatch,
       response: { 200: Allocation, ...moveErrors }
@@ -124,7 +134,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
     const { id, scope } = locate(request.params as Record<string, string>)
     const actor = actorOf(request)
     refuseKind(actor, request.body.kind)
-    return await patchAllocation(db, id, scope, request.body, actor, mayChangeAllocation(actor)) ?? Promise.reject(notFound(id))
+    return await patchAllocation(db, id, scope, request.body, actor, mayChangeAllocation(actor), { rules: bookingRulesBind(actor) }) ?? Promise.reject(notFound(id))
   })
 
   api.delete(path, {
@@ -204,15 +214,15 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
     schema: {
       tags,
       summary: 'Book any free resource of a type',
-      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at), and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free. A member asking for kind maintenance gets 403.',
+      description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at) (buffers included) and, for members, whose booking rules allow it, and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free; 422 RULE_* when every resource\'s rules forbid a member\'s booking. A member asking for kind maintenance gets 403.',
       body: BookAnyInput(typeNames),
-      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, { 409: ['NO_AVAILABILITY', 'REFERENCE_NOT_FOUND'] }) }
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, { 409: ['NO_AVAILABILITY', 'REFERENCE_NOT_FOUND'] }), ...ruleErrors }
     }
   }, async (request, reply) => {
     const { type, site_id: siteId, ...fields } = request.body
     const actor = actorOf(request)
     refuseKind(actor, fields.kind)
-    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor)
+    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor, { rules: bookingRulesBind(actor) })
     if (!allocation) {
       // Only on refusal, explain bad input that found no candidate to be refused by: an
       // empty span, or a site that does not exist.

@@ -2,9 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { findSlots, listFreeTime } from '../database/availability.js'
 import { getResource } from '../database/resources.js'
+import { actorOf } from '../plugins/auth.js'
 import { BadRequestError, NotFoundError } from '../plugins/errors.js'
 import { FreeTime, FreeTimeQuery, MAX_SLOT_WINDOW_DAYS, Slot, SlotQuery } from '../schemas/availability.js'
 import { errorResponses, READ_ERRORS } from '../schemas/common.js'
+import { bookingRulesBind } from '../policy.js'
 import { ResourceParams } from '../schemas/resources.js'
 import type { Family } from './families.js'
 import { sendPage } from './paging.js'
@@ -25,7 +27,7 @@ export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
     schema: {
       tags,
       summary: `When a ${noun} is free within a window`,
-      description: 'The parts of [from, to) not taken by a confirmed allocation or a live hold (cancelled allocations and run-out holds do not count), earliest first. Open-ended allocations take the rest of the window on their open side.',
+      description: 'The parts of [from, to) where a new booking fits: not taken by a confirmed allocation or a live hold (cancelled allocations and run-out holds do not count), with every buffer kept clear (the neighbours\' and the new booking\'s own), earliest first. For a member, only what the booking rules let them book: within [now + min_notice, now + max_advance), and no gap shorter than min_duration. Open-ended allocations take the rest of the window on their open side.',
       params: ResourceParams,
       querystring: FreeTimeQuery,
       response: { 200: Type.Array(FreeTime), ...errorResponses(...READ_ERRORS, 404) }
@@ -33,7 +35,7 @@ export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
   }, async (request, reply) => {
     const { limit, offset, from, to } = request.query
     assertWindow(request.query, 'from', 'to')
-    const rows = await listFreeTime(db, request.params.id, type, { from, to }, { limit, offset })
+    const rows = await listFreeTime(db, request.params.id, type, { from, to }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
     if (rows.length === 0 && offset === 0 && !await getResource(db, request.params.id, type)) {
       throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     }
@@ -50,7 +52,7 @@ export const slotRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
     schema: {
       tags: ['availability'],
       summary: 'Find free slots of at least a duration across the resources of a type',
-      description: `Free gaps within [from, to) at least duration long, on every resource of the type (at site_id, when given), earliest first (then by resource name). Each is the whole gap, clipped to the window, so it may be longer than asked; book any part of it. The window may span at most ${MAX_SLOT_WINDOW_DAYS} days; page further ahead with later windows.`,
+      description: `Free gaps within [from, to) at least duration long, on every resource of the type (at site_id, when given), earliest first (then by resource name), with every buffer kept clear. Each is the whole gap, clipped to the window, so it may be longer than asked; book any part of it. For a member, only what the booking rules let them book: gaps within [now + min_notice, now + max_advance), on resources whose min_duration and max_duration allow duration. The window may span at most ${MAX_SLOT_WINDOW_DAYS} days; page further ahead with later windows.`,
       querystring: SlotQuery(typeNames),
       response: { 200: Type.Array(Slot), ...errorResponses(...READ_ERRORS) }
     }
@@ -58,6 +60,7 @@ export const slotRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
     const { limit, offset, ...search } = request.query
     assertWindow(search, 'from', 'to', { maxDays: MAX_SLOT_WINDOW_DAYS })
     assertPositive(search.duration)
-    return sendPage(request, reply, await findSlots(db, search, { limit, offset }), { limit, offset })
+    const slots = await findSlots(db, search, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
+    return sendPage(request, reply, slots, { limit, offset })
   })
 }

@@ -4,6 +4,7 @@ import { listResourceTypes } from '../database/resource-types.js'
 import { createResource, getResource, listInstruments, listResources, patchResource, removeResource, upsertResource } from '../database/resources.js'
 import { NotFoundError } from '../plugins/errors.js'
 import { actorOf } from '../plugins/auth.js'
+import { bookingRulesBind } from '../policy.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
 import {
   DeleteResourceQuery, Instrument, InstrumentListQuery, Resource, ResourceInput, ResourceListQuery, ResourceParams,
@@ -36,14 +37,14 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     schema: {
       tags,
       summary: `List ${type ? family.base.slice(5) : 'resources'}`,
-      description: 'available_from/available_to keep only resources with no live allocation overlapping that window (either side may be left open).',
+      description: 'available_from/available_to keep only resources where that window could be booked: no live allocation in the way, buffers included (either side may be left open). For a member, the booking rules must allow it too: a given available_from is judged by min_notice and max_advance, a window with both ends also by min_duration and max_duration.',
       querystring: listQuery,
       response: { 200: Type.Array(Resource), ...errorResponses(...READ_ERRORS) }
     }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query as { limit: number, offset: number, type?: string, site_id?: number, available_from?: string, available_to?: string }
     assertWindow(filter, 'available_from', 'available_to')
-    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset })
+    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
     return sendPage(request, reply, rows, { limit, offset })
   })
 
@@ -68,7 +69,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
       tags,
       summary: `Create or replace the ${noun} with this id`,
       description: `201 when it created the ${noun} with the client-chosen uuid, 200 when it replaced it.` +
-        (type ? ` 404 when the id belongs to a resource of another type.` : ''),
+        (type ? ' 404 when the id belongs to a resource of another type.' : ''),
       params: ResourceParams,
       body: input,
       response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS, ...(type ? [404] : [])) }
@@ -84,7 +85,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin' },
     schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, NAME_CONFLICTS) } }
   }, async (request) => {
-    return await patchResource(db, request.params.id, type, request.body as ResourcePatch) ?? Promise.reject(notFound(request.params.id))
+    return await patchResource(db, request.params.id, type, request.body) ?? Promise.reject(notFound(request.params.id))
   })
 
   api.delete(`${base}/:id`, {

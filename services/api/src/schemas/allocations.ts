@@ -30,7 +30,9 @@ export const Allocation = Type.Object({
   cancelled_at: Nullable(DateTime),
   expires_at: Type.Union([DateTime, Type.Null()], { description: 'When a hold stops blocking; null unless status is held or expired' }),
   owner_id: Nullable(accountId('The account that created it (members may change only their own); null when made outside the API')),
-  updated_by: Nullable(accountId('The account that created it or last changed it through the API'))
+  updated_by: Nullable(accountId('The account that created it or last changed it through the API')),
+  buffer_before: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free before it (ISO 8601 duration): the resource\'s buffer_before rule when it was booked or last moved; null: none. Later rule changes do not rewrite it' }),
+  buffer_after: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free after it (ISO 8601 duration): the resource\'s buffer_after rule when it was booked or last moved; null: none' })
 }, {
   title: 'Allocation',
   examples: [{
@@ -48,7 +50,9 @@ export const Allocation = Type.Object({
     cancelled_at: null,
     expires_at: null,
     owner_id: 2,
-    updated_by: 2
+    updated_by: 2,
+    buffer_before: null,
+    buffer_after: 'PT30M'
   }]
 })
 export type Allocation = Static<typeof Allocation>
@@ -83,7 +87,9 @@ export type AllocationInput = Static<typeof AllocationInput>
 export const BookAnyInput = (types: string[]) => Type.Object({
   type: TypeName(types),
   site_id: Type.Optional(SiteId),
-  ...timeFields, ...otherFields, ...holdFields
+  ...timeFields,
+  ...otherFields,
+  ...holdFields
 }, {
   title: 'BookAnyInput',
   additionalProperties: false,

@@ -1,0 +1,70 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { errorCodeOf } from './errors.js'
+
+/** Where Prometheus scrapes; public on the API's own port, never routed by nginx. */
+export const METRICS_PATH = '/metrics'
+
+/**
+ * Prometheus metrics of this process: requests by route and status with their latency,
+ * the database pool, error responses by code (booking conflicts among them), and Node's
+ * own (event loop lag, memory, GC). One registry per app, so tests building several
+ * apps in one process never share counters.
+ */
+export const metrics = fp(async function metrics (app: FastifyInstance) {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'invsys_' })
+  // The route pattern, not the URL: ids would make every request its own series.
+  const labelNames = ['method', 'route', 'status'] as const
+  const requests = new Counter({ name: 'invsys_http_requests_total', help: 'HTTP requests answered, by route pattern and status', labelNames, registers: [registry] })
+  const latency = new Histogram({
+    name: 'invsys_http_request_duration_seconds',
+    help: 'Time to answer, by route pattern and status',
+    labelNames,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry]
+  })
+  const errors = new Counter({ name: 'invsys_error_responses_total', help: 'Error responses by code', labelNames: ['code'], registers: [registry] })
+  const conflicts = new Counter({
+    name: 'invsys_booking_conflicts_total',
+    help: 'Bookings refused because the slot was taken (409 ALLOCATION_CONFLICT)',
+    registers: [registry]
+  })
+  const pool = app.pg.pool
+  registry.registerMetric(new Gauge({
+    name: 'invsys_db_pool_connections',
+    help: 'The database pool: connections held (total), idle, requests waiting for one, and the size (max, PG_POOL_MAX)',
+    labelNames: ['state'],
+    registers: [],
+    collect () {
+      this.set({ state: 'total' }, pool.totalCount)
+      this.set({ state: 'idle' }, pool.idleCount)
+      this.set({ state: 'waiting' }, pool.waitingCount)
+      this.set({ state: 'max' }, app.config.poolMax)
+    }
+  }))
+
+  app.addHook('onResponse', async (request, reply: FastifyReply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    if (route === METRICS_PATH) return
+    const labels = { method: request.method, route, status: String(reply.statusCode) }
+    requests.inc(labels)
+    latency.observe(labels, reply.elapsedTime / 1000)
+    const code = errorCodeOf(reply)
+    if (code) {
+      errors.inc({ code })
+      if (code === 'ALLOCATION_CONFLICT') conflicts.inc()
+    }
+  })
+
+  app.get(METRICS_PATH, {
+    schema: {
+      tags: ['operations'],
+      summary: 'Prometheus metrics of this process (not routed by nginx)',
+      response: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } }
+    }
+  }, async (_request, reply) => {
+    return reply.header('Content-Type', registry.contentType).send(await registry.metrics())
+  })
+}, { name: 'invsys-metrics', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database'] })
