@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -12,6 +12,7 @@ import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
 import { jsonBodies, loadShedding } from './plugins/limits.js'
 import { metrics } from './plugins/metrics.js'
+import { openapiDocumenter } from './plugins/openapi.js'
 import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
@@ -47,28 +48,24 @@ const configPlugin = fp(async function config (app: FastifyInstance, options: { 
   app.decorate('config', options.config)
 }, { name: 'invsys-config' })
 
-/**
- * A query parameter with a default (limit, offset, status) may be left out, although
- * its TypeBox schema lists it as required so that handlers see it filled in. The
- * document says what a client may send: such parameters are optional there.
- */
-function documentDefaultsAsOptional ({ schema, url }: { schema: FastifySchema, url: string }) {
-  const query = schema?.querystring as { properties?: Record<string, { default?: unknown }>, required?: string[] } | undefined
-  if (!query?.required || !query.properties) return { schema, url }
-  const required = query.required.filter((name) => query.properties?.[name]?.default === undefined)
-  return { schema: { ...schema, querystring: { ...query, required } }, url }
-}
-
 const openapi = fp(async function openapi (app: FastifyInstance) {
+  // OpenAPI 3.0 rather than 3.1: every code generator and validator reads it (README, "OpenAPI").
+  const documenter = openapiDocumenter()
+  app.addHook('onRoute', documenter.onRoute)
+  app.addHook('onReady', documenter.onReady)
   await app.register(swagger, {
-    transform: documentDefaultsAsOptional,
+    transform: documenter.transform,
+    transformObject: documenter.transformObject,
     openapi: {
       openapi: '3.0.3',
       info: {
         title: 'invsys',
         version: '0.1.0',
+        license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
         description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready, /docs and the calendar feeds\' secret addresses (/feeds/<secret>.ics) are public.'
       },
+      // Relative: the server that serves the document (http://localhost:3000 after npm start, nginx in production).
+      servers: [{ url: '/', description: 'The server that serves this document' }],
       components: {
         securitySchemes: {
           [BEARER_SCHEME]: {

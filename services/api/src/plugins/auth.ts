@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import type { TSchema } from '@sinclair/typebox'
 import { authenticate } from '../database/accounts.js'
 import type { Db } from '../database/db.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
-import { errorResponses } from '../schemas/common.js'
+import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
 import { DEVELOPMENT_ADMIN_TOKEN, hashToken, TOKEN_FORMAT, tokenMatches } from '../tokens.js'
 
 /**
@@ -73,10 +74,8 @@ function documented (schema: FastifySchema | undefined, access: Access): Fastify
   return {
     ...schema,
     security: [{ [BEARER_SCHEME]: [] }],
-    response: {
-      ...errorResponses(401, ...(access === 'admin' ? [403] : [])),
-      ...(schema?.response as object | undefined)
-    }
+    response: mergeErrorResponses(schema?.response as Record<number, TSchema> | undefined,
+      errorResponses({ 401: ['UNAUTHENTICATED', 'INVALID_TOKEN'] }, ...(access === 'admin' ? [{ 403: ['FORBIDDEN'] }] : [])))
   }
 }
 

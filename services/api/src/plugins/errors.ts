@@ -8,51 +8,60 @@ import type { RuleBreach } from '../schemas/rules.js'
 import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
 /**
- * Every code a client can find in an error body, with its status and what it means.
- * This is the one place a status is chosen: errors are made from a code, and the
- * README's error table is checked against this list.
+ * Every code a client can find in an error body, with its status, what it means and
+ * what the client can do about it. This is the one place a status is chosen: errors are
+ * made from a code. The README's error table is checked against this list, and
+ * docs/errors.md is made from it (npm run docs:errors).
  */
 export const ERROR_CODES = {
-  VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field' },
-  BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields' },
-  CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field' },
-  INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)' },
-  UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"' },
-  INVALID_TOKEN: { status: 401, meaning: 'the token is malformed, unknown or revoked' },
-  FORBIDDEN: { status: 403, meaning: 'the role, or the owner of the thing, does not allow it' },
-  NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route' },
-  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method' },
-  NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows' },
-  REQUEST_TIMEOUT: { status: 408, meaning: 'the request did not arrive in time' },
-  ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap' },
-  ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead' },
-  ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed' },
-  HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again' },
-  STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status' },
-  NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time' },
-  SERIES_CONFLICT: { status: 409, meaning: 'an all_or_nothing series collides; conflicts lists each colliding occurrence with the allocations in its way' },
-  DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken' },
-  IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)' },
-  REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)' },
-  CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry' },
-  IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly' },
-  IDS_EXHAUSTED: { status: 409, meaning: 'no id is left to generate (a PUT chose the largest, 9007199254740991); choose ids with PUT' },
-  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT' },
-  URI_TOO_LONG: { status: 414, meaning: 'the URL is too long' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json' },
-  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key' },
-  RULE_MIN_DURATION: { status: 422, meaning: 'a member\'s booking is shorter than the resource\'s min_duration; rule says which and its limit' },
-  RULE_MAX_DURATION: { status: 422, meaning: 'a member\'s booking is longer than the resource\'s max_duration; rule says which and its limit' },
-  RULE_MIN_NOTICE: { status: 422, meaning: 'a member\'s booking starts sooner than min_notice from now; rule says which and its limit' },
-  RULE_MAX_ADVANCE: { status: 422, meaning: 'a member\'s booking starts later than max_advance from now; rule says which and its limit' },
-  RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false' },
-  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large' },
-  INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id' },
-  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached, or did not answer in time; retry after Retry-After seconds' },
-  SERVER_BUSY: { status: 503, meaning: 'the server is overloaded and sheds requests; retry after Retry-After seconds' }
-} as const satisfies Record<string, { status: number, meaning: string }>
+  VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field', action: 'fix the field the message names (the OpenAPI document gives each field\'s rules) and send again' },
+  BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields', action: 'send valid JSON and a well-formed URL; for a rule between fields, the message says which' },
+  CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field', action: 'change the value the message names: the same value is refused every time' },
+  INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)', action: 'send a value PostgreSQL can store (years 4713 BC to 294276 AD, numbers within range)' },
+  UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"', action: 'send "Authorization: Bearer <token>"; an admin makes tokens (POST /api/accounts/{id}/tokens, npm run token)' },
+  INVALID_TOKEN: { status: 401, meaning: 'the token is malformed, unknown or revoked', action: 'check that the whole token was sent; a revoked token never works again, so ask for a new one' },
+  FORBIDDEN: { status: 403, meaning: 'the role, or the owner of the thing, does not allow it', action: 'ask an admin to do it; members change only their own bookings and tokens' },
+  NOT_FOUND: { status: 404, meaning: 'no such thing, or no such route', action: 'check the id and the path (under /api/<plural>, a resource of another type is not found)' },
+  METHOD_NOT_ALLOWED: { status: 405, meaning: 'the route does not take that method', action: 'use a method the route takes (the OpenAPI document lists them)' },
+  NOT_ACCEPTABLE: { status: 406, meaning: 'the reply cannot be given in a type the Accept header allows', action: 'accept application/json (text/calendar for .ics feeds)' },
+  REQUEST_TIMEOUT: { status: 408, meaning: 'the request did not arrive in time', action: 'send the whole request promptly; retry on a better connection' },
+  ALLOCATION_CONFLICT: { status: 409, meaning: 'the slot is taken; conflicts lists the allocations that overlap', action: 'pick another time or resource (GET …/free and GET /api/slots show what is free)' },
+  ALLOCATION_CANCELLED: { status: 409, meaning: 'the allocation is cancelled and cannot change; book again instead', action: 'book again: a cancelled allocation stays as history and cannot change' },
+  ALREADY_CONFIRMED: { status: 409, meaning: 'confirming an allocation that is already confirmed', action: 'nothing: the allocation is confirmed already' },
+  HOLD_EXPIRED: { status: 409, meaning: 'the hold ran out before it was confirmed; book again', action: 'book again, as a hold or confirmed, if the slot is still free' },
+  STATUS_TRANSITION: { status: 409, meaning: 'the allocation cannot change to that status', action: 'read the allocation to see its status now: a hold may be confirmed, cancelled or expire, nothing else changes status' },
+  NO_AVAILABILITY: { status: 409, meaning: 'book-any-free found no resource free for the whole time', action: 'try another time or site, or find free slots with GET /api/slots' },
+  SERIES_CONFLICT: { status: 409, meaning: 'an all_or_nothing series collides; conflicts lists each colliding occurrence with the allocations in its way', action: 'move the series, or send mode skip_conflicts to book the free occurrences only' },
+  DUPLICATE: { status: 409, meaning: 'a name or MAC that must be unique is taken', action: 'choose another name (or MAC address), or rename the thing that has it' },
+  IN_USE: { status: 409, meaning: 'still needed by other things (allocations ahead, resources at a site, containers in a freezer)', action: 'move or delete what still needs it first (a resource: or delete with ?force=true)' },
+  REFERENCE_NOT_FOUND: { status: 409, meaning: 'an id in the body names nothing (a site, a type, a freezer)', action: 'create the thing first, or correct the id in the body' },
+  CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry', action: 'send the request again: it changed nothing' },
+  IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly', action: 'send it again after Retry-After seconds, with the same key and body: you get the first response' },
+  IDS_EXHAUSTED: { status: 409, meaning: 'no id is left to generate (a PUT chose the largest, 9007199254740991); choose ids with PUT', action: 'create with PUT and an id of your choice, or ask an operator to renumber' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT', action: 'send a smaller body (BODY_LIMIT, 1 MiB unless configured)' },
+  URI_TOO_LONG: { status: 414, meaning: 'the URL is too long', action: 'send a shorter URL: fewer or shorter query parameters' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json', action: 'send the body as JSON with Content-Type: application/json' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, meaning: 'the Idempotency-Key was used with another body; use a new key', action: 'use a new key for a new request; resend the first body to get its response' },
+  RULE_MIN_DURATION: { status: 422, meaning: 'a member\'s booking is shorter than the resource\'s min_duration; rule says which and its limit', action: 'book a longer time (GET /api/resources/{id}/rules gives the limits), or ask an admin to book it' },
+  RULE_MAX_DURATION: { status: 422, meaning: 'a member\'s booking is longer than the resource\'s max_duration; rule says which and its limit', action: 'book a shorter time, or ask an admin to book it' },
+  RULE_MIN_NOTICE: { status: 422, meaning: 'a member\'s booking starts sooner than min_notice from now; rule says which and its limit', action: 'book a time further ahead, or ask an admin to book it' },
+  RULE_MAX_ADVANCE: { status: 422, meaning: 'a member\'s booking starts later than max_advance from now; rule says which and its limit', action: 'book it later, once the start is within max_advance, or ask an admin to book it' },
+  RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false', action: 'give both starts_at and ends_at, or ask an admin to book it open-ended' },
+  HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large', action: 'send smaller headers' },
+  INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id', action: 'report it with the reply\'s X-Request-Id: the server logged the cause' },
+  DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached, or did not answer in time; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' },
+  SERVER_BUSY: { status: 503, meaning: 'the server is overloaded and sheds requests; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' }
+} as const satisfies Record<string, ErrorInfo>
 
 export type ErrorCode = keyof typeof ERROR_CODES
+
+/** A code's entry in ERROR_CODES. */
+export interface ErrorInfo {
+  status: number
+  meaning: string
+  /** What a client should do about it (docs/errors.md); every code has one (error-codes.test.ts). */
+  action?: string
+}
 
 /** An error the client caused or must hear about, carried to the reply as it is. */
 export class HttpError extends Error {
@@ -153,7 +162,7 @@ function isPgError (error: unknown): error is PgError {
  * What each named constraint means to a client. The database enforces the rule; this
  * table only turns its name into a sentence that names the field.
  */
-const CONSTRAINT_MESSAGES: Record<string, string> = {
+export const CONSTRAINT_MESSAGES: Record<string, string> = {
   site_id_range: 'id must be from 1 to 9007199254740991',
   account_id_range: 'id must be from 1 to 9007199254740991',
   site_name_not_blank: 'name must not be blank',
@@ -188,7 +197,7 @@ const STATE_CONFLICTS: Record<string, () => HttpError> = {
 }
 
 /** Foreign keys read differently when the referenced row is missing and when it is still in use. */
-const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> = {
+export const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: string }> = {
   resource_site_id_fkey: { missing: 'site_id does not name an existing site', inUse: 'the site still has resources; move or delete them first' },
   resource_type_fkey: { missing: 'type is not a known resource type', inUse: 'the resource type is still used by resources' },
   container_freezer_fkey: { missing: 'freezer_id does not name an existing freezer', inUse: 'the freezer still holds containers; move or delete them first (or delete with ?force=true)' },

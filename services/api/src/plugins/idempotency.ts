@@ -5,7 +5,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { actorOf } from './auth.js'
 import { claimKey, completeKey, findKey, purgeExpiredKeys, releaseKey, type KeyClaim } from '../database/idempotency.js'
 import { ConflictError, HttpError } from './errors.js'
-import { errorResponses } from '../schemas/common.js'
+import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -46,12 +46,12 @@ function hashBody (body: unknown): string {
 function addToSchema (route: RouteOptions): void {
   const schema = route.schema ?? {}
   const response = (schema.response ?? {}) as Record<number, TSchema>
-  const errors = errorResponses(409, 422)
+  const errors = errorResponses({ 409: ['IDEMPOTENCY_KEY_IN_USE'], 422: ['IDEMPOTENCY_KEY_REUSED'] })
   route.schema = {
     ...schema,
     headers: schema.headers ?? IdempotencyHeaders,
-    // Keep a route's own 409 (allocations list their conflicts); add the generic one otherwise.
-    response: { ...errors, ...response }
+    // A route's own 409 is kept (allocations list their conflicts), with this code added.
+    response: mergeErrorResponses(response, errors)
   }
 }
 

@@ -38,7 +38,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Create an account (it has no token until one is created for it)',
       description: 'role defaults to member. 409 DUPLICATE when the name is taken (ignoring case).',
       body: AccountInput,
-      response: { 201: Account, ...errorResponses(...WRITE_ERRORS, 409) }
+      response: { 201: Account, ...errorResponses(...WRITE_ERRORS, { 409: ['DUPLICATE'] }) }
     }
   }, async (request, reply) => {
     const account = await createAccount(db, request.body.name, request.body.role ?? 'member')

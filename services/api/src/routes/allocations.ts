@@ -16,7 +16,7 @@ import {
   Allocation, AllocationConflictBody, AllocationInput, AllocationListQuery, AllocationParams, AllocationPatch,
   AllocationEvent, BookAnyInput, ConfirmInput, HistoryQuery, ResourceAllocationListQuery, ResourceAllocationParams
 } from '../schemas/allocations.js'
-import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
+import { errorResponses, NoContent, READ_ERRORS, withErrorCodes, WRITE_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
 import { RuleViolationBody } from '../schemas/rules.js'
 import type { Family } from './families.js'
@@ -24,11 +24,24 @@ import { sendPage } from './paging.js'
 import { assertWindow } from './window.js'
 
 /**
- * 409 on a write that collides: the allocation conflict body also lists what overlaps.
+/**
+ * 409 on a write that collides: the allocation conflict body also lists what overlaps;
+ * a move also meets cancelled allocations and run-out holds.
  * 403: a member's write of maintenance, or to someone else's allocation. 422: a member's
  * booking breaks a booking rule (the body names it in `rule`).
  */
-const writeErrors = { ...errorResponses(...WRITE_ERRORS, 403, 404), 409: AllocationConflictBody, 422: RuleViolationBody }
+const RULE_CODES = ['RULE_MIN_DURATION', 'RULE_MAX_DURATION', 'RULE_MIN_NOTICE', 'RULE_MAX_ADVANCE', 'RULE_OPEN_ENDED']
+const ruleErrors = { 422: withErrorCodes(RuleViolationBody, RULE_CODES) }
+const createErrors = {
+  ...errorResponses(...WRITE_ERRORS, 403, 404),
+  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT']),
+  ...ruleErrors
+}
+const moveErrors = {
+  ...errorResponses(...WRITE_ERRORS, 403, 404),
+  409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT', 'ALLOCATION_CANCELLED', 'HOLD_EXPIRED']),
+  ...ruleErrors
+}
 
 /** status and hold_seconds go together: a hold must say how long it lasts, and only a hold may. */
 function newAllocation (body: AllocationInput): NewAllocation {
@@ -75,7 +88,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
       description: 'The caller owns the new allocation. A member asking for kind maintenance gets 403. 409 with code ALLOCATION_CONFLICT and the allocations in the way when the slot is taken, buffers included (GET …/rules). 422 RULE_* when a member breaks a booking rule (length, notice, advance, open end); admins are exempt. Times are half-open [starts_at, ends_at). With status held and hold_seconds it is a hold: it blocks the slot until expires_at unless confirmed.',
       params: ResourceParams,
       body: AllocationInput,
-      response: { 201: Allocation, ...writeErrors }
+      response: { 201: Allocation, ...createErrors }
     }
   }, async (request, reply) => {
     const actor = actorOf(request)
@@ -115,7 +128,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
       description: 'New times are checked by the same exclusion constraint as a new booking, with the buffers in force now: 409 ALLOCATION_CONFLICT lists what is in the way. A member\'s new times are judged by the booking rules too (422 RULE_*; notice and advance only when the start moves). A cancelled allocation cannot be changed (409). A member changing someone else\'s allocation, or setting kind maintenance, gets 403.',
       params,
       body: AllocationPatch,
-      response: { 200: Allocation, ...writeErrors }
+      response: { 200: Allocation, ...moveErrors }
     }
   }, async (request) => {
     const { id, scope } = locate(request.params as Record<string, string>)
@@ -148,7 +161,7 @@ function registerAllocationItemRoutes<P extends TSchema> (
       description: 'Turns a held allocation into a confirmed one (expires_at becomes null). 409 HOLD_EXPIRED once the hold has run out, ALREADY_CONFIRMED when it is confirmed, ALLOCATION_CANCELLED when it is cancelled. A member confirming someone else\'s hold gets 403. No body is needed.',
       params,
       body: ConfirmInput,
-      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 404, 409) }
+      response: { 200: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 404, { 409: ['HOLD_EXPIRED', 'ALREADY_CONFIRMED', 'ALLOCATION_CANCELLED'] }) }
     },
     // Fastify validates an absent body as undefined, which no object schema accepts.
     preValidation: async (request) => { request.body ??= {} }
@@ -203,7 +216,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
       summary: 'Book any free resource of a type',
       description: 'Picks the first resource of the type (at site_id, when given), by name, with nothing blocking [starts_at, ends_at) (buffers included) and, for members, whose booking rules allow it, and books it in one step for the caller, who owns it. Under concurrent requests it moves on to the next candidate instead of failing. 409 NO_AVAILABILITY when none is free; 422 RULE_* when every resource\'s rules forbid a member\'s booking. A member asking for kind maintenance gets 403.',
       body: BookAnyInput(typeNames),
-      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, 409), 422: RuleViolationBody }
+      response: { 201: Allocation, ...errorResponses(...WRITE_ERRORS, 403, { 409: ['NO_AVAILABILITY', 'REFERENCE_NOT_FOUND'] }), ...ruleErrors }
     }
   }, async (request, reply) => {
     const { type, site_id: siteId, ...fields } = request.body

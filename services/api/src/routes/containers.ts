@@ -60,7 +60,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Describe a container or move it to another freezer',
       params: ContainerParams,
       body: ContainerPatch,
-      response: { 200: Container, ...errorResponses(...WRITE_ERRORS, 404, 409) }
+      response: { 200: Container, ...errorResponses(...WRITE_ERRORS, 404, { 409: ['REFERENCE_NOT_FOUND'] }) }
     }
   }, async (request) => {
     return await patchContainer(db, request.params.id, request.body) ?? Promise.reject(noContainer(request.params.id))

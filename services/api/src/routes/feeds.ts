@@ -69,7 +69,7 @@ export const feedRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
       summary: 'Create a calendar feed: a secret address calendar applications subscribe to',
       description: 'A label and exactly one scope: resource_id (one resource), site_id (the resources at a site), type (every resource of a type) or "mine": true (the allocations the caller owns). The reply\'s url is the only time the secret is shown: the server keeps only its SHA-256. No scope or two: 400; an unknown type: 400; a resource_id or site_id that names nothing: 409 REFERENCE_NOT_FOUND.',
       body: FeedInput(typeNames),
-      response: { 201: NewFeed(typeNames), ...errorResponses(...WRITE_ERRORS, 409) }
+      response: { 201: NewFeed(typeNames), ...errorResponses(...WRITE_ERRORS, { 409: ['REFERENCE_NOT_FOUND'] }) }
     }
   }, async (request, reply) => {
     const { label, ...given } = request.body

@@ -14,6 +14,9 @@ import type { Family } from './families.js'
 import { sendPage } from './paging.js'
 import { assertWindow } from './window.js'
 
+/** A name or MAC that is taken, or a site_id that names no site. */
+const NAME_CONFLICTS = { 409: ['DUPLICATE', 'REFERENCE_NOT_FOUND'] }
+
 /**
  * The resources of one family. The generic family takes `type` in bodies and filters;
  * a per-type family fixes it, and treats a resource of another type as absent.
@@ -47,7 +50,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
 
   api.post(base, {
     config: { access: 'admin', idempotent: true },
-    schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, 409) } }
+    schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS) } }
   }, async (request, reply) => {
     const resource = await createResource(db, withType(request.body as ResourceInput))
     return reply.code(201).header('Location', `${base}/${resource.id}`).send(resource)
@@ -69,7 +72,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
         (type ? ' 404 when the id belongs to a resource of another type.' : ''),
       params: ResourceParams,
       body: input,
-      response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, 409, ...(type ? [404] : [])) }
+      response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS, ...(type ? [404] : [])) }
     }
   }, async (request, reply) => {
     const result = await upsertResource(db, request.params.id, withType(request.body as ResourceInput), type !== undefined)
@@ -80,7 +83,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
 
   api.patch(`${base}/:id`, {
     config: { access: 'admin' },
-    schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, 409) } }
+    schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, NAME_CONFLICTS) } }
   }, async (request) => {
     return await patchResource(db, request.params.id, type, request.body) ?? Promise.reject(notFound(request.params.id))
   })
@@ -93,7 +96,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
       description: '409 while it has allocations that have not ended (or, for a freezer, containers), unless ?force=true, which deletes those with it. Past allocations always go with it.',
       params: ResourceParams,
       querystring: DeleteResourceQuery,
-      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, 409) }
+      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, { 409: ['IN_USE'] }) }
     }
   }, async (request, reply) => {
     if (!await removeResource(db, request.params.id, type, request.query.force ?? false, actorOf(request).id)) throw notFound(request.params.id)

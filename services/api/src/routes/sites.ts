@@ -65,7 +65,7 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Delete a site',
       description: '409 while resources are kept at the site.',
       params: SiteParams,
-      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, 409) }
+      response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404, { 409: ['IN_USE'] }) }
     }
   }, async (request, reply) => {
     if (!await deleteSite(db, request.params.id)) throw notFound(request.params.id)

@@ -16,7 +16,7 @@ export const Account = Type.Object({
   name: Type.String(),
   role: Role,
   created_at: DateTime
-}, { examples: [{ id: 2, name: 'priya', role: 'member', created_at: '2026-01-05T10:00:00Z' }] })
+}, { title: 'Account', examples: [{ id: 2, name: 'priya', role: 'member', created_at: '2026-01-05T10:00:00Z' }] })
 export type Account = Static<typeof Account>
 
 /** Who is acting: what authorisation and the audit columns need of an account. */
@@ -26,7 +26,7 @@ export type Actor = Pick<Account, 'id' | 'role'>
 export const AccountInput = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 100, description: 'Unique, ignoring case; letters, digits and . _ @ -', examples: ['priya'] }),
   role: Type.Optional(Role)
-}, { additionalProperties: false, description: 'role defaults to member', examples: [{ name: 'priya', role: 'member' }] })
+}, { title: 'AccountInput', additionalProperties: false, description: 'role defaults to member', examples: [{ name: 'priya', role: 'member' }] })
 export type AccountInput = Static<typeof AccountInput>
 
 export const AccountParams = Type.Object({ id: AccountId })
@@ -42,6 +42,7 @@ export const ApiToken = Type.Object({
   last_used_at: Nullable(DateTime),
   revoked_at: Nullable(DateTime)
 }, {
+  title: 'ApiToken',
   examples: [{
     id: '9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d',
     account_id: 2,
@@ -59,6 +60,7 @@ export const NewApiToken = Type.Object({
   ...ApiToken.properties,
   token: Type.String({ description: 'Send as "Authorization: Bearer <token>". Shown this once: store it now', examples: ['invsys_YO7hOQCdZp1DzUd-i7pXE8ISzibTKLv1F06gTyC4D-M'] })
 }, {
+  title: 'NewApiToken',
   examples: [{
     id: '9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d',
     account_id: 2,
@@ -74,7 +76,7 @@ export type NewApiToken = Static<typeof NewApiToken>
 
 export const TokenInput = Type.Object({
   label: Type.Optional(Nullable(Text(200)))
-}, { additionalProperties: false, description: 'label is optional: {} is a valid body', examples: [{ label: 'laptop' }] })
+}, { title: 'TokenInput', additionalProperties: false, description: 'label is optional: {} is a valid body', examples: [{ label: 'laptop' }] })
 export type TokenInput = Static<typeof TokenInput>
 
 export const TokenParams = Type.Object({ id: Uuid })
@@ -84,5 +86,5 @@ export const TokenListQuery = Type.Object({ ...PageQuery }, { additionalProperti
 export const Me = Type.Object({
   ...Account.properties,
   token_id: Uuid
-}, { examples: [{ id: 2, name: 'priya', role: 'member', created_at: '2026-01-05T10:00:00Z', token_id: '9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d' }] })
+}, { title: 'Me', examples: [{ id: 2, name: 'priya', role: 'member', created_at: '2026-01-05T10:00:00Z', token_id: '9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d' }] })
 export type Me = Static<typeof Me>

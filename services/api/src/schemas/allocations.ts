@@ -35,6 +35,7 @@ export const Allocation = Type.Object({
   buffer_after: Type.Union([Type.String(), Type.Null()], { description: 'Time kept free after it (ISO 8601 duration): the resource\'s buffer_after rule when it was booked or last moved; null: none' }),
   series_id: Type.Union([Uuid, Type.Null()], { description: 'The recurring series it is an occurrence of (GET /api/series/{id}); null for a single booking' })
 }, {
+  title: 'Allocation',
   examples: [{
     id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
     resource_id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90',
@@ -74,6 +75,7 @@ const holdFields = {
 
 /** starts_at and ends_at are required so that an open end is always said out loud (null), never implied. */
 export const AllocationInput = Type.Object({ ...timeFields, ...otherFields, ...holdFields }, {
+  title: 'AllocationInput',
   additionalProperties: false,
   description: 'starts_at: null means from the beginning of time, ends_at: null until further notice. status held with hold_seconds reserves the slot until confirmed or expired.',
   examples: [
@@ -91,6 +93,7 @@ export const BookAnyInput = (types: string[]) => Type.Object({
   ...otherFields,
   ...holdFields
 }, {
+  title: 'BookAnyInput',
   additionalProperties: false,
   description: 'Books the first free resource of the type (at site_id, when given), by name. starts_at/ends_at as for any allocation; status held with hold_seconds makes it a hold.',
   examples: [{ type: 'car', site_id: 1, starts_at: '2030-06-01T09:00:00Z', ends_at: '2030-06-01T17:00:00Z', description: 'Airport run' }]
@@ -98,6 +101,7 @@ export const BookAnyInput = (types: string[]) => Type.Object({
 export type BookAnyInput = Static<ReturnType<typeof BookAnyInput>>
 
 export const AllocationPatch = Type.Partial(Type.Object({ ...timeFields, ...otherFields }), {
+  title: 'AllocationPatch',
   additionalProperties: false,
   examples: [{ starts_at: '2030-06-01T10:00:00Z', ends_at: '2030-06-01T18:00:00Z' }]
 })
@@ -106,7 +110,7 @@ export type AllocationPatch = Static<typeof AllocationPatch>
 export const AllocationParams = Type.Object({ id: Uuid })
 
 /** Confirming takes no fields: no body at all, or {} for clients that always send one. */
-export const ConfirmInput = Type.Object({}, { additionalProperties: false, description: 'No body, or {}', examples: [{}] })
+export const ConfirmInput = Type.Object({}, { title: 'ConfirmInput', additionalProperties: false, description: 'No body, or {}', examples: [{}] })
 // Flat (not a union holding Status) so that a bad value is reported as the list of allowed ones.
 export const AllocationStatusFilter = Type.Union([...Status.anyOf, Type.Literal('all')], { default: 'confirmed', description: 'Status as of now (default confirmed; all for every status)' })
 export const ResourceAllocationParams = Type.Object({ id: Uuid, allocation_id: Uuid })
@@ -153,7 +157,7 @@ const AllocationSnapshot = Type.Object({
   cancelled_at: Nullable(DateTime),
   expires_at: Nullable(DateTime),
   series_id: Type.Optional(Nullable(Uuid))
-}, { additionalProperties: true })
+}, { title: 'AllocationSnapshot', additionalProperties: true })
 
 export const AllocationEvent = Type.Object({
   id: Type.Integer({ description: 'Increases with every change recorded' }),
@@ -168,6 +172,7 @@ export const AllocationEvent = Type.Object({
   old: Nullable(AllocationSnapshot),
   new: Nullable(AllocationSnapshot)
 }, {
+  title: 'AllocationEvent',
   examples: [{
     id: 42,
     allocation_id: '0d6a3c55-2a8e-4f0e-8a53-6f0b2d9c1e77',
@@ -189,4 +194,4 @@ export const AllocationConflictBody = Type.Object({
   // Optional: a 409 on these routes may also be another conflict (a cancelled allocation,
   // a concurrent change); a required property missing there would fail to serialise as a 500.
   conflicts: Type.Optional(Type.Array(Allocation))
-}, { description: 'Conflict. When the slot is taken (code ALLOCATION_CONFLICT), conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })
+}, { title: 'AllocationConflictError', description: 'Conflict. When the slot is taken (code ALLOCATION_CONFLICT), conflicts lists the allocations that overlap', examples: [{ statusCode: 409, code: 'ALLOCATION_CONFLICT', error: 'Conflict', message: 'the resource is already allocated during that time (1 overlapping allocation)', conflicts: [] }] })

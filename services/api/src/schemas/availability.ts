@@ -22,7 +22,7 @@ export const Duration = Type.String({
 export const FreeTime = Type.Object({
   starts_at: DateTime,
   ends_at: DateTime
-}, { examples: [{ starts_at: '2030-06-01T11:00:00Z', ends_at: '2030-06-01T14:00:00Z' }] })
+}, { title: 'FreeTime', examples: [{ starts_at: '2030-06-01T11:00:00Z', ends_at: '2030-06-01T14:00:00Z' }] })
 export type FreeTime = Static<typeof FreeTime>
 
 export const FreeTimeQuery = Type.Object({
@@ -37,6 +37,7 @@ export const Slot = Type.Object({
   starts_at: DateTime,
   ends_at: DateTime
 }, {
+  title: 'Slot',
   description: 'A free gap at least as long as the duration asked for; it may be longer (ends_at is where the gap ends, within the window)',
   examples: [{ resource_id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90', resource_name: 'AV-01 Aurora', starts_at: '2030-06-01T11:00:00Z', ends_at: '2030-06-01T14:00:00Z' }]
 })

@@ -43,13 +43,67 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   503: 'The database cannot be reached'
 }
 
-/** Response entries for the error statuses a route can answer, all with the shared error body. */
-export function errorResponses (...statuses: number[]): Record<number, TSchema> {
+/**
+ * The error codes a response can carry, where a route can name them: `{ 409: ['IN_USE'] }`.
+ * A status named without codes may carry any code of that status (plugins/errors.ts).
+ */
+export type ErrorCodes = Readonly<Record<number, readonly string[]>>
+
+/**
+ * The schema keyword that carries a response's codes to the OpenAPI document, which
+ * shows an example of each (and checks at boot that each has that status).
+ */
+export const ERROR_CODES_KEYWORD = 'x-error-codes'
+
+function errorResponse (status: number, codes: readonly string[] | undefined): TSchema {
+  return Type.Object(ErrorBody.properties, {
+    additionalProperties: true,
+    description: ERROR_DESCRIPTIONS[status],
+    ...(codes ? { [ERROR_CODES_KEYWORD]: [...codes] } : {})
+  })
+}
+
+/** `schema` (an error body of its own, such as one with `conflicts`) carrying `codes`. */
+export function withErrorCodes<T extends TSchema> (schema: T, codes: readonly string[]): T {
+  return { ...schema, [ERROR_CODES_KEYWORD]: [...codes] }
+}
+
+const codesOf = (schema: TSchema | undefined): string[] | undefined => schema?.[ERROR_CODES_KEYWORD] as string[] | undefined
+
+/**
+ * Response entries for the error statuses a route can answer, all with the shared error
+ * body: statuses (`404`), or statuses with the codes the route can answer with them
+ * (`{ 409: ['DUPLICATE', 'REFERENCE_NOT_FOUND'] }`), which then replace "any code".
+ */
+export function errorResponses (...entries: Array<number | ErrorCodes>): Record<number, TSchema> {
   const responses: Record<number, TSchema> = {}
-  for (const status of statuses) {
-    responses[status] = Type.Object(ErrorBody.properties, { additionalProperties: true, description: ERROR_DESCRIPTIONS[status] })
+  for (const entry of entries) {
+    const named: Record<number, readonly string[] | undefined> = typeof entry === 'number' ? { [entry]: undefined } : entry
+    for (const [key, codes] of Object.entries(named)) {
+      const status = Number(key)
+      const before = codesOf(responses[status])
+      if (codes === undefined && responses[status]) continue
+      responses[status] = errorResponse(status, codes && [...new Set([...(before ?? []), ...codes])])
+    }
   }
   return responses
+}
+
+/**
+ * A route's responses with `added` (a plugin's: auth's 401, idempotency's 409 and 422)
+ * merged in: the route's own schema is kept, and its codes gain the added ones; a status
+ * the route names without codes already allows them all.
+ */
+export function mergeErrorResponses (own: Record<number, TSchema> | undefined, added: Record<number, TSchema>): Record<number, TSchema> {
+  const merged: Record<number, TSchema> = { ...added, ...own }
+  for (const [key, schema] of Object.entries(added)) {
+    const status = Number(key)
+    const mine = own?.[status]
+    const codes = codesOf(mine)
+    if (!mine || !codes) continue
+    merged[status] = withErrorCodes(mine, [...new Set([...codes, ...(codesOf(schema) ?? [])])])
+  }
+  return merged
 }
 
 /** Errors any route that reads the database may answer; writes add 413 and 415. */

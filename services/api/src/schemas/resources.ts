@@ -17,6 +17,7 @@ export const Resource = Type.Object({
   created_at: DateTime,
   updated_at: DateTime
 }, {
+  title: 'Resource',
   examples: [{
     id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90',
     type: 'car',
@@ -33,7 +34,7 @@ export const ResourceType = Type.Object({
   name: Type.String({ examples: ['car'] }),
   plural: Type.String({ examples: ['cars'] }),
   category: Type.Union([Type.Literal('vehicle'), Type.Literal('instrument')])
-})
+}, { title: 'ResourceType' })
 export type ResourceType = Static<typeof ResourceType>
 
 export const ResourceTypeListQuery = Type.Object({ ...PageQuery }, { additionalProperties: false })
@@ -48,6 +49,7 @@ const commonFields = {
 
 /** Body of POST /api/resources and PUT /api/resources/:id: type is part of the resource. */
 export const ResourceInput = (types: string[]) => Type.Object({ type: TypeName(types), ...commonFields }, {
+  title: 'ResourceInput',
   additionalProperties: false,
   examples: [{ type: 'computer', name: 'seq-ws-03', site_id: 2, mac: '08:00:2b:01:02:05' }]
 })
@@ -55,17 +57,20 @@ export type ResourceInput = Static<ReturnType<typeof ResourceInput>>
 
 /** Body of the per-type routes: the path fixes the type. */
 export const TypedResourceInput = Type.Object(commonFields, {
+  title: 'TypedResourceInput',
   additionalProperties: false,
   examples: [{ name: 'AV-04 Drizzle', site_id: 1 }]
 })
 
 export const ResourcePatch = (types: string[]) => Type.Partial(Type.Object({ type: TypeName(types), ...commonFields }), {
+  title: 'ResourcePatch',
   additionalProperties: false,
   examples: [{ site_id: 3 }]
 })
 export type ResourcePatch = Static<ReturnType<typeof ResourcePatch>>
 
 export const TypedResourcePatch = Type.Partial(Type.Object(commonFields), {
+  title: 'TypedResourcePatch',
   additionalProperties: false,
   examples: [{ name: 'AV-04 Drizzle II' }]
 })
@@ -109,6 +114,7 @@ export const Instrument = Type.Object({
   site_name: Nullable(Type.String()),
   mac: Nullable(Type.String())
 }, {
+  title: 'Instrument',
   examples: [{ id: '5b2f0c1e-8d4a-4f7b-9a51-2f3c6d7e8f90', type: 'computer', name: 'seq-ws-01', site_id: 2, site_name: 'Cambridge Lab', mac: '08:00:2b:01:02:03' }]
 })
 export type Instrument = Static<typeof Instrument>

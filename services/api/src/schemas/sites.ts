@@ -12,6 +12,7 @@ export const Site = Type.Object({
   created_at: DateTime,
   updated_at: DateTime
 }, {
+  title: 'Site',
   examples: [{
     id: 1,
     name: 'Site 1',
@@ -45,10 +46,11 @@ const siteExample = {
 }
 
 /** POST and PUT take the whole site; omitted optional fields are null. */
-export const SiteInput = Type.Object(siteFields, { additionalProperties: false, examples: [siteExample] })
+export const SiteInput = Type.Object(siteFields, { title: 'SiteInput', additionalProperties: false, examples: [siteExample] })
 export type SiteInput = Static<typeof SiteInput>
 
 export const SitePatch = Type.Partial(Type.Object(siteFields), {
+  title: 'SitePatch',
   additionalProperties: false,
   examples: [{ contact: 'Dr. Priya Raman' }]
 })
