@@ -90,182 +90,192 @@ function elapsed (start: number): string {
 
 // ---- the run ------------------------------------------------------------------
 
-const runStart = performance.now()
-const startedAt = new Date().toISOString()
-const loadAverageAtStart = os.loadavg()
+async function main (): Promise<void> {
+  const runStart = performance.now()
+  const startedAt = new Date().toISOString()
+  const loadAverageAtStart = os.loadavg()
 
-if (!flag('no-build')) {
-  console.log('npm run build')
-  runToEnd('npm', ['run', 'build', '--silent'], 300_000)
-}
-const pgbenchVersion = ensurePgbench()
-
-const work = await tempDir('invsys-bench-')
-const serverLog = new ServerLog()
-const cluster = await startEmbeddedPostgres({
-  dataDir: path.join(work, 'data'),
-  port: await freePort(),
-  database: 'postgres',
-  onLog: (chunk) => serverLog.append(chunk)
-})
-defer('stop PostgreSQL', () => cluster.stop())
-const admin = new pg.Client({ connectionString: cluster.url })
-await admin.connect()
-defer('close the admin connection', () => admin.end())
-const postgresVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!
-const postgresSettings = Object.fromEntries((await admin.query<{ name: string, setting: string }>(`
-  SELECT name, current_setting(name) AS setting FROM pg_settings
-  WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_connections')
-  ORDER BY name`)).rows.map((row) => [row.name, row.setting]))
-console.log(`PostgreSQL ${postgresVersion} in ${work} (normal durability: ${JSON.stringify(postgresSettings)})`)
-
-const adminToken = generateToken()
-const tokenHash = hashToken(adminToken)
-const results: ScaleResult[] = []
-
-for (const scale of scales) {
-  const scaleStart = performance.now()
-  const database = `bench_${scale.name}`
-  await admin.query(`CREATE DATABASE "${database}"`)
-  const url = new URL(cluster.url)
-  url.pathname = `/${database}`
-  const databaseUrl = url.toString()
-  const dropDatabase = defer(`drop database ${database}`, () => admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`))
-
-  // -- schema, first admin, data
-  await ensureSchema(databaseUrl, { seed: false })
-  const setup = new pg.Pool({ connectionString: databaseUrl, max: 1 })
-  await createFirstAdmin(setup, { hash: tokenHash, prefix: tokenDisplayPrefix(adminToken) })
-  const adminId = Number((await setup.query<{ id: string }>(`SELECT id FROM account WHERE name = 'admin'`)).rows[0]!.id)
-  const base = daysAgo(350)
-  console.log(`\n[${scale.name}] loading ${scale.lorries.toLocaleString('en-GB')} lorries × ${BOOKINGS_PER_LORRY} bookings (${loadMethod})`)
-  const load = await loadData(databaseUrl, { lorries: scale.lorries, base, method: loadMethod, jobs: loadJobs })
-  console.log(`[${scale.name}] loaded ${load.allocations.toLocaleString('en-GB')} allocations and ${load.historyRows.toLocaleString('en-GB')} history rows in ${load.allocationsSeconds.toFixed(1)} s (resources ${load.resourcesSeconds.toFixed(1)} s, vacuum/analyze/checkpoint ${load.vacuumSeconds.toFixed(1)} s)`)
-  const sizeClient = await setup.connect()
-  const sizes = await relationSizes(sizeClient)
-  sizeClient.release()
-  const sampleIds = (await setup.query<{ id: string }>('SELECT id FROM allocation ORDER BY random() LIMIT 500')).rows.map((row) => row.id)
-  await setup.end()
-
-  // -- requests: random lorries and windows within the loaded span, distinct booking slots
-  const rand = random(20261130)
-  const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!
-  const lorry = () => lorryId(1 + Math.floor(rand() * scale.lorries))
-  const spanDays = BOOKINGS_PER_LORRY * BOOKING_SPACING_DAYS
-  const windowOf = (days: number) => {
-    const from = base.getTime() + Math.floor(rand() * (spanDays - days)) * DAY_MS
-    return { from: iso(from), to: iso(from + days * DAY_MS) }
+  if (!flag('no-build')) {
+    console.log('npm run build')
+    runToEnd('npm', ['run', 'build', '--silent'], 300_000)
   }
-  let booking = 0
-  const nextBooking = () => {
-    const i = booking++
-    const start = Date.UTC(2031, 0, 1) + Math.floor(i / CARS) * 2 * 3600_000
-    return { path: `/api/cars/${carId(1 + (i % CARS))}/allocations`, body: JSON.stringify({ starts_at: iso(start), ends_at: iso(start + 2 * 3600_000), description: 'bench' }) }
-  }
-  const q = (params: Record<string, string>) => new URLSearchParams(params).toString()
-  const routes: RouteSpec[] = [
-    { name: 'GET /health', method: 'GET', auth: false, next: () => ({ path: '/health' }) },
-    { name: 'GET /api/me', method: 'GET', auth: true, next: () => ({ path: '/api/me' }) },
-    { name: 'GET /api/lorries/:id/allocations (month)', method: 'GET', auth: true, next: () => ({ path: `/api/lorries/${lorry()}/allocations?${q(windowOf(30))}` }) },
-    { name: 'GET /api/resources?type=lorry&available_* (day)', method: 'GET', auth: true, next: () => { const w = windowOf(1); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } },
-    { name: 'GET /api/slots?type=lorry&duration=PT2H (week)', method: 'GET', auth: true, next: () => ({ path: `/api/slots?${q({ type: 'lorry', ...windowOf(7), duration: 'PT2H' })}` }) },
-    { name: 'GET /api/resources/:id/free (month)', method: 'GET', auth: true, next: () => ({ path: `/api/resources/${lorry()}/free?${q(windowOf(30))}` }) },
-    { name: 'GET /api/allocations?type=lorry (day)', method: 'GET', auth: true, next: () => ({ path: `/api/allocations?${q({ type: 'lorry', ...windowOf(1) })}` }) },
-    { name: 'GET /api/allocations/:id/history', method: 'GET', auth: true, next: () => ({ path: `/api/allocations/${pick(sampleIds)}/history` }) },
-    { name: 'POST /api/cars/:id/allocations', method: 'POST', auth: true, next: nextBooking }
-  ]
+  const pgbenchVersion = ensurePgbench()
 
-  // -- HTTP: each route warmed up, then measured
-  let api: ApiProcess = await startApi(databaseUrl, adminToken)
-  const measured: RouteResult[] = []
-  for (const route of routes) {
-    await drive(api.url, adminToken, route, { durationSeconds: warmupSeconds, connections })
-    const result = await drive(api.url, adminToken, route, { durationSeconds, connections })
-    measured.push(result)
-    console.log(`[${scale.name}] ${route.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, non-2xx ${result.non2xx}`)
-  }
-  const peak = measured.at(-1)!
-  const halfRate = Math.max(1, Math.floor(peak.requestsPerSecond / 2))
-  const bookingAtHalfPeak = await drive(api.url, adminToken, routes.at(-1)!, { durationSeconds, connections, overallRate: halfRate })
-  console.log(`[${scale.name}] POST at ${halfRate}/s: ${bookingAtHalfPeak.requestsPerSecond.toFixed(0)} req/s, p50 ${bookingAtHalfPeak.p50Ms.toFixed(2)} ms, p99 ${bookingAtHalfPeak.p99Ms.toFixed(2)} ms, non-2xx ${bookingAtHalfPeak.non2xx}`)
-  const apiMemory = await api.memory()
-  await api.stop()
+  const work = await tempDir('invsys-bench-')
+  const serverLog = new ServerLog()
+  const cluster = await startEmbeddedPostgres({
+    dataDir: path.join(work, 'data'),
+    port: await freePort(),
+    database: 'postgres',
+    onLog: (chunk) => serverLog.append(chunk)
+  })
+  defer('stop PostgreSQL', () => cluster.stop())
+  const admin = new pg.Client({ connectionString: cluster.url })
+  await admin.connect()
+  defer('close the admin connection', () => admin.end())
+  const postgresVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!
+  const postgresSettings = Object.fromEntries((await admin.query<{ name: string, setting: string }>(`
+    SELECT name, current_setting(name) AS setting FROM pg_settings
+    WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_connections')
+    ORDER BY name`)).rows.map((row) => [row.name, row.setting]))
+  console.log(`PostgreSQL ${postgresVersion} in ${work} (normal durability: ${JSON.stringify(postgresSettings)})`)
 
-  // -- pgbench: the same statements straight to PostgreSQL
-  const pgbenchDir = path.join(work, `pgbench-${scale.name}`)
-  await fs.mkdir(pgbenchDir)
-  const common = { databaseUrl, clients: pgbenchClients, durationSeconds, workDir: pgbenchDir, adminId, tokenHashHex: tokenHash.toString('hex') }
-  const bare = await runPgbench({ ...common, script: 'bare', timeBase: Date.UTC(2035, 0, 1) / 1000 })
-  const chain = await runPgbench({ ...common, script: 'chain', timeBase: Date.UTC(2040, 0, 1) / 1000 })
-  for (const run of [bare, chain]) {
-    console.log(`[${scale.name}] pgbench ${run.script}: ${run.tps.toFixed(0)} tps, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, failed ${run.failed}`)
+  const adminToken = generateToken()
+  const tokenHash = hashToken(adminToken)
+  const results: ScaleResult[] = []
+
+  for (const scale of scales) {
+    const scaleStart = performance.now()
+    const database = `bench_${scale.name}`
+    await admin.query(`CREATE DATABASE "${database}"`)
+    const url = new URL(cluster.url)
+    url.pathname = `/${database}`
+    const databaseUrl = url.toString()
+    const dropDatabase = defer(`drop database ${database}`, () => admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`))
+
+    // -- schema, first admin, data
+    await ensureSchema(databaseUrl, { seed: false })
+    const setup = new pg.Pool({ connectionString: databaseUrl, max: 1 })
+    await createFirstAdmin(setup, { hash: tokenHash, prefix: tokenDisplayPrefix(adminToken) })
+    const adminId = Number((await setup.query<{ id: string }>(`SELECT id FROM account WHERE name = 'admin'`)).rows[0]!.id)
+    const base = daysAgo(350)
+    console.log(`\n[${scale.name}] loading ${scale.lorries.toLocaleString('en-GB')} lorries × ${BOOKINGS_PER_LORRY} bookings (${loadMethod})`)
+    const load = await loadData(databaseUrl, { lorries: scale.lorries, base, method: loadMethod, jobs: loadJobs })
+    console.log(`[${scale.name}] loaded ${load.allocations.toLocaleString('en-GB')} allocations and ${load.historyRows.toLocaleString('en-GB')} history rows in ${load.allocationsSeconds.toFixed(1)} s (resources ${load.resourcesSeconds.toFixed(1)} s, vacuum/analyze/checkpoint ${load.vacuumSeconds.toFixed(1)} s)`)
+    const sizeClient = await setup.connect()
+    const sizes = await relationSizes(sizeClient)
+    sizeClient.release()
+    const sampleIds = (await setup.query<{ id: string }>('SELECT id FROM allocation ORDER BY random() LIMIT 500')).rows.map((row) => row.id)
+    await setup.end()
+
+    // -- requests: random lorries and windows within the loaded span, distinct booking slots
+    const rand = random(20261130)
+    const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!
+    const lorry = () => lorryId(1 + Math.floor(rand() * scale.lorries))
+    const spanDays = BOOKINGS_PER_LORRY * BOOKING_SPACING_DAYS
+    const windowOf = (days: number) => {
+      const from = base.getTime() + Math.floor(rand() * (spanDays - days)) * DAY_MS
+      return { from: iso(from), to: iso(from + days * DAY_MS) }
+    }
+    let booking = 0
+    const nextBooking = () => {
+      const i = booking++
+      const start = Date.UTC(2031, 0, 1) + Math.floor(i / CARS) * 2 * 3600_000
+      return { path: `/api/cars/${carId(1 + (i % CARS))}/allocations`, body: JSON.stringify({ starts_at: iso(start), ends_at: iso(start + 2 * 3600_000), description: 'bench' }) }
+    }
+    const q = (params: Record<string, string>) => new URLSearchParams(params).toString()
+    const routes: RouteSpec[] = [
+      { name: 'GET /health', method: 'GET', auth: false, next: () => ({ path: '/health' }) },
+      { name: 'GET /api/me', method: 'GET', auth: true, next: () => ({ path: '/api/me' }) },
+      { name: 'GET /api/lorries/:id/allocations (month)', method: 'GET', auth: true, next: () => ({ path: `/api/lorries/${lorry()}/allocations?${q(windowOf(30))}` }) },
+      { name: 'GET /api/resources?type=lorry&available_* (day)', method: 'GET', auth: true, next: () => { const w = windowOf(1); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } },
+      { name: 'GET /api/slots?type=lorry&duration=PT2H (week)', method: 'GET', auth: true, next: () => ({ path: `/api/slots?${q({ type: 'lorry', ...windowOf(7), duration: 'PT2H' })}` }) },
+      { name: 'GET /api/resources/:id/free (month)', method: 'GET', auth: true, next: () => ({ path: `/api/resources/${lorry()}/free?${q(windowOf(30))}` }) },
+      { name: 'GET /api/allocations?type=lorry (day)', method: 'GET', auth: true, next: () => ({ path: `/api/allocations?${q({ type: 'lorry', ...windowOf(1) })}` }) },
+      { name: 'GET /api/allocations/:id/history', method: 'GET', auth: true, next: () => ({ path: `/api/allocations/${pick(sampleIds)}/history` }) },
+      { name: 'POST /api/cars/:id/allocations', method: 'POST', auth: true, next: nextBooking }
+    ]
+
+    // -- HTTP: each route warmed up, then measured
+    let api: ApiProcess = await startApi(databaseUrl, adminToken)
+    const measured: RouteResult[] = []
+    for (const route of routes) {
+      await drive(api.url, adminToken, route, { durationSeconds: warmupSeconds, connections })
+      const result = await drive(api.url, adminToken, route, { durationSeconds, connections })
+      measured.push(result)
+      console.log(`[${scale.name}] ${route.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, non-2xx ${result.non2xx}`)
+    }
+    const peak = measured.at(-1)!
+    const halfRate = Math.max(1, Math.floor(peak.requestsPerSecond / 2))
+    const bookingAtHalfPeak = await drive(api.url, adminToken, routes.at(-1)!, { durationSeconds, connections, overallRate: halfRate })
+    console.log(`[${scale.name}] POST at ${halfRate}/s: ${bookingAtHalfPeak.requestsPerSecond.toFixed(0)} req/s, p50 ${bookingAtHalfPeak.p50Ms.toFixed(2)} ms, p99 ${bookingAtHalfPeak.p99Ms.toFixed(2)} ms, non-2xx ${bookingAtHalfPeak.non2xx}`)
+    const apiMemory = await api.memory()
+    await api.stop()
+
+    // -- pgbench: the same statements straight to PostgreSQL
+    const pgbenchDir = path.join(work, `pgbench-${scale.name}`)
+    await fs.mkdir(pgbenchDir)
+    const common = { databaseUrl, clients: pgbenchClients, durationSeconds, workDir: pgbenchDir, adminId, tokenHashHex: tokenHash.toString('hex') }
+    const bare = await runPgbench({ ...common, script: 'bare', timeBase: Date.UTC(2035, 0, 1) / 1000 })
+    const chain = await runPgbench({ ...common, script: 'chain', timeBase: Date.UTC(2040, 0, 1) / 1000 })
+    for (const run of [bare, chain]) {
+      console.log(`[${scale.name}] pgbench ${run.script}: ${run.tps.toFixed(0)} tps, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, failed ${run.failed}`)
+    }
+
+    // -- what PostgreSQL ran for each route
+    await enableCapture(admin, database)
+    const undoCapture = defer('turn auto_explain off', () => disableCapture(admin, database))
+    api = await startApi(databaseUrl, adminToken)
+    const send = (route: RouteSpec) => async () => {
+      const { path: target, body } = route.next()
+      const res = await fetch(`${api.url}${target}`, {
+        method: route.method,
+        headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body } : {})
+      })
+      await res.arrayBuffer()
+      return res.status
+    }
+    const monthAvailable: RouteSpec = { name: 'GET /api/resources?type=lorry&available_* (month)', method: 'GET', auth: true, next: () => { const w = windowOf(30); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } }
+    const captureList: CaptureRequest[] = [...routes.slice(1, 4), monthAvailable, ...routes.slice(4)].map((route) => ({ label: route.name, run: send(route) }))
+    const captured = await capture(admin, serverLog, captureList)
+    await api.stop()
+    await undoCapture()
+
+    const result: ScaleResult = {
+      name: scale.name,
+      lorries: scale.lorries,
+      allocations: load.allocations,
+      load,
+      sizes,
+      routes: measured,
+      bookingAtHalfPeak,
+      pgbench: { bare, chain },
+      ratios: {
+        meToHealth: measured[1]!.requestsPerSecond / measured[0]!.requestsPerSecond,
+        bookingToChain: peak.requestsPerSecond / chain.tps,
+        bookingToBare: peak.requestsPerSecond / bare.tps
+      },
+      apiMemory,
+      captured
+    }
+    results.push(result)
+    await dropDatabase()
+    console.log(`[${scale.name}] done in ${elapsed(scaleStart)}`)
   }
 
-  // -- what PostgreSQL ran for each route
-  await enableCapture(admin, database)
-  const undoCapture = defer('turn auto_explain off', () => disableCapture(admin, database))
-  api = await startApi(databaseUrl, adminToken)
-  const send = (route: RouteSpec) => async () => {
-    const { path: target, body } = route.next()
-    const res = await fetch(`${api.url}${target}`, {
-      method: route.method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body } : {})
-    })
-    await res.arrayBuffer()
-    return res.status
-  }
-  const monthAvailable: RouteSpec = { name: 'GET /api/resources?type=lorry&available_* (month)', method: 'GET', auth: true, next: () => { const w = windowOf(30); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } }
-  const captureList: CaptureRequest[] = [...routes.slice(1, 4), monthAvailable, ...routes.slice(4)].map((route) => ({ label: route.name, run: send(route) }))
-  const captured = await capture(admin, serverLog, captureList)
-  await api.stop()
-  await undoCapture()
-
-  const result: ScaleResult = {
-    name: scale.name,
-    lorries: scale.lorries,
-    allocations: load.allocations,
-    load,
-    sizes,
-    routes: measured,
-    bookingAtHalfPeak,
-    pgbench: { bare, chain },
-    ratios: {
-      meToHealth: measured[1]!.requestsPerSecond / measured[0]!.requestsPerSecond,
-      bookingToChain: peak.requestsPerSecond / chain.tps,
-      bookingToBare: peak.requestsPerSecond / bare.tps
+  const report: Report = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    quick,
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model ?? 'unknown',
+      memoryGb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      postgres: postgresVersion,
+      pgbench: pgbenchVersion,
+      loadAverageAtStart,
+      note: 'The machine is shared: other work may run during the measurements, and autocannon, the API and PostgreSQL share its cores, so compare ratios within one run rather than absolute numbers across runs.'
     },
-    apiMemory,
-    captured
+    settings: { durationSeconds, warmupSeconds, connections, pgbenchClients, loadMethod, loadJobs, apiPoolMax: 10, postgresSettings },
+    scales: results
   }
-  results.push(result)
-  await dropDatabase()
-  console.log(`[${scale.name}] done in ${elapsed(scaleStart)}`)
+
+  await fs.mkdir(outDir, { recursive: true })
+  await fs.writeFile(path.join(outDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`)
+  await fs.writeFile(path.join(outDir, 'latest.md'), markdown(report))
+  console.log('')
+  for (const scale of results) console.log(`${printTable(scale, report)}\n`)
+  console.log(`reports: ${path.relative(process.cwd(), path.join(outDir, 'latest.md'))} and latest.json; whole run ${elapsed(runStart)}`)
 }
 
-const report: Report = {
-  startedAt,
-  finishedAt: new Date().toISOString(),
-  quick,
-  machine: {
-    cpus: os.cpus().length,
-    model: os.cpus()[0]?.model ?? 'unknown',
-    memoryGb: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    postgres: postgresVersion,
-    pgbench: pgbenchVersion,
-    loadAverageAtStart,
-    note: 'The machine is shared: other work may run during the measurements, and autocannon, the API and PostgreSQL share its cores, so compare ratios within one run rather than absolute numbers across runs.'
-  },
-  settings: { durationSeconds, warmupSeconds, connections, pgbenchClients, loadMethod, loadJobs, apiPoolMax: 10, postgresSettings },
-  scales: results
+try {
+  await main()
+  await cleanupAll()
+  process.exit(0)
+} catch (error) {
+  console.error(error)
+  await cleanupAll()
+  process.exit(1)
 }
-
-await fs.mkdir(outDir, { recursive: true })
-await fs.writeFile(path.join(outDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`)
-await fs.writeFile(path.join(outDir, 'latest.md'), markdown(report))
-console.log('')
-for (const scale of results) console.log(`${printTable(scale, report)}\n`)
-console.log(`reports: ${path.relative(process.cwd(), path.join(outDir, 'latest.md'))} and latest.json; whole run ${elapsed(runStart)}`)
-await cleanupAll()
-process.exit(0)

@@ -124,7 +124,7 @@ const FOREIGN_KEYS_HOLD = `
 const HISTORY_MATCHES = `
   SELECT count(*)::int AS checked, count(*) FILTER (WHERE e.new_row = allocation_snapshot(a))::int AS same,
          (SELECT count(*) FROM allocation)::int AS allocations, (SELECT count(*) FROM allocation_event)::int AS history
-  FROM (SELECT * FROM allocation TABLESAMPLE SYSTEM (1) LIMIT 2000) a
+  FROM (SELECT * FROM allocation ORDER BY random() LIMIT 2000) a
   JOIN allocation_event e ON e.allocation_id = a.id AND e.operation = 'insert'`
 
 async function session (url: string): Promise<pg.Client> {
