@@ -28,7 +28,7 @@ import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest 
 import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, carId, daysAgo, loadData, lorryId, relationSizes, type LoadMethod } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
 import { ensurePgbench, runPgbench } from './lib/pgbench.js'
-import { cleanupAll, defer, freePort, installExitHandlers, runToEnd, tempDir } from './lib/processes.js'
+import { cleanupAll, defer, freePort, installExitHandlers, runToEnd, sleep, tempDir } from './lib/processes.js'
 import { markdown, printTable, type Report, type ScaleResult } from './lib/report.js'
 
 // ---- options -----------------------------------------------------------------
@@ -179,7 +179,19 @@ async function main (): Promise<void> {
     // -- HTTP: each route warmed up, then measured
     let api: ApiProcess = await startApi(databaseUrl, adminToken)
     const measured: RouteResult[] = []
+    // A route whose requests outlive its run (autocannon gives up after 10 s, the API does
+    // not) would still hold the pool during the next route's run: wait for the API's
+    // sessions to go idle first (at most a minute).
+    const waitForIdle = async () => {
+      for (const start = Date.now(); Date.now() - start < 60_000; await sleep(200)) {
+        const { rows } = await admin.query<{ busy: number }>(`SELECT count(*)::int AS busy FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'invsys-api' AND state <> 'idle'`, [database])
+        if (rows[0]!.busy === 0) return
+      }
+      console.log(`[${scale.name}] the API still had busy sessions after 60 s; going on`)
+    }
     for (const route of routes) {
+      await waitForIdle()
       await drive(api.url, adminToken, route, { durationSeconds: warmupSeconds, connections })
       const result = await drive(api.url, adminToken, route, { durationSeconds, connections })
       measured.push(result)
@@ -187,6 +199,7 @@ async function main (): Promise<void> {
     }
     const peak = measured.at(-1)!
     const halfRate = Math.max(1, Math.floor(peak.requestsPerSecond / 2))
+    await waitForIdle()
     const bookingAtHalfPeak = await drive(api.url, adminToken, routes.at(-1)!, { durationSeconds, connections, overallRate: halfRate })
     console.log(`[${scale.name}] POST at ${halfRate}/s: ${bookingAtHalfPeak.requestsPerSecond.toFixed(0)} req/s, p50 ${bookingAtHalfPeak.p50Ms.toFixed(2)} ms, p99 ${bookingAtHalfPeak.p99Ms.toFixed(2)} ms, non-2xx ${bookingAtHalfPeak.non2xx}`)
     const apiMemory = await api.memory()

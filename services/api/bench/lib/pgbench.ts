@@ -98,13 +98,16 @@ export interface PgbenchOptions {
   timeBase: number
   adminId: number
   tokenHashHex: string
+  /** Another script with the same variables (the prototypes' proposals); `script` names its log. */
+  scriptText?: string
 }
 
 export async function runPgbench (options: PgbenchOptions): Promise<PgbenchResult> {
   const url = new URL(options.databaseUrl)
-  const file = path.join(options.workDir, `${options.script}.sql`)
-  await fs.writeFile(file, scripts()[options.script])
-  const logPrefix = path.join(options.workDir, `log-${options.script}`)
+  const name = `${options.script}-${options.timeBase}`
+  const file = path.join(options.workDir, `${name}.sql`)
+  await fs.writeFile(file, options.scriptText ?? scripts()[options.script])
+  const logPrefix = path.join(options.workDir, `log-${name}`)
   const defines = {
     n: '0', nclients: String(options.clients), ncars: String(CARS), tbase: String(options.timeBase),
     rtype: 'car', kind: 'booking', descr: 'bench', data: '{}', status: 'confirmed', hold: '0',
@@ -131,9 +134,9 @@ export async function runPgbench (options: PgbenchOptions): Promise<PgbenchResul
 
   const latencies: number[] = []
   let failed = 0
-  for (const name of await fs.readdir(options.workDir)) {
-    if (!name.startsWith(`log-${options.script}.`)) continue
-    for (const line of (await fs.readFile(path.join(options.workDir, name), 'utf8')).split('\n')) {
+  for (const entry of await fs.readdir(options.workDir)) {
+    if (!entry.startsWith(`log-${name}.`)) continue
+    for (const line of (await fs.readFile(path.join(options.workDir, entry), 'utf8')).split('\n')) {
       const time = line.split(' ')[2]
       if (time === undefined) continue
       if (/^\d+$/.test(time)) latencies.push(Number(time) / 1000)

@@ -44,7 +44,7 @@ const GET = `${SELECT} WHERE ${SCOPED}`
 
 const LOCK = `${SELECT} WHERE ${SCOPED} FOR UPDATE OF a`
 
-const LIST = `
+export const LIST = `
   ${SELECT}
   WHERE ($1::uuid IS NULL OR a.resource_id = $1)
     AND ($2::text IS NULL OR r.type = $2)
