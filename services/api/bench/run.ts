@@ -25,7 +25,7 @@ import { ensureSchema } from '../src/database/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 import { startApi, type ApiProcess } from './lib/api.js'
 import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest } from './lib/capture.js'
-import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, carId, daysAgo, loadData, lorryId, relationSizes, type LoadMethod } from './lib/data.js'
+import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, carId, daysAgo, loadData, lorryIds, relationSizes, type LoadMethod } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
 import { ensurePgbench, runPgbench } from './lib/pgbench.js'
 import { cleanupAll, defer, freePort, installExitHandlers, runToEnd, sleep, tempDir } from './lib/processes.js'
@@ -151,7 +151,8 @@ async function main (): Promise<void> {
     // -- requests: random lorries and windows within the loaded span, distinct booking slots
     const rand = random(20261130)
     const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!
-    const lorry = () => lorryId(1 + Math.floor(rand() * scale.lorries))
+    const lorries = await lorryIds(databaseUrl)
+    const lorry = () => pick(lorries)
     const spanDays = BOOKINGS_PER_LORRY * BOOKING_SPACING_DAYS
     const windowOf = (days: number) => {
       const from = base.getTime() + Math.floor(rand() * (spanDays - days)) * DAY_MS

@@ -3,9 +3,10 @@
  * sites, lorries with bookings spread over time, cars with none (the booking POST
  * writes there), and the first admin with a token.
  *
- * Ids are deterministic (a counter written into a uuid), so the load generators, the
- * pgbench scripts and the EXPLAIN probes can name a lorry or a car without asking the
- * database.
+ * Lorries get random uuids, as the API gives them (the GiST indexes on resource_id are
+ * sensitive to how ids are spread); lorryIds() reads them back, in name order. Cars get
+ * deterministic ids (a counter written into a uuid), so that the pgbench scripts can name
+ * one without asking the database; they start with no allocations.
  */
 import pg from 'pg'
 
@@ -17,12 +18,17 @@ export const CARS = 1000
 export const BOOKING_SPACING_DAYS = 7
 export const DAY_MS = 24 * 60 * 60 * 1000
 
-const LORRY_PREFIX = '00000000-0000-4000-8001-'
 const CAR_PREFIX = '00000000-0000-4000-8002-'
 
-/** The uuid of lorry n (1-based), as the loader writes it. */
-export function lorryId (n: number): string {
-  return LORRY_PREFIX + String(n).padStart(12, '0')
+/** The ids of the loaded lorries, lorry-000001 first. */
+export async function lorryIds (url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query<{ id: string }>(`SELECT id FROM resource WHERE type = 'lorry' ORDER BY name`)).rows.map((row) => row.id)
+  } finally {
+    await client.end()
+  }
 }
 
 /** The uuid of car n (1-based). */
@@ -69,16 +75,17 @@ const seconds = (start: number) => (performance.now() - start) / 1000
 // then week 1, ...), roughly the order a live system writes them in, so one lorry's rows
 // are spread over the whole table as they would be. Owners are null: made outside the API.
 const ALLOCATION_ROWS = `
-  SELECT ('${LORRY_PREFIX}' || lpad(n::text, 12, '0'))::uuid AS resource_id,
+  SELECT l.id AS resource_id,
          allocation_range(s, s + (2 + (n + i) % 11) * interval '1 hour') AS during,
          CASE WHEN (n + i) % 50 = 0 THEN 'maintenance' ELSE 'booking' END AS kind,
          CASE WHEN (n * 7 + i) % 25 = 0 THEN 'cancelled' ELSE 'confirmed' END AS status,
          CASE WHEN (n * 7 + i) % 25 = 0 THEN now() END AS cancelled_at,
          'bench load' AS description
   FROM generate_series(0, ${BOOKINGS_PER_LORRY - 1}) AS i
-  CROSS JOIN generate_series($1::int, $2::int) AS n
+  CROSS JOIN (SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry') AS l
   CROSS JOIN LATERAL (SELECT $3::timestamptz + i * interval '${BOOKING_SPACING_DAYS} days'
                              + ((n * 37 + i * 11) % 150) * interval '1 hour' AS s) AS t
+  WHERE n BETWEEN $1::int AND $2::int
   ORDER BY i, n`
 
 const COLUMNS = 'resource_id, during, kind, status, cancelled_at, description'
@@ -148,7 +155,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
     await client.query(`INSERT INTO site (name, country) SELECT 'Bench depot ' || s, 'Portugal' FROM generate_series(1, ${SITES}) AS s`)
     await client.query(`
       INSERT INTO resource (id, type, name, site_id)
-      SELECT ('${LORRY_PREFIX}' || lpad(n::text, 12, '0'))::uuid, 'lorry', 'lorry-' || lpad(n::text, 6, '0'),
+      SELECT gen_random_uuid(), 'lorry', 'lorry-' || lpad(n::text, 6, '0'),
              (SELECT min(id) FROM site) + n % ${SITES}
       FROM generate_series(1, $1::int) AS n`, [options.lorries])
     await client.query(`
