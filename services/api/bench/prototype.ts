@@ -23,7 +23,7 @@ import { INSERT, LIST as ALLOCATION_LIST } from '../src/database/allocations.js'
 import { startEmbeddedPostgres } from '../src/database/embedded.js'
 import { ensureSchema } from '../src/database/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
-import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, DAY_MS, CARS, carIdSql, daysAgo, loadData, lorryIds } from './lib/data.js'
+import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, DAY_MS, CARS, carIdSql, daysAgo, loadData, resourceIds } from './lib/data.js'
 import { ensurePgbench, runPgbench, type PgbenchResult } from './lib/pgbench.js'
 import { cleanupAll, defer, freePort, installExitHandlers, tempDir } from './lib/processes.js'
 
@@ -205,6 +205,7 @@ async function main (): Promise<void> {
   await ensureSchema(cluster.url, { seed: false })
   const token = generateToken()
   const db = new pg.Client({ connectionString: cluster.url, options: '-c TimeZone=UTC -c DateStyle=ISO,YMD' })
+  db.on('error', () => undefined)
   await db.connect()
   defer('close the connection', () => db.end())
   const setup = new pg.Pool({ connectionString: cluster.url, max: 1 })
@@ -225,7 +226,7 @@ async function main (): Promise<void> {
     }
     return Array.from({ length: runs }, () => make(rand, window))
   }
-  const ids = await lorryIds(cluster.url)
+  const ids = await resourceIds(cluster.url, 'lorry')
   const lorry = (rand: () => number) => ids[Math.floor(rand() * ids.length)]!
   const cases = {
     'allocations of one lorry, month': params(1, (rand, w) => [lorry(rand), 'lorry', null, ...w(30), null, 'confirmed', 101, 0]),

@@ -5,7 +5,7 @@
  * API's memory, and what PostgreSQL ran for each route (auto_explain).
  *
  *   npm run bench                          both scale points: 10k and 1m allocations
- *   npm run bench -- --quick               10k only, short runs: under two minutes
+ *   npm run bench -- --quick               10k only, 2 s per route: under two minutes
  *   npm run bench -- --scale=10k,100k      any scale points (allocations; 100 per lorry)
  *   options: --duration=S (per route) --connections=N --load-method=bulk|triggers
  *            --load-jobs=N --no-build --out=DIR
@@ -25,7 +25,7 @@ import { ensureSchema } from '../src/database/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 import { startApi, type ApiProcess } from './lib/api.js'
 import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest } from './lib/capture.js'
-import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, carId, daysAgo, loadData, lorryIds, relationSizes, type LoadMethod } from './lib/data.js'
+import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, daysAgo, loadData, relationSizes, resourceIds, type LoadMethod } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
 import { ensurePgbench, runPgbench } from './lib/pgbench.js'
 import { cleanupAll, defer, freePort, installExitHandlers, runToEnd, sleep, tempDir } from './lib/processes.js'
@@ -57,7 +57,7 @@ function parseScale (text: string): { name: string, lorries: number } {
 }
 
 const scales = (option('scale') ?? (quick ? '10k' : '10k,1m')).split(',').map(parseScale)
-const durationSeconds = Number(option('duration') ?? (quick ? 3 : 10))
+const durationSeconds = Number(option('duration') ?? (quick ? 2 : 10))
 const warmupSeconds = 1
 const connections = Number(option('connections') ?? 8)
 const pgbenchClients = 8
@@ -111,6 +111,7 @@ async function main (): Promise<void> {
   })
   defer('stop PostgreSQL', () => cluster.stop())
   const admin = new pg.Client({ connectionString: cluster.url })
+  admin.on('error', () => undefined)
   await admin.connect()
   defer('close the admin connection', () => admin.end())
   const postgresVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!
@@ -151,7 +152,8 @@ async function main (): Promise<void> {
     // -- requests: random lorries and windows within the loaded span, distinct booking slots
     const rand = random(20261130)
     const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!
-    const lorries = await lorryIds(databaseUrl)
+    const lorries = await resourceIds(databaseUrl, 'lorry')
+    const cars = await resourceIds(databaseUrl, 'car')
     const lorry = () => pick(lorries)
     const spanDays = BOOKINGS_PER_LORRY * BOOKING_SPACING_DAYS
     const windowOf = (days: number) => {
@@ -162,7 +164,7 @@ async function main (): Promise<void> {
     const nextBooking = () => {
       const i = booking++
       const start = Date.UTC(2031, 0, 1) + Math.floor(i / CARS) * 2 * 3600_000
-      return { path: `/api/cars/${carId(1 + (i % CARS))}/allocations`, body: JSON.stringify({ starts_at: iso(start), ends_at: iso(start + 2 * 3600_000), description: 'bench' }) }
+      return { path: `/api/cars/${cars[i % CARS]}/allocations`, body: JSON.stringify({ starts_at: iso(start), ends_at: iso(start + 2 * 3600_000), description: 'bench' }) }
     }
     const q = (params: Record<string, string>) => new URLSearchParams(params).toString()
     const routes: RouteSpec[] = [

@@ -3,10 +3,10 @@
  * sites, lorries with bookings spread over time, cars with none (the booking POST
  * writes there), and the first admin with a token.
  *
- * Lorries get random uuids, as the API gives them (the GiST indexes on resource_id are
- * sensitive to how ids are spread); lorryIds() reads them back, in name order. Cars get
- * deterministic ids (a counter written into a uuid), so that the pgbench scripts can name
- * one without asking the database; they start with no allocations.
+ * Resources get random uuids, as the API gives them: the GiST indexes on resource_id are
+ * sensitive to how ids are spread (sequential ids made every lookup by resource visit
+ * hundreds of index pages). resourceIds() reads them back in name order; the pgbench
+ * scripts find a car by its name (car-000042), through the unique (type, name) index.
  */
 import pg from 'pg'
 
@@ -18,27 +18,21 @@ export const CARS = 1000
 export const BOOKING_SPACING_DAYS = 7
 export const DAY_MS = 24 * 60 * 60 * 1000
 
-const CAR_PREFIX = '00000000-0000-4000-8002-'
-
-/** The ids of the loaded lorries, lorry-000001 first. */
-export async function lorryIds (url: string): Promise<string[]> {
+/** The ids of the loaded resources of a type, lorry-000001 (or car-000001) first. */
+export async function resourceIds (url: string, type: 'lorry' | 'car'): Promise<string[]> {
   const client = new pg.Client({ connectionString: url })
+  client.on('error', () => undefined)
   await client.connect()
   try {
-    return (await client.query<{ id: string }>(`SELECT id FROM resource WHERE type = 'lorry' ORDER BY name`)).rows.map((row) => row.id)
+    return (await client.query<{ id: string }>('SELECT id FROM resource WHERE type = $1 ORDER BY name', [type])).rows.map((row) => row.id)
   } finally {
     await client.end()
   }
 }
 
-/** The uuid of car n (1-based). */
-export function carId (n: number): string {
-  return CAR_PREFIX + String(n).padStart(12, '0')
-}
-
-/** SQL that builds the uuid of car `expression` (an integer), for the pgbench scripts. */
+/** SQL for the uuid of car number `expression` (an integer), for the pgbench scripts. */
 export function carIdSql (expression: string): string {
-  return `('${CAR_PREFIX}' || lpad((${expression})::text, 12, '0'))::uuid`
+  return `(SELECT id FROM resource WHERE type = 'car' AND name = 'car-' || lpad((${expression})::text, 6, '0'))`
 }
 
 export type LoadMethod = 'bulk' | 'triggers'
@@ -136,6 +130,8 @@ const HISTORY_MATCHES = `
 
 async function session (url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url })
+  // Cleanup stops the server under us on Ctrl-C: that is not a crash.
+  client.on('error', () => undefined)
   await client.connect()
   // The history's application column says where the rows came from.
   await client.query(`SET application_name = 'invsys-bench-load'`)
@@ -160,7 +156,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
       FROM generate_series(1, $1::int) AS n`, [options.lorries])
     await client.query(`
       INSERT INTO resource (id, type, name, site_id)
-      SELECT ('${CAR_PREFIX}' || lpad(n::text, 12, '0'))::uuid, 'car', 'car-' || lpad(n::text, 6, '0'),
+      SELECT gen_random_uuid(), 'car', 'car-' || lpad(n::text, 6, '0'),
              (SELECT min(id) FROM site) + n % ${SITES}
       FROM generate_series(1, ${CARS}) AS n`)
     await client.query('COMMIT')

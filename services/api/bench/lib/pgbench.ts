@@ -11,8 +11,8 @@
  *
  * The statements are imported, not copied, and their $n parameters become pgbench
  * variables. Three become expressions, because pgbench variables are numbers: the car's
- * uuid is built from a number (lpad into the uuid pattern the loader uses) and the two
- * times are to_timestamp(seconds). Every transaction books a distinct slot (a per-client
+ * uuid is a subquery finding car number n by its name (one probe of the unique (type,
+ * name) index, in the same statement) and the two times are to_timestamp(seconds). Every transaction books a distinct slot (a per-client
  * counter interleaved by client id), on a random car, so none conflicts.
  */
 import { spawnSync } from 'node:child_process'

@@ -45,6 +45,9 @@ export function cleanupAll (): Promise<void> {
 export function installExitHandlers (limitMs: number): void {
   const stop = (why: string, code: number) => {
     process.stderr.write(`\nbench: ${why}: stopping everything it started\n`)
+    // Stopping PostgreSQL ends the connections still open: nothing to report any more.
+    process.on('uncaughtException', () => undefined)
+    process.on('unhandledRejection', () => undefined)
     void cleanupAll().finally(() => process.exit(code))
   }
   process.once('SIGINT', () => stop('interrupted', 130))
