@@ -169,6 +169,10 @@ const ALLOCATION_LIST_SPLIT = `
   LIMIT $8 OFFSET $9`
 
 const INDEXES = {
+  // Window-only searches of live rows (available resources, slots) today pick the
+  // exclusion constraint's partial GiST index for its predicate, although its first
+  // column is resource_id: with random ids a search on during alone visits most of it.
+  liveDuring: `CREATE INDEX allocation_live_during_idx ON allocation USING gist (during) WHERE status IN ('held', 'confirmed')`,
   resourceId: 'CREATE INDEX allocation_resource_id_idx ON allocation (resource_id)',
   resourceDuring: 'CREATE INDEX allocation_resource_id_during_idx ON allocation USING gist (resource_id, during)',
   startsAt: 'CREATE INDEX allocation_starts_at_idx ON allocation (lower(during) NULLS FIRST, id)'
@@ -293,7 +297,18 @@ async function main (): Promise<void> {
   await time('slots, lorries, week, PT2H', 'set-based range_agg', SLOTS_SET_BASED)
   await time('history of one allocation', 'today', HISTORY)
 
-  // -- the write path, today's schema
+  // -- a partial GiST index on during for live rows: kept for everything below
+  {
+    const start = performance.now()
+    await db.query(INDEXES.liveDuring)
+    await db.query('ANALYZE allocation')
+    console.log(`${INDEXES.liveDuring} (${((performance.now() - start) / 1000).toFixed(1)} s)`)
+  }
+  await time('available lorries, day', 'today + gist (during) WHERE live', RESOURCE_LIST)
+  await time('available lorries, month', 'today + gist (during) WHERE live', RESOURCE_LIST)
+  await time('slots, lorries, week, PT2H', 'set-based range_agg + gist (during) WHERE live', SLOTS_SET_BASED)
+
+  // -- the write path, today's schema (and the partial index above)
   const pgbenchDir = path.join(work, 'pgbench')
   await fs.mkdir(pgbenchDir)
   const adminId = Number((await db.query<{ id: string }>(`SELECT id FROM account WHERE name = 'admin'`)).rows[0]!.id)
