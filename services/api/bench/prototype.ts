@@ -25,7 +25,7 @@ import { ensureSchema } from '../src/database/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, DAY_MS, CARS, carIdSql, daysAgo, loadData, resourceIds } from './lib/data.js'
 import { ensurePgbench, runPgbench, type PgbenchResult } from './lib/pgbench.js'
-import { cleanupAll, defer, freePort, installExitHandlers, tempDir } from './lib/processes.js'
+import { cleanupAll, defer, freePort, installExitHandlers, stopPostgresAtExit, tempDir } from './lib/processes.js'
 
 const argv = process.argv.slice(2)
 const option = (name: string) => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -206,6 +206,7 @@ async function main (): Promise<void> {
   const work = await tempDir('invsys-prototype-')
   const cluster = await startEmbeddedPostgres({ dataDir: path.join(work, 'data'), port: await freePort(), database: 'prototype' })
   defer('stop PostgreSQL', () => cluster.stop())
+  stopPostgresAtExit(path.join(work, 'data'))
   await ensureSchema(cluster.url, { seed: false })
   const token = generateToken()
   const db = new pg.Client({ connectionString: cluster.url, options: '-c TimeZone=UTC -c DateStyle=ISO,YMD' })

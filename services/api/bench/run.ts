@@ -28,7 +28,7 @@ import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest 
 import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, daysAgo, loadData, relationSizes, resourceIds, type LoadMethod } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
 import { ensurePgbench, runPgbench } from './lib/pgbench.js'
-import { cleanupAll, defer, freePort, installExitHandlers, runToEnd, sleep, tempDir } from './lib/processes.js'
+import { cleanupAll, defer, freePort, installExitHandlers, stopPostgresAtExit, runToEnd, sleep, tempDir } from './lib/processes.js'
 import { markdown, printTable, type Report, type ScaleResult } from './lib/report.js'
 
 // ---- options -----------------------------------------------------------------
@@ -110,6 +110,7 @@ async function main (): Promise<void> {
     onLog: (chunk) => serverLog.append(chunk)
   })
   defer('stop PostgreSQL', () => cluster.stop())
+  stopPostgresAtExit(path.join(work, 'data'))
   const admin = new pg.Client({ connectionString: cluster.url })
   admin.on('error', () => undefined)
   await admin.connect()
@@ -132,7 +133,8 @@ async function main (): Promise<void> {
     const url = new URL(cluster.url)
     url.pathname = `/${database}`
     const databaseUrl = url.toString()
-    const dropDatabase = defer(`drop database ${database}`, () => admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`))
+    // On Ctrl-C the admin connection may be gone already: the cluster goes with the temp dir anyway.
+    const dropDatabase = defer(`drop database ${database}`, () => admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).catch(() => undefined))
 
     // -- schema, first admin, data
     await ensureSchema(databaseUrl, { seed: false })

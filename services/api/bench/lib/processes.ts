@@ -4,6 +4,7 @@
  * stopped by their own pid, the PostgreSQL cluster is stopped, temp dirs are removed.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import fsSync from 'node:fs'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
@@ -13,6 +14,23 @@ type Cleanup = () => Promise<unknown> | unknown
 
 const cleanups: Array<{ name: string, run: Cleanup }> = []
 let cleaning: Promise<void> | undefined
+
+// The last line of defence, whatever way the process ends (process.exit included): kill
+// what is still running and delete the temp dirs, synchronously, newest first.
+const atExit: Array<() => void> = []
+process.on('exit', () => {
+  for (const undo of atExit.reverse()) {
+    try { undo() } catch { /* best effort */ }
+  }
+})
+
+/** Stops a PostgreSQL still running on `dataDir` at exit (immediate shutdown), if the cleanup could not. */
+export function stopPostgresAtExit (dataDir: string): void {
+  atExit.push(() => {
+    const pid = Number(fsSync.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+    if (Number.isInteger(pid) && pid > 0) process.kill(pid, 'SIGQUIT')
+  })
+}
 
 /** Registers an undo step; returns a function that runs it now (and forgets it). */
 export function defer (name: string, run: Cleanup): () => Promise<void> {
@@ -33,6 +51,7 @@ export function cleanupAll (): Promise<void> {
       const { name, run } = cleanups.pop()!
       try {
         await Promise.race([run(), sleep(20_000).then(() => { throw new Error('timed out') })])
+        if (process.env.BENCH_DEBUG) process.stderr.write(`bench: cleanup "${name}" done\n`)
       } catch (error) {
         process.stderr.write(`bench: cleanup "${name}" failed: ${(error as Error).message}\n`)
       }
@@ -73,6 +92,7 @@ export async function tempDir (prefix: string): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix))
   await fs.chmod(dir, 0o755)
   defer(`remove ${dir}`, () => fs.rm(dir, { recursive: true, force: true }))
+  atExit.push(() => fsSync.rmSync(dir, { recursive: true, force: true }))
   return dir
 }
 
@@ -101,6 +121,7 @@ export function startChild (name: string, command: string, args: string[], optio
   })
   let running = true
   void exited.then(() => { running = false })
+  atExit.push(() => { if (running) child.kill('SIGKILL') })
   const stop = async (graceMs = 10_000) => {
     if (running && child.pid !== undefined) {
       child.kill('SIGTERM')
