@@ -296,10 +296,11 @@ async function main (): Promise<void> {
       await time(name, 'today', ALLOCATION_LIST)
       await time(name, 'status filter on stored columns', ALLOCATION_LIST_SARGABLE)
     }
+    await db.query(INDEXES.liveDuring)
     await db.query(INDEXES.startsAt)
     await db.query('ANALYZE allocation')
     for (const name of ['allocations, type=lorry, day', 'allocations, type=lorry, month', 'allocations, site 3, week'] as const) {
-      await time(name, 'split at from + btree (lower(during), id)', ALLOCATION_LIST_SPLIT)
+      await time(name, 'split at from + btree (lower(during), id) + gist (during) WHERE live', ALLOCATION_LIST_SPLIT)
     }
     await writeReport('prototype-list-latest.md', `PROTOTYPE_ONLY=list, ${allocations.toLocaleString('en-GB')} allocations, ${runs} runs per query`, timings, [], explains, '')
     return
