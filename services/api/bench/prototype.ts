@@ -169,7 +169,7 @@ const ALLOCATION_LIST_SPLIT = `
      FROM allocation a JOIN resource r ON r.id = a.resource_id
      WHERE ${ALLOCATION_FILTERS}
        AND lower(a.during) >= $4::timestamptz AND lower(a.during) < $5::timestamptz
-     ORDER BY lower(a.during), a.id
+     ORDER BY lower(a.during) NULLS FIRST, a.id
      LIMIT $8::bigint + $9::bigint)
   ) page
   ORDER BY starts_at ASC NULLS FIRST, id
