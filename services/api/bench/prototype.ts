@@ -379,7 +379,8 @@ async function main (): Promise<void> {
 
   // -- indexes for lookups by resource: a btree on resource_id (also what ON DELETE CASCADE
   // from resource needs), then instead a GiST (resource_id, during) without the partial
-  // predicate, built fresh (the exclusion constraint's own index grew row by row, in time order).
+  // predicate. (Rebuilding the exclusion constraint's index, grown row by row, changed
+  // nothing with random ids: 1.13 → 1.21 ms for free time, after 220 s of REINDEX.)
   const index = async (sql: string) => {
     const start = performance.now()
     await db.query(sql)
@@ -399,8 +400,6 @@ async function main (): Promise<void> {
   await index(INDEXES.resourceDuring)
   await lookups('today + gist (resource_id, during)')
   await index('DROP INDEX allocation_resource_id_during_idx')
-  await index('REINDEX INDEX allocation_no_overlap')
-  await time('free time of one lorry, month', 'today, exclusion index rebuilt', FREE)
   await index(INDEXES.startsAt)
   await time('allocations, type=lorry, day', 'today + btree (lower(during), id)', ALLOCATION_LIST)
   await time('allocations, type=lorry, month', 'today + btree (lower(during), id)', ALLOCATION_LIST)
