@@ -380,7 +380,7 @@ async function main (): Promise<void> {
   // -- indexes for lookups by resource: a btree on resource_id (also what ON DELETE CASCADE
   // from resource needs), then instead a GiST (resource_id, during) without the partial
   // predicate. (Rebuilding the exclusion constraint's index, grown row by row, changed
-  // nothing with random ids: 1.13 → 1.21 ms for free time, after 220 s of REINDEX.)
+  // nothing with random ids: 1.13 → 1.21 ms for free time, after 90 s of REINDEX.)
   const index = async (sql: string) => {
     const start = performance.now()
     await db.query(sql)
