@@ -5,7 +5,7 @@
  * deadlock_timeout (1 s by default), killing one with 40P01. ON CONFLICT DO NOTHING uses
  * speculative insertion, which backs off at once instead.
  *
- *   npm run bench -- [rounds] [clients]
+ *   npm run bench:conflicts -- [rounds] [clients]
  *
  * Prints, per strategy, the deadlocks PostgreSQL counted and the time per round, and the
  * ratio of the two measured in this one run (absolute times depend on the machine).

@@ -52,7 +52,7 @@ const REVOKE_TOKEN = `
 // request (and an idle check writes nothing). Done in the same statement rather than
 // fire-and-forget, so no write outlives its request (shutdown drains cleanly) and
 // none fails unseen. Revoked tokens are reported, not stamped.
-const AUTHENTICATE = `
+export const AUTHENTICATE = `
   WITH found AS (
     SELECT t.id AS token_id, t.token_hash, t.revoked_at IS NOT NULL AS revoked,
            a.id, a.name, a.role, a.created_at

@@ -59,7 +59,7 @@ const GET = `${SELECT} WHERE ${SCOPED}`
 
 const LOCK = `${SELECT} WHERE ${SCOPED} FOR UPDATE OF a`
 
-const LIST = `
+export const LIST = `
   ${SELECT}
   WHERE ($1::uuid IS NULL OR a.resource_id = $1)
     AND ($2::text IS NULL OR r.type = $2)
@@ -78,7 +78,7 @@ const LIST = `
 // holds in the way are expired by a trigger inside this same statement, before the check.
 // A hold's expires_at is counted from the same now() as created_at, which
 // allocation_hold_length compares it with. $10, the acting account, owns what it creates.
-const INSERT = `
+export const INSERT = `
   WITH inserted AS (
     INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)
     SELECT r.id, allocation_range($3, $4), $5, $6, $7, $8,

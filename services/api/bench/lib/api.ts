@@ -1,0 +1,58 @@
+/**
+ * The API as production runs it: the compiled server (npm run build), started with
+ * node as a child process, configured by environment only.
+ */
+import path from 'node:path'
+import { repoRoot } from '../../src/config.js'
+import { freePort, memoryOf, sleep, startChild, type Child } from './processes.js'
+
+export const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
+
+export interface ApiProcess {
+  pid: number
+  /** http://127.0.0.1:<port> */
+  url: string
+  memory: () => ReturnType<typeof memoryOf>
+  stop: () => Promise<void>
+}
+
+export async function startApi (databaseUrl: string, adminToken: string): Promise<ApiProcess> {
+  const port = await freePort()
+  const child: Child = startChild('API', process.execPath, [SERVER], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: databaseUrl,
+      BOOTSTRAP_ADMIN_TOKEN: adminToken,
+      HOST: '127.0.0.1',
+      PORT: String(port)
+    }
+  })
+  const url = `http://127.0.0.1:${port}`
+  let exited = false
+  void child.exited.then(() => { exited = true })
+  for (const started = Date.now(); ; await sleep(100)) {
+    if (exited) throw new Error(`the API exited during start:\n${child.output()}`)
+    const ready = await fetch(`${url}/ready`).then((res) => res.ok, () => false)
+    if (ready) break
+    if (Date.now() - started > 30_000) {
+      await child.stop()
+      throw new Error(`the API was not ready within 30 s:\n${child.output()}`)
+    }
+  }
+  const pid = child.process.pid!
+  return {
+    pid,
+    url,
+    memory: () => memoryOf(pid),
+    stop: async () => {
+      await child.stop()
+      const output = child.output().trim()
+      // LOG_LEVEL=warn: anything it wrote is worth seeing.
+      if (output) process.stderr.write(`API (pid ${pid}) wrote:\n${output.split('\n').slice(-20).join('\n')}\n`)
+    }
+  }
+}

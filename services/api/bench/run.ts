@@ -1,0 +1,299 @@
+/**
+ * The API benchmark (issue 10): a throwaway PostgreSQL loaded with SQL alone, the
+ * compiled API started as production starts it, every hot route driven over 127.0.0.1
+ * with autocannon, pgbench sending the booking's own statements as the ceiling, the
+ * API's memory, and what PostgreSQL ran for each route (auto_explain).
+ *
+ *   npm run bench                          both scale points: 10k and 1m allocations
+ *   npm run bench -- --quick               10k only, 2 s per route: under two minutes
+ *   npm run bench -- --scale=10k,100k      any scale points (allocations; 100 per lorry)
+ *   options: --duration=S (per route) --connections=N --load-method=bulk|triggers
+ *            --load-jobs=N --no-build --out=DIR
+ *
+ * Writes services/api/bench/results/latest.json and latest.md (or --out). Every process
+ * and temp dir it makes is removed on exit, on Ctrl-C, and after a hard time limit.
+ * See docs/performance.md.
+ */
+import fs from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { repoRoot } from '../src/config.js'
+import { createFirstAdmin } from '../src/database/accounts.js'
+import { startEmbeddedPostgres } from '../src/boot/embedded.js'
+import { ensureSchema } from './lib/schema.js'
+import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
+import { startApi, type ApiProcess } from './lib/api.js'
+import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest } from './lib/capture.js'
+import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, daysAgo, loadData, relationSizes, resourceIds, type LoadMethod } from './lib/data.js'
+import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
+import { ensurePgbench, runPgbench } from './lib/pgbench.js'
+import { cleanupAll, defer, freePort, installExitHandlers, stopPostgresAtExit, runToEnd, sleep, tempDir } from './lib/processes.js'
+import { markdown, printTable, type Report, type ScaleResult } from './lib/report.js'
+
+// ---- options -----------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const option = (name: string) => argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+const known = ['quick', 'no-build', 'scale', 'duration', 'connections', 'load-method', 'load-jobs', 'out']
+for (const arg of argv) {
+  if (!known.includes(arg.replace(/^--/, '').split('=')[0]!)) {
+    console.error(`unknown argument ${arg}; see the comment at the top of services/api/bench/run.ts`)
+    process.exit(2)
+  }
+}
+
+const quick = flag('quick')
+
+/** "10k" → 10,000 allocations; "1m" → 1,000,000. */
+function parseScale (text: string): { name: string, lorries: number } {
+  const match = /^(\d+(?:\.\d+)?)([km]?)$/i.exec(text.trim())
+  if (!match) throw new Error(`--scale: "${text}" is not a number of allocations such as 10k or 1m`)
+  const allocations = Number(match[1]) * ({ k: 1e3, m: 1e6 }[match[2]!.toLowerCase()] ?? 1)
+  const lorries = Math.round(allocations / BOOKINGS_PER_LORRY)
+  if (lorries < 1) throw new Error(`--scale: ${text} is fewer than ${BOOKINGS_PER_LORRY} allocations (one lorry)`)
+  return { name: text.trim().toLowerCase(), lorries }
+}
+
+const scales = (option('scale') ?? (quick ? '10k' : '10k,1m')).split(',').map(parseScale)
+const durationSeconds = Number(option('duration') ?? (quick ? 2 : 10))
+const warmupSeconds = 1
+const connections = Number(option('connections') ?? 8)
+const pgbenchClients = 8
+const loadMethod = (option('load-method') ?? 'bulk') as LoadMethod
+const loadJobs = Number(option('load-jobs') ?? 2)
+const outDir = path.resolve(option('out') ?? path.join(repoRoot, 'services/api/bench/results'))
+if (!['bulk', 'triggers'].includes(loadMethod)) throw new Error('--load-method is bulk or triggers')
+
+// A bound on the whole run, whatever happens: generous for the 1m load, tight for --quick.
+const limitMs = (quick ? 5 : 10 + scales.reduce((sum, s) => sum + 3 + s.lorries / 500, 0)) * 60_000
+installExitHandlers(limitMs)
+
+// ---- helpers ------------------------------------------------------------------
+
+/** A small seeded PRNG, so two runs ask for the same windows and lorries. */
+function random (seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+function elapsed (start: number): string {
+  return `${((performance.now() - start) / 1000).toFixed(1)} s`
+}
+
+// ---- the run ------------------------------------------------------------------
+
+async function main (): Promise<void> {
+  const runStart = performance.now()
+  const startedAt = new Date().toISOString()
+  const loadAverageAtStart = os.loadavg()
+
+  if (!flag('no-build')) {
+    console.log('npm run build')
+    runToEnd('npm', ['run', 'build', '--silent'], 300_000)
+  }
+  const pgbenchVersion = ensurePgbench()
+
+  const work = await tempDir('invsys-bench-')
+  const serverLog = new ServerLog()
+  const cluster = await startEmbeddedPostgres({
+    dataDir: path.join(work, 'data'),
+    port: await freePort(),
+    database: 'postgres',
+    onLog: (chunk) => serverLog.append(chunk)
+  })
+  defer('stop PostgreSQL', () => cluster.stop())
+  stopPostgresAtExit(path.join(work, 'data'))
+  const admin = new pg.Client({ connectionString: cluster.url })
+  admin.on('error', () => undefined)
+  await admin.connect()
+  defer('close the admin connection', () => admin.end())
+  const postgresVersion = (await admin.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!
+  const postgresSettings = Object.fromEntries((await admin.query<{ name: string, setting: string }>(`
+    SELECT name, current_setting(name) AS setting FROM pg_settings
+    WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_connections')
+    ORDER BY name`)).rows.map((row) => [row.name, row.setting]))
+  console.log(`PostgreSQL ${postgresVersion} in ${work} (normal durability: ${JSON.stringify(postgresSettings)})`)
+
+  const adminToken = generateToken()
+  const tokenHash = hashToken(adminToken)
+  const results: ScaleResult[] = []
+
+  for (const scale of scales) {
+    const scaleStart = performance.now()
+    const database = `bench_${scale.name}`
+    await admin.query(`CREATE DATABASE "${database}"`)
+    const url = new URL(cluster.url)
+    url.pathname = `/${database}`
+    const databaseUrl = url.toString()
+    // On Ctrl-C the admin connection may be gone already: the cluster goes with the temp dir anyway.
+    const dropDatabase = defer(`drop database ${database}`, () => admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).catch(() => undefined))
+
+    // -- schema, first admin, data
+    await ensureSchema(databaseUrl)
+    const setup = new pg.Pool({ connectionString: databaseUrl, max: 1 })
+    await createFirstAdmin(setup, { hash: tokenHash, prefix: tokenDisplayPrefix(adminToken) })
+    const adminId = Number((await setup.query<{ id: string }>('SELECT id FROM account WHERE name = \'admin\'')).rows[0]!.id)
+    const base = daysAgo(350)
+    console.log(`\n[${scale.name}] loading ${scale.lorries.toLocaleString('en-GB')} lorries × ${BOOKINGS_PER_LORRY} bookings (${loadMethod})`)
+    const load = await loadData(databaseUrl, { lorries: scale.lorries, base, method: loadMethod, jobs: loadJobs })
+    console.log(`[${scale.name}] loaded ${load.allocations.toLocaleString('en-GB')} allocations and ${load.historyRows.toLocaleString('en-GB')} history rows in ${load.allocationsSeconds.toFixed(1)} s (resources ${load.resourcesSeconds.toFixed(1)} s, vacuum/analyze/checkpoint ${load.vacuumSeconds.toFixed(1)} s)`)
+    const sizeClient = await setup.connect()
+    const sizes = await relationSizes(sizeClient)
+    sizeClient.release()
+    const sampleIds = (await setup.query<{ id: string }>('SELECT id FROM allocation ORDER BY random() LIMIT 500')).rows.map((row) => row.id)
+    await setup.end()
+
+    // -- requests: random lorries and windows within the loaded span, distinct booking slots
+    const rand = random(20261130)
+    const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!
+    const lorries = await resourceIds(databaseUrl, 'lorry')
+    const cars = await resourceIds(databaseUrl, 'car')
+    const lorry = () => pick(lorries)
+    const spanDays = BOOKINGS_PER_LORRY * BOOKING_SPACING_DAYS
+    const windowOf = (days: number) => {
+      const from = base.getTime() + Math.floor(rand() * (spanDays - days)) * DAY_MS
+      return { from: iso(from), to: iso(from + days * DAY_MS) }
+    }
+    let booking = 0
+    const nextBooking = () => {
+      const i = booking++
+      const start = Date.UTC(2031, 0, 1) + Math.floor(i / CARS) * 2 * 3600_000
+      return { path: `/api/cars/${cars[i % CARS]}/allocations`, body: JSON.stringify({ starts_at: iso(start), ends_at: iso(start + 2 * 3600_000), description: 'bench' }) }
+    }
+    const q = (params: Record<string, string>) => new URLSearchParams(params).toString()
+    const routes: RouteSpec[] = [
+      { name: 'GET /health', method: 'GET', auth: false, next: () => ({ path: '/health' }) },
+      { name: 'GET /api/me', method: 'GET', auth: true, next: () => ({ path: '/api/me' }) },
+      { name: 'GET /api/lorries/:id/allocations (month)', method: 'GET', auth: true, next: () => ({ path: `/api/lorries/${lorry()}/allocations?${q(windowOf(30))}` }) },
+      { name: 'GET /api/resources?type=lorry&available_* (day)', method: 'GET', auth: true, next: () => { const w = windowOf(1); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } },
+      { name: 'GET /api/slots?type=lorry&duration=PT2H (week)', method: 'GET', auth: true, next: () => ({ path: `/api/slots?${q({ type: 'lorry', ...windowOf(7), duration: 'PT2H' })}` }) },
+      { name: 'GET /api/resources/:id/free (month)', method: 'GET', auth: true, next: () => ({ path: `/api/resources/${lorry()}/free?${q(windowOf(30))}` }) },
+      { name: 'GET /api/allocations?type=lorry (day)', method: 'GET', auth: true, next: () => ({ path: `/api/allocations?${q({ type: 'lorry', ...windowOf(1) })}` }) },
+      { name: 'GET /api/allocations/:id/history', method: 'GET', auth: true, next: () => ({ path: `/api/allocations/${pick(sampleIds)}/history` }) },
+      { name: 'POST /api/cars/:id/allocations', method: 'POST', auth: true, next: nextBooking }
+    ]
+
+    // -- HTTP: each route warmed up, then measured
+    let api: ApiProcess = await startApi(databaseUrl, adminToken)
+    const measured: RouteResult[] = []
+    // A route whose requests outlive its run (autocannon gives up after 10 s, the API does
+    // not) would still hold the pool during the next route's run: wait for the API's
+    // sessions to go idle first (at most a minute).
+    const waitForIdle = async () => {
+      for (const start = Date.now(); Date.now() - start < 60_000; await sleep(200)) {
+        const { rows } = await admin.query<{ busy: number }>(`SELECT count(*)::int AS busy FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'invsys-api' AND state <> 'idle'`, [database])
+        if (rows[0]!.busy === 0) return
+      }
+      console.log(`[${scale.name}] the API still had busy sessions after 60 s; going on`)
+    }
+    for (const route of routes) {
+      await waitForIdle()
+      await drive(api.url, adminToken, route, { durationSeconds: warmupSeconds, connections })
+      const result = await drive(api.url, adminToken, route, { durationSeconds, connections })
+      measured.push(result)
+      console.log(`[${scale.name}] ${route.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, non-2xx ${result.non2xx}`)
+    }
+    const peak = measured.at(-1)!
+    const halfRate = Math.max(1, Math.floor(peak.requestsPerSecond / 2))
+    await waitForIdle()
+    const bookingAtHalfPeak = await drive(api.url, adminToken, routes.at(-1)!, { durationSeconds, connections, overallRate: halfRate })
+    console.log(`[${scale.name}] POST at ${halfRate}/s: ${bookingAtHalfPeak.requestsPerSecond.toFixed(0)} req/s, p50 ${bookingAtHalfPeak.p50Ms.toFixed(2)} ms, p99 ${bookingAtHalfPeak.p99Ms.toFixed(2)} ms, non-2xx ${bookingAtHalfPeak.non2xx}`)
+    const apiMemory = await api.memory()
+    await api.stop()
+
+    // -- pgbench: the same statements straight to PostgreSQL
+    const pgbenchDir = path.join(work, `pgbench-${scale.name}`)
+    await fs.mkdir(pgbenchDir)
+    const common = { databaseUrl, clients: pgbenchClients, durationSeconds, workDir: pgbenchDir, adminId, tokenHashHex: tokenHash.toString('hex') }
+    const bare = await runPgbench({ ...common, script: 'bare', timeBase: Date.UTC(2035, 0, 1) / 1000 })
+    const chain = await runPgbench({ ...common, script: 'chain', timeBase: Date.UTC(2040, 0, 1) / 1000 })
+    for (const run of [bare, chain]) {
+      console.log(`[${scale.name}] pgbench ${run.script}: ${run.tps.toFixed(0)} tps, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, failed ${run.failed}`)
+    }
+
+    // -- what PostgreSQL ran for each route
+    await enableCapture(admin, database)
+    const undoCapture = defer('turn auto_explain off', () => disableCapture(admin, database))
+    api = await startApi(databaseUrl, adminToken)
+    const send = (route: RouteSpec) => async () => {
+      const { path: target, body } = route.next()
+      const res = await fetch(`${api.url}${target}`, {
+        method: route.method,
+        headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body } : {})
+      })
+      await res.arrayBuffer()
+      return res.status
+    }
+    const monthAvailable: RouteSpec = { name: 'GET /api/resources?type=lorry&available_* (month)', method: 'GET', auth: true, next: () => { const w = windowOf(30); return { path: `/api/resources?${q({ type: 'lorry', available_from: w.from, available_to: w.to })}` } } }
+    const captureList: CaptureRequest[] = [...routes.slice(1, 4), monthAvailable, ...routes.slice(4)].map((route) => ({ label: route.name, run: send(route) }))
+    const captured = await capture(admin, serverLog, captureList)
+    await api.stop()
+    await undoCapture()
+
+    const result: ScaleResult = {
+      name: scale.name,
+      lorries: scale.lorries,
+      allocations: load.allocations,
+      load,
+      sizes,
+      routes: measured,
+      bookingAtHalfPeak,
+      pgbench: { bare, chain },
+      ratios: {
+        meToHealth: measured[1]!.requestsPerSecond / measured[0]!.requestsPerSecond,
+        bookingToChain: peak.requestsPerSecond / chain.tps,
+        bookingToBare: peak.requestsPerSecond / bare.tps
+      },
+      apiMemory,
+      captured
+    }
+    results.push(result)
+    await dropDatabase()
+    console.log(`[${scale.name}] done in ${elapsed(scaleStart)}`)
+  }
+
+  const report: Report = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    quick,
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model ?? 'unknown',
+      memoryGb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      postgres: postgresVersion,
+      pgbench: pgbenchVersion,
+      loadAverageAtStart,
+      note: 'The machine is shared: other work may run during the measurements, and autocannon, the API and PostgreSQL share its cores, so compare ratios within one run rather than absolute numbers across runs.'
+    },
+    settings: { durationSeconds, warmupSeconds, connections, pgbenchClients, loadMethod, loadJobs, apiPoolMax: 10, postgresSettings },
+    scales: results
+  }
+
+  await fs.mkdir(outDir, { recursive: true })
+  await fs.writeFile(path.join(outDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`)
+  await fs.writeFile(path.join(outDir, 'latest.md'), markdown(report))
+  console.log('')
+  for (const scale of results) console.log(`${printTable(scale, report)}\n`)
+  console.log(`reports: ${path.relative(process.cwd(), path.join(outDir, 'latest.md'))} and latest.json; whole run ${elapsed(runStart)}`)
+}
+
+try {
+  await main()
+  await cleanupAll()
+  process.exit(0)
+} catch (error) {
+  console.error(error)
+  await cleanupAll()
+  process.exit(1)
+}
