@@ -328,7 +328,10 @@ t.test('the OpenAPI document: the public address with no security, its 304 and J
   t.same(op.security, [], 'public: security []')
   t.ok(op.responses['200'].content['text/calendar'])
   t.ok(op.responses['304'])
-  t.same(Object.keys(op.responses['404'].content['application/json'].schema.properties).sort(), ['code', 'error', 'message', 'statusCode'])
+  // The error body is the shared Error component.
+  const notFound = op.responses['404'].content['application/json'].schema
+  t.same(notFound, { $ref: '#/components/schemas/Error' })
+  t.same(Object.keys(doc.components.schemas.Error.properties).sort(), ['code', 'error', 'message', 'statusCode'])
   t.same(doc.paths['/api/feeds'].post.security, [{ bearerAuth: [] }])
   t.notOk(doc.paths['/api/feeds'].post.parameters?.some((p: { name: string }) => p.name === 'idempotency-key'), 'no Idempotency-Key: its reply would be stored, and it holds the secret')
 })
