@@ -285,6 +285,8 @@ for (const { seed, requests, seconds } of RUNS) {
     if (process.env.FUZZ_DEBUG) t.comment([...timing].sort(([, a], [, b]) => b - a).slice(0, 15).map(([p, ms]) => `${p} ${Math.round(ms)} ms`).join('\n'))
     t.same(failures.slice(0, 20), [], `no 5xx, and every non-2xx in the JSON error shape (${failures.length} failures; seed ${seed})`)
     t.ok(operations.length >= 100, `every operation of the document was fuzzed (${operations.length})`)
-    t.ok(reached.size >= operations.length / 2, 'and the fuzzer got past validation on most of them')
+    // How far random input gets past validation depends on the seed: judged on the fixed
+    // one, so that a worse generator fails every run and a random seed never fails alone.
+    if (seed === FIXED_SEED) t.ok(reached.size >= operations.length / 2, 'and the fuzzer got past validation on half of them or more')
   })
 }
