@@ -26,6 +26,10 @@ DROP FUNCTION IF EXISTS resource_blocked_range(uuid, tstzrange) CASCADE;
 DROP FUNCTION IF EXISTS allocation_apply_buffers() CASCADE;
 DROP FUNCTION IF EXISTS booking_rule_violations(uuid, tstzrange, timestamptz) CASCADE;
 DROP FUNCTION IF EXISTS member_booking_span(uuid, tstzrange, timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS member_booking_window(tstzrange, interval, interval, timestamptz) CASCADE;
+DROP FUNCTION IF EXISTS allocation_starts(tstzrange) CASCADE;
+DROP FUNCTION IF EXISTS allocation_ends(tstzrange) CASCADE;
+DROP FUNCTION IF EXISTS allocation_overlaps(tstzrange, tstzrange) CASCADE;
 
 -- Lets one GiST index hold both the uuid equality and the range overlap of the
 -- exclusion constraint on allocation.
@@ -50,6 +54,38 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 COMMENT ON FUNCTION allocation_range(timestamptz, timestamptz) IS
   'Half-open [starts_at, ends_at); null is unbounded; empty when starts_at >= ends_at. E.g. allocation_range(now(), now() + interval ''2 hours'').';
+
+-- The start and end of an allocation's time as comparable values, an open end being
+-- -infinity or infinity (allocation_during_finite keeps those for open ends only), so
+-- that a btree can order and bound them.
+CREATE FUNCTION allocation_starts(during tstzrange) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(lower(during), '-infinity')
+$$;
+COMMENT ON FUNCTION allocation_starts(tstzrange) IS
+  'lower(during), or -infinity when it is open. Orders like lower(during) NULLS FIRST.';
+
+CREATE FUNCTION allocation_ends(during tstzrange) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(upper(during), 'infinity')
+$$;
+COMMENT ON FUNCTION allocation_ends(tstzrange) IS
+  'upper(during), or infinity when it is open.';
+
+-- during && span, spelled as comparisons of the ends, which allocation_resource_span_idx
+-- answers for one resource (&& itself needs a GiST index). Exact for the ranges
+-- allocations have: half-open and never empty (allocation_during_half_open,
+-- allocation_during_not_empty); span may be any range. Inlined by the planner, so that
+-- resource_id = … AND allocation_overlaps(during, …) is an index range scan.
+CREATE FUNCTION allocation_overlaps(during tstzrange, span tstzrange) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT NOT isempty(span)
+     AND allocation_ends(during) > allocation_starts(span)
+     AND allocation_starts(during) <= allocation_ends(span)
+     AND (allocation_starts(during) < allocation_ends(span) OR upper_inc(span))
+$$;
+COMMENT ON FUNCTION allocation_overlaps(tstzrange, tstzrange) IS
+  'during && span for an allocation''s during, in a form allocation_resource_span_idx answers. E.g. SELECT * FROM allocation WHERE resource_id = $1 AND allocation_overlaps(during, tstzrange(now(), now() + interval ''1 month'')).';
 
 -- An interval as the API writes durations, whatever the session's IntervalStyle.
 CREATE FUNCTION iso_duration(i interval) RETURNS text
@@ -420,10 +456,13 @@ COMMENT ON COLUMN allocation.series_id IS 'The recurring series this allocation 
 CREATE INDEX allocation_owner_id_idx ON allocation (owner_id);
 CREATE INDEX allocation_series_id_idx ON allocation (series_id) WHERE series_id IS NOT NULL;
 CREATE INDEX allocation_during_idx ON allocation USING gist (during);
--- Reads of "this resource, this window" on the bare during (the exclusion constraint's
--- index is on the widened range).
-CREATE INDEX allocation_resource_id_during_idx ON allocation USING gist (resource_id, during)
-  WHERE (status IN ('held', 'confirmed'));
+-- One resource's allocations by time, whatever their status (reads ask
+-- allocation_overlaps). Ends first: a window asks for ends after its start and starts
+-- before its end, and the first is the bound that cuts a resource's past away.
+CREATE INDEX allocation_resource_span_idx ON allocation (resource_id, allocation_ends(during), allocation_starts(during));
+-- Every allocation by start, then id: the order lists are in, so a page of the list across
+-- resources is read from here and no further than the page.
+CREATE INDEX allocation_starts_idx ON allocation (allocation_starts(during), id);
 CREATE TRIGGER allocation_touch_updated_at BEFORE UPDATE ON allocation
   FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 
@@ -561,21 +600,35 @@ COMMENT ON FUNCTION booking_rule_violations(uuid, tstzrange, timestamptz) IS
   'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed). E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
 
 -- Where a member may book at all, as of judged_at: span cut to [judged_at + min_notice,
--- judged_at + max_advance).
+-- judged_at + max_advance). The window alone, for queries that have the rules at hand
+-- (inlined there); the span of one resource, for psql.
+CREATE FUNCTION member_booking_window(span tstzrange, min_notice interval, max_advance interval, judged_at timestamptz) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN judged_at + min_notice >= judged_at + max_advance THEN 'empty'::tstzrange
+              ELSE span * tstzrange(judged_at + min_notice, judged_at + max_advance, '[)') END
+$$;
+COMMENT ON FUNCTION member_booking_window(tstzrange, interval, interval, timestamptz) IS
+  'The part of span in which a member may book as of judged_at under the given min_notice and max_advance (null: no rule).';
+
 CREATE FUNCTION member_booking_span(resource_id uuid, span tstzrange, judged_at timestamptz) RETURNS tstzrange
 LANGUAGE sql STABLE AS $$
-  SELECT CASE WHEN judged_at + e.min_notice >= judged_at + e.max_advance THEN 'empty'::tstzrange
-              ELSE span * tstzrange(judged_at + e.min_notice, judged_at + e.max_advance, '[)') END
+  SELECT member_booking_window(span, e.min_notice, e.max_advance, judged_at)
   FROM effective_rule e
   WHERE e.resource_id = member_booking_span.resource_id
 $$;
 COMMENT ON FUNCTION member_booking_span(uuid, tstzrange, timestamptz) IS
   'The part of span in which a member may book the resource as of judged_at: from judged_at + min_notice to judged_at + max_advance.';
 
--- RFC 3339 in UTC with Z, as the API writes times, whatever the session's TimeZone.
+-- RFC 3339 in UTC with Z, as the API writes times, whatever the session's TimeZone (the
+-- era after it for years BC, which only psql can store). Without a SET clause, so that
+-- the planner inlines it: the history trigger calls it eight times per row.
 CREATE FUNCTION utc_text(t timestamptz) RETURNS text
-LANGUAGE sql STABLE SET TimeZone = 'UTC' AS $$
-  SELECT replace(to_json(t) #>> '{}', '+00:00', 'Z')
+LANGUAGE sql STABLE AS $$
+  SELECT CASE
+    WHEN NOT isfinite(t) THEN to_json(t AT TIME ZONE 'UTC') #>> '{}'
+    WHEN t < '0001-01-01T00:00:00Z' THEN replace(to_json(t AT TIME ZONE 'UTC') #>> '{}', ' BC', 'Z BC')
+    ELSE (to_json(t AT TIME ZONE 'UTC') #>> '{}') || 'Z'
+  END
 $$;
 
 CREATE TABLE allocation_event (
@@ -764,6 +817,7 @@ INSERT INTO schemaversion (version, name, md5, run_at) VALUES
   (4, 'booking-rules', NULL, now()),
   (5, 'recurring-series', NULL, now()),
   (6, 'calendar-feeds', NULL, now()),
-  (7, 'safe-integer-ids', NULL, now());
+  (7, 'safe-integer-ids', NULL, now()),
+  (8, 'indexed-reads', NULL, now());
 
 COMMIT;

@@ -117,4 +117,10 @@ t.test('each event names the account that acted; psql changes name none', async 
     ['update', null],
     ['cancel', member.id]
   ])
+  // Book-any-free names its actor in the same statement as its insert, as a booking does.
+  const anyCar = await call(app, 'POST', '/api/allocations',
+    { type: 'car', starts_at: '2035-02-01T10:00:00Z', ends_at: '2035-02-01T11:00:00Z' }, { token: member.token })
+  t.equal(anyCar.statusCode, 201)
+  const anyEvents = (await call(app, 'GET', `/api/allocations/${anyCar.json().id}/history`)).json<Array<{ operation: string, actor_id: number | null }>>()
+  t.same(anyEvents.map((e) => [e.operation, e.actor_id]), [['insert', member.id]])
 })

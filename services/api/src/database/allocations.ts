@@ -1,4 +1,4 @@
-import { isClient, withTransaction, type Db, type Page } from './db.js'
+import { isClient, prepared, withTransaction, type Db, type Page } from './db.js'
 import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
 import type { Actor } from '../schemas/accounts.js'
 import { allocationCancelled, allocationConflict, DomainError, holdExpired } from './outcomes.js'
@@ -59,16 +59,52 @@ const GET = `${SELECT} WHERE ${SCOPED}`
 
 const LOCK = `${SELECT} WHERE ${SCOPED} FOR UPDATE OF a`
 
+// The filters of the list across resources, as each part of LIST applies them.
+const LIST_FILTERS = `
+       AND ($1::uuid IS NULL OR a.resource_id = $1)
+       AND ($2::text IS NULL OR r.type = $2)
+       AND ($3::bigint IS NULL OR r.site_id = $3)
+       AND ($6::text IS NULL OR a.kind = $6)
+       AND ($7::text = 'all' OR allocation_current_status(a.status, a.expires_at) = $7)`
+
+// Across resources, by start, a page at a time. What overlaps [from, to) is what started
+// before from and is still going on at from (few: at most one live allocation per
+// resource at any instant, found through allocation_during_idx), followed by what starts
+// within the window, read in page order from allocation_starts_idx and no further than
+// the page needs. Each part stops at the end of the page; together they are the page. So
+// a page costs the same however long the window and however many allocations there are.
+// Unnamed: which filters are given decides the plan, so it is planned with them.
 export const LIST = `
-  ${SELECT}
-  WHERE ($1::uuid IS NULL OR a.resource_id = $1)
-    AND ($2::text IS NULL OR r.type = $2)
-    AND ($3::bigint IS NULL OR r.site_id = $3)
-    AND a.during && tstzrange($4::timestamptz, $5::timestamptz, '[)')
-    AND ($6::text IS NULL OR a.kind = $6)
-    AND ($7::text = 'all' OR allocation_current_status(a.status, a.expires_at) = $7)
-  ORDER BY lower(a.during) ASC NULLS FIRST, a.id
+  WITH page AS (
+    (SELECT a.* FROM allocation a JOIN resource r ON r.id = a.resource_id
+     WHERE $4::timestamptz IS NOT NULL AND a.during @> $4::timestamptz AND allocation_starts(a.during) < $4::timestamptz
+       ${LIST_FILTERS}
+     ORDER BY allocation_starts(a.during), a.id
+     LIMIT $8::bigint + $9::bigint)
+    UNION ALL
+    (SELECT a.* FROM allocation a JOIN resource r ON r.id = a.resource_id
+     WHERE allocation_starts(a.during) >= coalesce($4::timestamptz, '-infinity')
+       AND allocation_starts(a.during) < coalesce($5::timestamptz, 'infinity')
+       ${LIST_FILTERS}
+     ORDER BY allocation_starts(a.during), a.id
+     LIMIT $8::bigint + $9::bigint)
+  )
+  ${selectFrom('page')}
+  ORDER BY allocation_starts(a.during), a.id
   LIMIT $8 OFFSET $9`
+
+// One resource's allocations: always the per-resource index (allocation_resource_span_idx)
+// whatever the other filters, so one plan serves every call (a named statement); the
+// status and kind filter the few rows the window leaves.
+export const LIST_OF_RESOURCE = `
+  ${SELECT}
+  WHERE a.resource_id = $1
+    AND ($2::text IS NULL OR r.type = $2)
+    AND allocation_overlaps(a.during, tstzrange($3::timestamptz, $4::timestamptz, '[)'))
+    AND ($5::text IS NULL OR a.kind = $5)
+    AND ($6::text = 'all' OR allocation_current_status(a.status, a.expires_at) = $6)
+  ORDER BY allocation_starts(a.during), a.id
+  LIMIT $7 OFFSET $8`
 
 // ON CONFLICT DO NOTHING turns an overlap into "no row" instead of an error. Two
 // simultaneous overlapping inserts would otherwise each wait on the other's index
@@ -78,13 +114,21 @@ export const LIST = `
 // holds in the way are expired by a trigger inside this same statement, before the check.
 // A hold's expires_at is counted from the same now() as created_at, which
 // allocation_hold_length compares it with. $10, the acting account, owns what it creates.
+// The booking is this one statement, in no transaction of its own: it names the actor for
+// the triggers (the history) itself, as withTransaction would, before any row is written
+// (the insert reads its rows through the join with acting), and the setting ends with the
+// statement. $11: the member rules must allow it, judged with the insert's own now().
+// No row: the rules, an overlap, or no such resource; the caller finds out which.
 export const INSERT = `
-  WITH inserted AS (
+  WITH acting AS (
+    SELECT set_config('invsys.actor', $10::bigint::text, true)
+  ), inserted AS (
     INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)
     SELECT r.id, allocation_range($3, $4), $5, $6, $7, $8,
            CASE WHEN $8 = 'held' THEN now() + make_interval(secs => $9::int) END, $10, $10
-    FROM resource r
+    FROM resource r CROSS JOIN acting
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
+      AND (NOT $11::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($3, $4), now())))
     ON CONFLICT DO NOTHING
     RETURNING *
   )
@@ -96,8 +140,11 @@ export const INSERT = `
 // to try. A row without an allocation id: someone took that one in between.
 // Free means free with buffers: no live allocation's widened range meets the new one's,
 // widened by the candidate's own buffers. $12: the member rules must allow it too.
+// The actor is named as in INSERT, so each attempt is a booking whole on its own.
 const BOOK_ANY = `
-  WITH candidate AS (
+  WITH acting AS (
+    SELECT set_config('invsys.actor', $11::bigint::text, true)
+  ), candidate AS (
     SELECT r.id FROM resource r
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
       AND r.id <> ALL ($3::uuid[])
@@ -113,7 +160,7 @@ const BOOK_ANY = `
     INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)
     SELECT id, allocation_range($4, $5), $6, $7, $8, $9,
            CASE WHEN $9 = 'held' THEN now() + make_interval(secs => $10::int) END, $11, $11
-    FROM candidate
+    FROM candidate CROSS JOIN acting
     ON CONFLICT DO NOTHING
     RETURNING *
   )
@@ -162,13 +209,17 @@ function scopeValues (id: string, scope: Scope) {
 }
 
 export async function listAllocations (db: Db, filter: AllocationFilter, page: Page): Promise<Allocation[]> {
+  const status = filter.status ?? 'confirmed'
+  if (filter.resource_id !== undefined && filter.site_id === undefined) {
+    return (await db.query<Allocation>(prepared('allocation-list-of-resource', LIST_OF_RESOURCE, [filter.resource_id, filter.type ?? null,
+      filter.from ?? null, filter.to ?? null, filter.kind ?? null, status, page.limit + 1, page.offset]))).rows
+  }
   return (await db.query<Allocation>(LIST, [filter.resource_id ?? null, filter.type ?? null, filter.site_id ?? null,
-    filter.from ?? null, filter.to ?? null, filter.kind ?? null, filter.status ?? 'confirmed',
-    page.limit + 1, page.offset])).rows
+    filter.from ?? null, filter.to ?? null, filter.kind ?? null, status, page.limit + 1, page.offset])).rows
 }
 
 export async function getAllocation (db: Db, id: string, scope: Scope = {}): Promise<Allocation | undefined> {
-  return (await db.query<Allocation>(GET, scopeValues(id, scope))).rows[0]
+  return (await db.query<Allocation>(prepared('allocation-get', GET, scopeValues(id, scope)))).rows[0]
 }
 
 async function lockAllocation (db: Db, id: string, scope: Scope = {}): Promise<Allocation | undefined> {
@@ -180,7 +231,7 @@ async function lockAllocation (db: Db, id: string, scope: Scope = {}): Promise<A
  * `except`: those that overlap it once both are widened by their buffers.
  */
 export async function overlappingAllocations (db: Db, resourceId: string, startsAt: string | null, endsAt: string | null, except?: string): Promise<Allocation[]> {
-  return (await db.query<Allocation>(OVERLAPPING, [resourceId, startsAt, endsAt, except ?? null])).rows
+  return (await db.query<Allocation>(prepared('allocation-overlapping', OVERLAPPING, [resourceId, startsAt, endsAt, except ?? null]))).rows
 }
 
 /**
@@ -192,21 +243,22 @@ export async function overlappingAllocations (db: Db, resourceId: string, starts
 export async function createAllocation (
   db: Db, resourceId: string, type: string | undefined, fields: NewAllocation, actor: Actor, options: RuleOptions
 ): Promise<Allocation | undefined> {
-  // A transaction so that triggers (the history) see the actor, and the rules are judged
-  // with the same now() as the insert.
-  return withTransaction(db, async (client) => {
-    if (options.rules) await refuseBrokenRules(client, resourceId, type, fields)
-    // An overlap found empty means the blocking allocation was cancelled in between: try again.
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const { rows } = await client.query<Allocation>(INSERT, [resourceId, type ?? null,
-        fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id])
-      if (rows[0]) return rows[0]
-      const conflicts = await overlappingAllocations(client, resourceId, fields.starts_at, fields.ends_at)
-      if (conflicts.length > 0) throw allocationConflict(conflicts)
-      if (!await getResource(client, resourceId, type)) return undefined
-    }
-    throw allocationConflict([])
-  }, { actor: actor.id })
+  // No transaction: the INSERT is the booking, whole, rules and actor included. What
+  // follows a refusal only explains it, in the order a refusal is judged: the rules, then
+  // what is in the way, then whether the resource exists. Found nothing (the blocking
+  // allocation was cancelled in between, or a max_advance that now() has caught up with):
+  // try again.
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const { rows } = await db.query<Allocation>(prepared('allocation-insert', INSERT, [resourceId, type ?? null,
+      fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds,
+      actor.id, options.rules]))
+    if (rows[0]) return rows[0]
+    if (options.rules) await refuseBrokenRules(db, resourceId, type, fields)
+    const conflicts = await overlappingAllocations(db, resourceId, fields.starts_at, fields.ends_at)
+    if (conflicts.length > 0) throw allocationConflict(conflicts)
+    if (!await getResource(db, resourceId, type)) return undefined
+  }
+  throw allocationConflict([])
 }
 
 /** Where book-any-free may look: every resource of a type, or those at one site. */
@@ -215,8 +267,8 @@ export interface AnyResource { type: string, site_id?: number }
 type Attempt = Partial<Allocation> & { candidate_id: string }
 
 async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], fields: NewAllocation, actor: Actor, options: RuleOptions): Promise<Attempt | undefined> {
-  return (await db.query<Attempt>(BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
-    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id, options.rules])).rows[0]
+  return (await db.query<Attempt>(prepared('allocation-book-any', BOOK_ANY, [where.type, where.site_id ?? null, tried, fields.starts_at, fields.ends_at,
+    fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds, actor.id, options.rules]))).rows[0]
 }
 
 /**
@@ -228,22 +280,20 @@ async function bookFirstCandidate (db: Db, where: AnyResource, tried: string[], 
  * the first one's RULE_*.
  */
 export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAllocation, actor: Actor, options: RuleOptions): Promise<Allocation | undefined> {
-  // One transaction, so that the history trigger sees the actor. A candidate lost to a
-  // concurrent request is "no row" (ON CONFLICT DO NOTHING), not an error, so the
-  // transaction stays usable for the next attempt.
-  return withTransaction(db, async (client) => {
-    const tried: string[] = []
-    for (;;) {
-      const attempt = await bookFirstCandidate(client, where, tried, fields, actor, options)
-      if (!attempt) {
-        if (options.rules) await refuseWhenEveryResourceBreaksRules(client, where.type, where.site_id, fields)
-        return undefined
-      }
-      const { candidate_id: candidate, ...allocation } = attempt
-      if (allocation.id) return allocation as Allocation
-      tried.push(candidate)
+  // Each attempt is one statement that books whole or not at all and names the actor
+  // itself, so no transaction is needed around them. A candidate lost to a concurrent
+  // request is "no row" (ON CONFLICT DO NOTHING), not an error.
+  const tried: string[] = []
+  for (;;) {
+    const attempt = await bookFirstCandidate(db, where, tried, fields, actor, options)
+    if (!attempt) {
+      if (options.rules) await refuseWhenEveryResourceBreaksRules(db, where.type, where.site_id, fields)
+      return undefined
     }
-  }, { actor: actor.id })
+    const { candidate_id: candidate, ...allocation } = attempt
+    if (allocation.id) return allocation as Allocation
+    tried.push(candidate)
+  }
 }
 
 /** Whether [starts_at, ends_at) is empty (an inverted or zero-length pair), judged as the allocation table would. */

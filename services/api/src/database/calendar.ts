@@ -21,7 +21,7 @@ const BLOCKING = `
   FROM allocation a
   WHERE a.resource_id = $1
     AND allocation_blocks(a.status, a.expires_at)
-    AND a.during && tstzrange($2, $3, '[)')
+    AND allocation_overlaps(a.during, tstzrange($2, $3, '[)'))
   ORDER BY lower(a.during) ASC NULLS FIRST, a.id`
 
 /** The confirmed allocations and live holds of a resource that overlap [from, to). */

@@ -84,6 +84,16 @@ export function survivePoolErrors (pool: pg.Pool, onError: (error: Error, idle: 
   pool.on('error', (error) => onError(error, true))
 }
 
+/**
+ * A named statement: each pooled connection parses it once, then only binds and runs it.
+ * For hot statements whose plan does not depend on which optional filters are given (a
+ * lookup by key, the booking); a query whose best plan does stays unnamed, so that it is
+ * planned for the values at hand every time.
+ */
+export function prepared (name: string, text: string, values: unknown[]): pg.QueryConfig {
+  return { name, text, values }
+}
+
 const RETRYABLE = new Set(['40P01', '40001'])
 
 // The account acting in this transaction, for triggers to read with

@@ -75,8 +75,9 @@ const BY_SECRET_HASH = `SELECT ${COLUMNS}, secret_hash FROM calendar_feed WHERE 
 // Live allocations (confirmed, and holds that have not run out) and cancelled ones, so a
 // calendar that showed a booking learns it was cancelled. A hold that ran out is left
 // out: it was only ever tentative. One query for every scope: the null parameters drop
-// out, and each scope has its index (the exclusion constraint's for a resource,
-// resource_site_id_idx, allocation_owner_id_idx).
+// out, and each scope has its index. The window is said twice: as && for
+// allocation_during_idx (a site, a type, an owner), and as allocation_overlaps for
+// allocation_resource_span_idx (one resource).
 const ENTRIES = `
   SELECT a.id, lower(a.during) AS starts_at, upper(a.during) AS ends_at, a.kind,
          allocation_current_status(a.status, a.expires_at) AS status, a.description,
@@ -91,6 +92,7 @@ const ENTRIES = `
     AND ($4::bigint IS NULL OR a.owner_id = $4)
     AND (allocation_blocks(a.status, a.expires_at) OR a.status = 'cancelled')
     AND a.during && tstzrange($5, $6, '[)')
+    AND allocation_overlaps(a.during, tstzrange($5, $6, '[)'))
   ORDER BY lower(a.during) ASC NULLS FIRST, a.id`
 
 /** The row with only its own scope field: the others are absent rather than null. */

@@ -12,27 +12,43 @@ export interface ResourceFields {
 
 const COLUMNS = 'id, type, name, site_id, mac::text AS mac, created_at, updated_at'
 
-// available_from/available_to: keep only resources where the window could be booked: no
-// blocking allocation (confirmed, or a hold that has not run out) in the way once both
-// are widened by their buffers, and none of the member rules named in $8 broken (empty
-// for admins); an omitted side is unbounded.
 const LIST = `
   SELECT ${COLUMNS}
   FROM resource r
   WHERE ($1::text IS NULL OR r.type = $1)
     AND ($2::bigint IS NULL OR r.site_id = $2)
-    AND (NOT $3::boolean OR (
-          NOT EXISTS (
-            SELECT 1 FROM allocation a
-            WHERE a.resource_id = r.id
-              AND allocation_blocks(a.status, a.expires_at)
-              AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
-                  && resource_blocked_range(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)')))
-          AND (cardinality($8::text[]) = 0 OR NOT EXISTS (
-            SELECT 1 FROM booking_rule_violations(r.id, tstzrange($4::timestamptz, $5::timestamptz, '[)'), now()) v
-            WHERE v.rule = ANY ($8::text[])))))
   ORDER BY r.type, r.name, r.id
-  LIMIT $6 OFFSET $7`
+  LIMIT $3 OFFSET $4`
+
+// available_from/available_to: keep only resources where the window could be booked: no
+// blocking allocation (confirmed, or a hold that has not run out) in the way once both
+// are widened by their buffers, and none of the member rules named in $7 broken (empty
+// for admins); an omitted side is unbounded.
+// A walk: the resources in page order, each looked up in the exclusion constraint's index
+// (resource_id, widened range) until the page is full, so a page costs one index probe
+// per resource passed over: a handful when most are free, every resource of the type when
+// none is. OFFSET 0 keeps the look-up a subplan run per resource the walk reaches: as an
+// anti-join, the planner would first collect what blocks every resource in the window.
+// The buffers come from effective_rule in the same statement, not through
+// resource_blocked_range(), which is a function call per resource.
+export const LIST_AVAILABLE = `
+  SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at
+  FROM resource r
+  JOIN effective_rule e ON e.resource_id = r.id
+  WHERE ($1::text IS NULL OR r.type = $1)
+    AND ($2::bigint IS NULL OR r.site_id = $2)
+    AND NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE a.resource_id = r.id
+        AND allocation_blocks(a.status, a.expires_at)
+        AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
+            && allocation_blocked_range(tstzrange($3::timestamptz, $4::timestamptz, '[)'), e.buffer_before, e.buffer_after)
+      OFFSET 0)
+    AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
+      SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
+      WHERE v.rule = ANY ($7::text[])))
+  ORDER BY r.type, r.name, r.id
+  LIMIT $5 OFFSET $6`
 
 // $2 scopes the lookup to one type for the per-type routes; null means any type.
 const GET = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2)`
@@ -61,7 +77,7 @@ const UPDATE = `
 // Allocations that block the slot now or later: what a plain DELETE refuses to take with it.
 const UNENDED_ALLOCATIONS = `
   SELECT count(*)::int AS count FROM allocation
-  WHERE resource_id = $1 AND allocation_blocks(status, expires_at) AND (upper_inf(during) OR upper(during) > now())`
+  WHERE resource_id = $1 AND allocation_blocks(status, expires_at) AND allocation_ends(during) > now()`
 
 const DELETE_CONTAINERS = 'DELETE FROM container WHERE freezer_id = $1'
 
@@ -90,8 +106,10 @@ function windowRules (filter: ResourceFilter): string[] {
 
 /** With `options.rules` (a member), available_from/to also keep only windows the member rules allow. */
 export async function listResources (db: Db, filter: ResourceFilter, page: Page, options: { rules: boolean }): Promise<Resource[]> {
-  const windowed = filter.available_from !== undefined || filter.available_to !== undefined
-  return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, windowed,
+  if (filter.available_from === undefined && filter.available_to === undefined) {
+    return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, page.limit + 1, page.offset])).rows
+  }
+  return (await db.query<Resource>(LIST_AVAILABLE, [filter.type ?? null, filter.site_id ?? null,
     filter.available_from ?? null, filter.available_to ?? null, page.limit + 1, page.offset,
     options.rules ? windowRules(filter) : []])).rows
 }

@@ -1,0 +1,176 @@
+import pg from 'pg'
+import t from 'tap'
+import { LIST, LIST_OF_RESOURCE } from '../src/database/allocations.js'
+import { SLOTS, SLOTS_AT_START } from '../src/database/availability.js'
+import { LIST_AVAILABLE } from '../src/database/resources.js'
+import { buildTestApp, call, createAccount, sql } from './helpers.js'
+
+const app = await buildTestApp(t)
+
+t.test('allocation_overlaps(during, span) is during && span for every range an allocation can have', async (t) => {
+  // Allocations are half-open and never empty; spans may be anything, empty included.
+  const [row] = await sql<{ compared: number, different: number, examples: unknown }>(app, `
+    WITH point (p) AS (VALUES (NULL::timestamptz), ('2030-01-01 10:00Z'), ('2030-01-01 11:00Z'), ('2030-01-01 12:00Z'), ('2030-01-01 13:00Z')),
+    during AS (
+      SELECT tstzrange(a.p, b.p, '[)') AS d FROM point a, point b
+      WHERE a.p IS NULL OR b.p IS NULL OR a.p < b.p
+    ),
+    span AS (
+      SELECT tstzrange(a.p, b.p, bounds) AS s
+      FROM point a, point b, unnest(ARRAY['[)', '[]', '()', '(]']) AS bounds
+      WHERE a.p IS NULL OR b.p IS NULL OR a.p <= b.p
+    )
+    SELECT count(*)::int AS compared,
+           count(*) FILTER (WHERE allocation_overlaps(d, s) IS DISTINCT FROM (d && s))::int AS different,
+           json_agg(json_build_object('during', d, 'span', s)) FILTER (WHERE allocation_overlaps(d, s) IS DISTINCT FROM (d && s)) AS examples
+    FROM during, span`)
+  t.ok(row!.compared > 500, `${row!.compared} pairs compared`)
+  t.equal(row!.different, 0, `no pair differs: ${JSON.stringify(row!.examples)}`)
+})
+
+t.test('utc_text writes what the first release wrote, whatever the session\'s time zone', async (t) => {
+  const client = new pg.Client({ connectionString: app.databaseUrl })
+  await client.connect()
+  t.teardown(() => client.end())
+  // The first release's spelling, which switched TimeZone on every call.
+  await client.query(`CREATE FUNCTION pg_temp.utc_text_before(t timestamptz) RETURNS text
+    LANGUAGE sql STABLE SET TimeZone = 'UTC' AS $$ SELECT replace(to_json(t) #>> '{}', '+00:00', 'Z') $$`)
+  for (const zone of ['UTC', 'Asia/Kolkata', 'America/St_Johns']) {
+    await client.query(`SET TimeZone = '${zone}'`)
+    const { rows } = await client.query<{ t: string, before: string | null, now: string | null }>(`
+      SELECT t::text, pg_temp.utc_text_before(t) AS before, utc_text(t) AS now
+      FROM (VALUES ('2030-01-01 00:00:00Z'::timestamptz), ('2030-06-01 09:30:00.5+02'), ('2030-06-01 09:30:00.000001-03:30'),
+                   ('1900-01-01 00:00Z'), ('0044-03-15 12:00Z BC'), ('infinity'), ('-infinity'), (NULL), (now())) AS v (t)`)
+    for (const row of rows) t.equal(row.now, row.before, `${zone}: ${row.t}`)
+  }
+})
+
+/** The names of the indexes used, and the tables read whole, in a plan. */
+function scans (plan: unknown): string[] {
+  const found: string[] = []
+  const walk = (node: Record<string, unknown>) => {
+    if (typeof node['Index Name'] === 'string') found.push(node['Index Name'])
+    if (node['Node Type'] === 'Seq Scan') found.push(`Seq Scan on ${node['Relation Name'] as string}`)
+    for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child)
+  }
+  walk((plan as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan)
+  return found
+}
+
+t.test('the hot reads look allocations up by index, never by reading the whole table', async (t) => {
+  // Enough rows that reading the table is the planner's worst option: 200 lorries with a
+  // booking a week for 100 weeks.
+  await sql(app, `
+    INSERT INTO resource (type, name) SELECT 'lorry', 'plan-lorry-' || n FROM generate_series(1, 200) AS n;
+    INSERT INTO allocation (resource_id, during, description)
+    SELECT r.id, tstzrange(s, s + interval '5 hours'), 'plan test'
+    FROM resource r, generate_series(0, 99) AS i,
+         LATERAL (SELECT timestamptz '2030-01-07' + i * interval '7 days' + (abs(hashtext(r.name)) % 150) * interval '1 hour' AS s) AS t
+    WHERE r.name LIKE 'plan-lorry-%';
+    ANALYZE resource; ANALYZE allocation;`)
+  const [lorry] = await sql<{ id: string }>(app, 'SELECT id FROM resource WHERE name = \'plan-lorry-7\'')
+  const month = ['2031-01-01T00:00:00Z', '2031-01-31T00:00:00Z']
+  const week = ['2031-01-01T00:00:00Z', '2031-01-08T00:00:00Z']
+  const explain = async (query: string, values: unknown[], generic = false) =>
+    scans((await sql<{ 'QUERY PLAN': unknown }>(app, `EXPLAIN (FORMAT JSON${generic ? ', GENERIC_PLAN' : ''}) ${query}`, generic ? [] : values))[0]!['QUERY PLAN'])
+
+  const plans: Array<[string, string[]]> = []
+  const uses = (name: string, plan: string[], index: string) => {
+    plans.push([name, plan])
+    t.ok(plan.includes(index), `${name}: ${index} (${plan.join(', ')})`)
+  }
+  uses('the allocations of one resource in a window', await explain(LIST_OF_RESOURCE, [lorry!.id, 'lorry', ...month, null, 'confirmed', 51, 0]), 'allocation_resource_span_idx')
+  uses('the same for any values (prepared once per connection)', await explain(LIST_OF_RESOURCE, [], true), 'allocation_resource_span_idx')
+  uses('a month across resources: what is going on at its start', await explain(LIST, [null, 'lorry', null, ...month, null, 'confirmed', 51, 0]), 'allocation_during_idx')
+  uses('a month across resources: what starts within it, in page order', await explain(LIST, [null, 'lorry', null, ...month, null, 'confirmed', 51, 0]), 'allocation_starts_idx')
+  uses('every allocation, a page at a time', await explain(LIST, [null, null, null, null, null, null, 'all', 51, 0]), 'allocation_starts_idx')
+  // The exclusion constraint's index: the resource, and the range widened by the buffers.
+  uses('available resources, walking them', await explain(LIST_AVAILABLE, ['lorry', null, ...week.slice(0, 1), '2031-01-02T00:00:00Z', 51, 0, []]), 'allocation_no_overlap')
+  uses('slots', await explain(SLOTS, ['lorry', null, ...week, 'PT2H', 51, 0, false]), 'allocation_no_overlap')
+  uses('slots at the window\'s start', await explain(SLOTS_AT_START, ['lorry', null, ...week, 'PT2H', 51, 0, false, 204]), 'allocation_no_overlap')
+  uses('free time (resource_free_time\'s own query)', await explain(`
+    SELECT tstzmultirange($2) - coalesce(range_agg(a.during), '{}'::tstzmultirange)
+    FROM allocation a
+    WHERE a.resource_id = $1 AND allocation_blocks(a.status, a.expires_at)
+      AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && $2::tstzrange`, [lorry!.id, `[${month[0]},${month[1]})`]), 'allocation_no_overlap')
+  for (const [name, plan] of plans) t.notOk(plan.includes('Seq Scan on allocation'), `${name}: the table is not read whole`)
+})
+
+t.test('slots: the walk at the window\'s start and the full search give the pages resource_free_time() gives', async (t) => {
+  // 30 vans: some busy at the window's start, some later, some twice, one on hold, one cancelled.
+  await sql(app, `
+    INSERT INTO resource (type, name) SELECT 'truck', 'slot-van-' || lpad(n::text, 2, '0') FROM generate_series(1, 30) AS n;
+    INSERT INTO allocation (resource_id, during, description)
+    SELECT r.id, tstzrange(timestamptz '2032-05-03 08:00Z' + (n % 5) * interval '90 minutes',
+                           timestamptz '2032-05-03 09:00Z' + (n % 5) * interval '90 minutes' + (n % 3) * interval '1 hour'), 'slot test'
+    FROM resource r, LATERAL (SELECT substr(r.name, 10)::int AS n) AS v
+    WHERE r.name LIKE 'slot-van-%' AND n % 4 <> 0;
+    INSERT INTO allocation (resource_id, during, description)
+    SELECT id, tstzrange('2032-05-03 15:00Z', '2032-05-03 16:00Z'), 'slot test afternoon'
+    FROM resource WHERE name LIKE 'slot-van-%' AND substr(name, 10)::int % 3 = 0 AND substr(name, 10)::int % 5 <> 4;
+    INSERT INTO allocation (resource_id, during, status, expires_at, description)
+    SELECT id, tstzrange('2032-05-03 12:00Z', '2032-05-03 13:00Z'), 'held', now() + interval '10 minutes', 'slot test hold'
+    FROM resource WHERE name = 'slot-van-04';
+    INSERT INTO allocation (resource_id, during, status, cancelled_at, description)
+    SELECT id, tstzrange('2032-05-03 08:00Z', '2032-05-03 18:00Z'), 'cancelled', now(), 'slot test cancelled'
+    FROM resource WHERE name = 'slot-van-08';`)
+  const window = { from: '2032-05-03T08:00:00Z', to: '2032-05-03T18:00:00Z' }
+  const iso = (time: unknown) => (time as Date).toISOString().replace('.000Z', 'Z')
+  // The answer as psql would compute it, one resource_free_time() call per van.
+  const expected = async (duration: string, member: boolean) => (await sql(app, `
+    SELECT r.id AS resource_id, r.name AS resource_name, lower(gap) AS starts_at, upper(gap) AS ends_at
+    FROM resource r
+    JOIN effective_rule e ON e.resource_id = r.id
+    CROSS JOIN LATERAL unnest(resource_free_time(r.id, CASE WHEN $5 THEN member_booking_span(r.id, tstzrange($2, $3, '[)'), now())
+                                                           ELSE tstzrange($2, $3, '[)') END)) AS gap
+    WHERE r.type = $1 AND lower(gap) + $4::interval <= upper(gap)
+      AND (NOT $5 OR ((e.min_duration IS NULL OR lower(gap) + e.min_duration <= lower(gap) + $4::interval)
+                  AND (e.max_duration IS NULL OR lower(gap) + $4::interval <= lower(gap) + e.max_duration)))
+    ORDER BY lower(gap), r.name, r.id`, ['truck', window.from, window.to, duration, member]))
+    .map((row) => ({ ...row, starts_at: iso(row.starts_at), ends_at: iso(row.ends_at) }))
+  const compare = async (label: string, member?: { token: string }) => {
+    for (const duration of ['PT30M', 'PT1H', 'PT2H', 'PT9H', 'PT10H']) {
+      const all = await expected(duration, member !== undefined)
+      for (const limit of [1, 3, 7, 1000]) {
+        for (const offset of [0, 1, 5, 20]) {
+          const query = new URLSearchParams({ type: 'truck', ...window, duration, limit: String(limit), offset: String(offset) })
+          const res = await call(app, 'GET', `/api/slots?${query}`, undefined, member ?? {})
+          t.same(res.json(), all.slice(offset, offset + limit), `${label}: ${duration}, limit ${limit}, offset ${offset}`)
+        }
+      }
+    }
+  }
+  await compare('no rules')
+  // Buffers on the type, another on one van, and stored on an allocation made after them;
+  // member rules that rule some durations out.
+  t.equal((await call(app, 'PUT', '/api/resource-types/truck/rules', {
+    min_duration: 'PT1H', max_duration: 'PT9H', min_notice: null, max_advance: null, buffer_before: 'PT15M', buffer_after: 'PT30M', members_may_book_open_ended: false
+  })).statusCode, 200)
+  const [van] = await sql<{ id: string }>(app, 'SELECT id FROM resource WHERE name = \'slot-van-01\'')
+  t.equal((await call(app, 'PUT', `/api/resources/${van!.id}/rules`, {
+    min_duration: null, max_duration: null, min_notice: null, max_advance: null, buffer_before: 'PT1H', buffer_after: null, members_may_book_open_ended: null
+  })).statusCode, 200)
+  await sql(app, `
+    INSERT INTO allocation (resource_id, during, description)
+    SELECT id, tstzrange('2032-05-03 11:00Z', '2032-05-03 12:00Z'), 'slot test buffered' FROM resource WHERE name = 'slot-van-30'`)
+  await compare('buffers, as an admin')
+  await compare('buffers and member rules, as a member', await createAccount(app, 'member'))
+})
+
+t.test('available resources: a page of the walk is a page of every free resource', async (t) => {
+  const windows: Array<[string, string]> = [['2032-05-03T08:00:00Z', '2032-05-03T09:00:00Z'], ['2032-05-03T08:00:00Z', '2032-05-03T18:00:00Z'], ['2032-05-03T13:00:00Z', '2032-05-03T14:30:00Z']]
+  for (const [from, to] of windows) {
+    // Each van judged alone, as psql would: resource_free_time() leaves the whole window free.
+    const all = (await sql<{ id: string }>(app, `
+      SELECT r.id FROM resource r
+      WHERE r.type = 'truck' AND resource_free_time(r.id, tstzrange($1, $2, '[)')) = tstzmultirange(tstzrange($1, $2, '[)'))
+      ORDER BY r.name, r.id`, [from, to])).map((row) => row.id)
+    t.ok(all.length > 0 && all.length < 30, `${from} to ${to}: ${all.length} of the 30 vans are free`)
+    for (const limit of [1, 2, 5, 1000]) {
+      for (const offset of [0, 3, 25]) {
+        const res = await call(app, 'GET', `/api/resources?${new URLSearchParams({ type: 'truck', available_from: from, available_to: to, limit: String(limit), offset: String(offset) })}`)
+        t.same(res.json().map((r: { id: string }) => r.id), all.slice(offset, offset + limit), `${from} to ${to}, limit ${limit}, offset ${offset}`)
+      }
+    }
+  }
+})
