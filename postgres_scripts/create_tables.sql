@@ -798,4 +798,8 @@ INSERT INTO schemaversion (version, name, md5, run_at) VALUES
   (7, 'safe-integer-ids', NULL, now()),
   (9, 'credential-notifications', NULL, now());
 
+-- Dropping account and api_token fires none of their triggers: tell running API replicas
+-- to forget every token lookup they keep (sent when this transaction commits).
+SELECT pg_notify('invsys_credentials', '*');
+
 COMMIT;
