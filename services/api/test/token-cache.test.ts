@@ -2,6 +2,9 @@ import pg from 'pg'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
+import { poolOptions } from '../src/database/db.js'
+import { TokenCache } from '../src/plugins/token-cache.js'
+import { hashToken } from '../src/tokens.js'
 import { buildTestApp, call, createAccount, sql } from './helpers.js'
 
 // Two replicas of the API on one database, as in production: each keeps the token
@@ -124,4 +127,19 @@ t.test('GET /metrics counts hits and misses of the token cache', async (t) => {
   t.equal((await me(b, account.token)).statusCode, 200)
   t.equal(await sample('miss'), misses + 1, 'the first request asked the database')
   t.equal(await sample('hit'), hits + 1, 'the second did not')
+})
+
+t.test('a kept lookup is let go after its time (a minute in the API), so the token is looked up and last_used_at stamped again', async (t) => {
+  const cache = new TokenCache({ connection: poolOptions(a.databaseUrl, 1), maxEntries: 10, ttlMs: 50, log: a.log })
+  t.teardown(() => cache.close())
+  await cache.start()
+  await until('listening', () => cache.trusted)
+  const account = await createAccount(a, 'member')
+  const tokenHash = hashToken(account.token)
+  const known = { account: { id: account.id, name: account.name, role: account.role, created_at: '2030-01-01T00:00:00Z' }, tokenId: account.tokenId, tokenHash }
+  cache.remember(tokenHash, known, cache.mark())
+  t.match(cache.find(tokenHash), { tokenId: account.tokenId }, 'kept')
+  t.ok(await cache.confirm(), 'and confirmed by a round trip on the listener')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(cache.find(tokenHash), undefined, 'gone once its time is up')
 })
