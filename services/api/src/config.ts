@@ -20,6 +20,8 @@ export interface Config {
   poolMax: number
   /** How long a request waits for a pooled connection (or a new one) before it is answered 503. */
   poolWaitMs: number
+  /** Token lookups each replica keeps (for a minute, dropped on revocation); 0 turns that off. */
+  authCacheSize: number
   /** Mean event loop delay (ms) which, exceeded three readings in a row, sheds requests with 503 SERVER_BUSY; 0: never. */
   maxEventLoopDelayMs: number
   /** NODE_ENV=production: the published development token is refused everywhere. */
@@ -126,6 +128,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimit: integer(env, 'BODY_LIMIT', 1048576, 1024, 104857600),
     poolMax: integer(env, 'PG_POOL_MAX', 10, 1, 1000),
     poolWaitMs: integer(env, 'PG_POOL_WAIT_MS', 5000, 100, 600000),
+    authCacheSize: integer(env, 'AUTH_CACHE_SIZE', 10000, 0, 10000000),
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 600000),
     production: env.NODE_ENV === 'production',
     bootstrapAdminToken: bootstrapAdminToken(env, url === undefined)

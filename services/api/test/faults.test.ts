@@ -290,3 +290,23 @@ t.test('the pool exhausted by requests waiting on a lock: the others get 503 aft
   t.same(waited.map((r) => r.status).sort(), [201, 409, 409, 409], 'the 4 that held a connection finish when the lock goes: one wins')
   t.equal((await request('GET', '/ready')).status, 200, 'and the pool serves again')
 })
+
+t.test('PostgreSQL stopped fast under the token cache: its listener lost without a crash, nothing kept, kept again once it listens', async (t) => {
+  const cache = app.tokenCache!
+  await until('the token cache to listen', () => cache.trusted)
+  t.equal((await request('GET', '/api/me')).status, 200)
+  t.equal((await request('GET', '/api/me')).status, 200)
+  t.ok(cache.size > 0, 'the admin token\'s lookup is kept')
+  await signalPostgres('SIGINT')
+  await until('the listener to be lost', () => !cache.trusted)
+  t.equal(cache.size, 0, 'nothing is kept while not listening')
+  const away = await request('GET', '/api/me')
+  t.match(away, { status: 503, code: 'DATABASE_UNAVAILABLE' }, 'the token is looked up, not taken from the cache: 503')
+  checkRefusal(t, away, 'GET /api/me')
+  await restartPostgres()
+  t.equal((await request('GET', '/api/me')).status, 200, 'served as soon as PostgreSQL is back, looked up in it')
+  await until('the token cache to listen again', () => cache.trusted)
+  await request('GET', '/api/me')
+  t.ok(cache.size > 0, 'lookups are kept again')
+  t.ok(app.server.listening, 'the API process is alive')
+})

@@ -1,4 +1,5 @@
-import type { Db, Page } from './db.js'
+import type pg from 'pg'
+import { prepared, type Db, type Page } from './db.js'
 import type { Account, Actor, ApiToken, Role } from '../schemas/accounts.js'
 import { DomainError } from './outcomes.js'
 
@@ -47,11 +48,12 @@ const REVOKE_TOKEN = `
   )
   SELECT permitted FROM target`
 
-// One round trip per request: the lookup, and the last_used_at stamp at most once a
-// minute per token, so a busy token costs one row write a minute rather than one per
-// request (and an idle check writes nothing). Done in the same statement rather than
-// fire-and-forget, so no write outlives its request (shutdown drains cleanly) and
-// none fails unseen. Revoked tokens are reported, not stamped.
+// One round trip: the lookup, and the last_used_at stamp at most once a minute per token,
+// so a busy token costs one row write a minute rather than one per request (and an idle
+// check writes nothing). Done in the same statement rather than fire-and-forget, so no
+// write outlives its request (shutdown drains cleanly) and none fails unseen. Revoked
+// tokens are reported, not stamped. The API keeps what this finds for a minute (see
+// plugins/token-cache.ts), so a busy token comes here about once a minute.
 export const AUTHENTICATE = `
   WITH found AS (
     SELECT t.id AS token_id, t.token_hash, t.revoked_at IS NOT NULL AS revoked,
@@ -126,7 +128,7 @@ export async function revokeToken (db: Db, id: string, actor?: Actor): Promise<b
 export interface Authenticated { account: Account, tokenId: string, tokenHash: Buffer, revoked: boolean }
 
 export async function authenticate (db: Db, tokenHash: Buffer): Promise<Authenticated | undefined> {
-  const row = (await db.query<Account & { token_id: string, token_hash: Buffer, revoked: boolean }>(AUTHENTICATE, [tokenHash])).rows[0]
+  const row = (await db.query<Account & { token_id: string, token_hash: Buffer, revoked: boolean }>(prepared('authenticate', AUTHENTICATE, [tokenHash]))).rows[0]
   if (!row) return undefined
   const { token_id: tokenId, token_hash: storedHash, revoked, ...account } = row
   return { account, tokenId, tokenHash: storedHash, revoked }
@@ -135,4 +137,36 @@ export async function authenticate (db: Db, tokenHash: Buffer): Promise<Authenti
 /** Creates the `admin` account with this token when no account exists; false when one did. */
 export async function createFirstAdmin (db: Db, token: Omit<StoredToken, 'label'>): Promise<boolean> {
   return ((await db.query(INSERT_FIRST_ADMIN, [token.hash, token.prefix])).rowCount ?? 0) > 0
+}
+
+/**
+ * The channel notify_credentials_changed() speaks on: 'token <id>' or 'account <id>' for
+ * a token or account that changed (revoked, deleted, its role...; not a last_used_at
+ * stamp alone), '*' after a TRUNCATE.
+ */
+export const CREDENTIALS_CHANNEL = 'invsys_credentials'
+
+export type CredentialsChange = { token: string } | { account: number } | 'all'
+
+/** What a notification on CREDENTIALS_CHANNEL says changed; anything unexpected reads as everything. */
+export function credentialsChange (payload: string | undefined): CredentialsChange {
+  const [kind, id] = (payload ?? '').split(' ')
+  if (kind === 'token' && id) return { token: id }
+  if (kind === 'account' && /^\d+$/.test(id ?? '')) return { account: Number(id) }
+  return 'all'
+}
+
+/** Subscribes `client` (a connection of its own, kept open) to CREDENTIALS_CHANNEL. */
+export async function listenForCredentialChanges (client: pg.ClientBase): Promise<void> {
+  await client.query(`LISTEN ${CREDENTIALS_CHANNEL}`)
+}
+
+/**
+ * A round trip on the listening connection. PostgreSQL signals listeners when a change
+ * commits and delivers pending notifications before it answers a query, so once this
+ * returns, the client has received every notification of changes committed before it
+ * was sent.
+ */
+export async function catchUpWithNotifications (client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT 1')
 }

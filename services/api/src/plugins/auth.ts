@@ -2,11 +2,12 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } fro
 import fp from 'fastify-plugin'
 import type { TSchema } from '@sinclair/typebox'
 import { authenticate } from '../database/accounts.js'
-import type { Db } from '../database/db.js'
+import { poolOptions, type Db } from '../database/db.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
 import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
 import { DEVELOPMENT_ADMIN_TOKEN, hashToken, TOKEN_FORMAT, tokenMatches } from '../tokens.js'
+import { TokenCache, type KnownToken } from './token-cache.js'
 
 /**
  * Who may call a route: `member` is any valid token (members and admins), `admin`
@@ -29,6 +30,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** "METHOD /url" → access, for every protected route: what the tests check against. */
     routeAccess: ReadonlyMap<string, Access>
+    /** Recent token lookups (undefined when AUTH_CACHE_SIZE is 0). */
+    tokenCache: TokenCache | undefined
   }
 }
 
@@ -44,7 +47,7 @@ const isApiPath = (url: string) => url === '/api' || url.startsWith('/api/')
  * The account behind an Authorization header, or an UnauthorizedError. No message
  * repeats any part of the header: whatever was sent may be a real token.
  */
-async function accountFor (db: Db, header: string | undefined, production: boolean): Promise<{ account: Account, tokenId: string }> {
+async function accountFor (db: Db, cache: TokenCache | undefined, header: string | undefined, production: boolean): Promise<KnownToken> {
   if (header === undefined || header === '') {
     throw new UnauthorizedError('this route needs a token: send "Authorization: Bearer <token>"', false)
   }
@@ -57,12 +60,26 @@ async function accountFor (db: Db, header: string | undefined, production: boole
   if (production && token === DEVELOPMENT_ADMIN_TOKEN) {
     throw new UnauthorizedError('the published development token is refused when NODE_ENV=production', true)
   }
-  const found = await authenticate(db, hashToken(token))
+  const tokenHash = hashToken(token)
+  // A kept lookup counts only once every change committed before this request has
+  // reached the cache (a revocation drops it), and only if it is still there then.
+  if (cache) {
+    const kept = cache.find(tokenHash)
+    if (kept && await cache.confirm() && cache.find(tokenHash) === kept && tokenMatches(token, kept.tokenHash)) {
+      cache.counted('hit')
+      return kept
+    }
+    cache.counted('miss')
+  }
+  const mark = cache?.mark()
+  const found = await authenticate(db, tokenHash)
   if (!found || found.revoked || !tokenMatches(token, found.tokenHash)) {
     // Unknown and revoked read alike: a revoked token's holder learns nothing more.
     throw new UnauthorizedError('the token is unknown or has been revoked', true)
   }
-  return { account: found.account, tokenId: found.tokenId }
+  const known = { account: found.account, tokenId: found.tokenId, tokenHash: found.tokenHash }
+  if (mark !== undefined) cache?.remember(tokenHash, known, mark)
+  return known
 }
 
 /**
@@ -87,6 +104,15 @@ function documented (schema: FastifySchema | undefined, access: Access): Fastify
 export const auth = fp(async function auth (app: FastifyInstance) {
   const routeAccess = new Map<string, Access>()
   app.decorate('routeAccess', routeAccess)
+  const { databaseUrl, authCacheSize } = app.config
+  if (!databaseUrl) throw new Error('databaseUrl must be resolved before the app is built')
+  // Its own connection, outside the pool: it stays checked out for good, listening.
+  const cache = authCacheSize > 0
+    ? new TokenCache({ connection: { ...poolOptions(databaseUrl, 1), application_name: 'invsys-api-listener' }, maxEntries: authCacheSize, log: app.log })
+    : undefined
+  await cache?.start()
+  app.decorate('tokenCache', cache)
+  app.addHook('onClose', async () => { await cache?.close() })
   app.decorateRequest('account', null)
   app.decorateRequest('tokenId', null)
 
@@ -105,7 +131,7 @@ export const auth = fp(async function auth (app: FastifyInstance) {
   app.addHook('onRequest', async (request, reply) => {
     const access = request.routeOptions.config.access
     if (access === undefined) return
-    const { account, tokenId } = await accountFor(app.pg.pool, request.headers.authorization, app.config.production)
+    const { account, tokenId } = await accountFor(app.pg.pool, cache, request.headers.authorization, app.config.production)
     request.account = account
     request.tokenId = tokenId
     // Every later line about this request names the account: an audit trail in the logs.

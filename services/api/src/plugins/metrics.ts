@@ -8,9 +8,9 @@ export const METRICS_PATH = '/metrics'
 
 /**
  * Prometheus metrics of this process: requests by route and status with their latency,
- * the database pool, error responses by code (booking conflicts among them), and Node's
- * own (event loop lag, memory, GC). One registry per app, so tests building several
- * apps in one process never share counters.
+ * the database pool, error responses by code (booking conflicts among them), the token
+ * cache's hits and misses, and Node's own (event loop lag, memory, GC). One registry per
+ * app, so tests building several apps in one process never share counters.
  */
 export const metrics = fp(async function metrics (app: FastifyInstance) {
   const registry = new Registry()
@@ -42,6 +42,30 @@ export const metrics = fp(async function metrics (app: FastifyInstance) {
       this.set({ state: 'idle' }, pool.idleCount)
       this.set({ state: 'waiting' }, pool.waitingCount)
       this.set({ state: 'max' }, app.config.poolMax)
+    }
+  }))
+
+  // Read at scrape time from the auth plugin's cache (registered after this one); absent
+  // with AUTH_CACHE_SIZE=0, when every token is looked up in the database.
+  registry.registerMetric(new Counter({
+    name: 'invsys_auth_cache_lookups_total',
+    help: 'Tokens checked on /api requests: from the lookups this replica keeps (hit) or in the database (miss)',
+    labelNames: ['result'],
+    registers: [],
+    collect () {
+      const lookups = app.tokenCache?.lookups
+      if (!lookups) return
+      this.reset()
+      this.inc({ result: 'hit' }, lookups.hit)
+      this.inc({ result: 'miss' }, lookups.miss)
+    }
+  }))
+  registry.registerMetric(new Gauge({
+    name: 'invsys_auth_cache_entries',
+    help: 'Token lookups this replica keeps (at most AUTH_CACHE_SIZE; none while it is not listening for changes)',
+    registers: [],
+    collect () {
+      if (app.tokenCache) this.set(app.tokenCache.size)
     }
   }))
 
