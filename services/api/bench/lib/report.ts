@@ -59,7 +59,7 @@ function rows (scale: ScaleResult): Row[] {
   out.push({ route: `${half.name} at ${fmt(half.rate ?? NaN)}/s (half peak)`, rps: fmt(half.requestsPerSecond), p50: fmt(half.p50Ms, 2), p99: fmt(half.p99Ms, 2), errors: `${half.errors} / ${half.non2xx}`, ratio: '' })
   for (const run of [scale.pgbench.bare, scale.pgbench.chain]) {
     out.push({
-      route: run.script === 'bare' ? `pgbench: booking INSERT alone (${run.clients} clients)` : `pgbench: token lookup, BEGIN, actor, INSERT, COMMIT (${run.clients} clients)`,
+      route: run.script === 'bare' ? `pgbench: booking INSERT alone (${run.clients} clients)` : `pgbench: token lookup, then the INSERT (${run.clients} clients)`,
       rps: fmt(run.tps),
       p50: fmt(run.p50Ms, 2),
       p99: fmt(run.p99Ms, 2),
