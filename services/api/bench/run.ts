@@ -139,6 +139,9 @@ async function main (): Promise<void> {
     // -- schema, first admin, data
     await ensureSchema(databaseUrl)
     const setup = new pg.Pool({ connectionString: databaseUrl, max: 1 })
+    // When a step fails, the cluster is stopped with this pool's connection still idle in
+    // it: that connection's end is expected, not a crash to print over the real error.
+    setup.on('error', () => undefined)
     await createFirstAdmin(setup, { hash: tokenHash, prefix: tokenDisplayPrefix(adminToken) })
     const adminId = Number((await setup.query<{ id: string }>('SELECT id FROM account WHERE name = \'admin\'')).rows[0]!.id)
     const base = daysAgo(350)

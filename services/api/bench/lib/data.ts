@@ -85,19 +85,18 @@ const ALLOCATION_ROWS = `
 const COLUMNS = 'resource_id, during, kind, status, cancelled_at, description'
 
 // The history row the allocation_record_event trigger writes for an insert: new_row is
-// allocation_snapshot(a). Spelled out here with utc_text(t) inlined as the expression it
-// is under TimeZone UTC (set by the loader): utc_text carries SET TimeZone, so PostgreSQL
-// cannot inline it and six calls a row cost half the history time. loadData checks a sample
-// of rows against allocation_snapshot itself, so a change to that function cannot make
-// this copy wrong unnoticed.
-const utc = (column: string) => `replace(to_json(${column}) #>> '{}', '+00:00', 'Z')`
+// allocation_snapshot(a), spelled out for the rows the CTE returns (a function of the
+// allocation row type cannot take them). utc_text() is inlined since migration 008.
+// loadData checks a sample of rows against allocation_snapshot itself, so a change to that
+// function cannot make this copy wrong unnoticed.
 const SNAPSHOT = `jsonb_build_object(
     'id', l.id, 'resource_id', l.resource_id,
-    'starts_at', ${utc('lower(l.during)')}, 'ends_at', ${utc('upper(l.during)')},
+    'starts_at', utc_text(lower(l.during)), 'ends_at', utc_text(upper(l.during)),
     'kind', l.kind, 'status', l.status, 'description', l.description, 'data', l.data,
-    'created_at', ${utc('l.created_at')}, 'updated_at', ${utc('l.updated_at')},
-    'cancelled_at', ${utc('l.cancelled_at')}, 'expires_at', ${utc('l.expires_at')},
-    'owner_id', l.owner_id, 'updated_by', l.updated_by)`
+    'created_at', utc_text(l.created_at), 'updated_at', utc_text(l.updated_at),
+    'cancelled_at', utc_text(l.cancelled_at), 'expires_at', utc_text(l.expires_at),
+    'owner_id', l.owner_id, 'updated_by', l.updated_by,
+    'series_id', l.series_id)`
 
 // The fast way, and the one the benchmark uses: each loader session runs with
 // session_replication_role = replica, which turns off the user triggers (and the foreign
