@@ -85,7 +85,7 @@ t.test('the hot reads look allocations up by index, never by reading the whole t
   uses('a month across resources: what starts within it, in page order', await explain(LIST, [null, 'lorry', null, ...month, null, 'confirmed', 51, 0]), 'allocation_starts_idx')
   uses('every allocation, a page at a time', await explain(LIST, [null, null, null, null, null, null, 'all', 51, 0]), 'allocation_starts_idx')
   // The exclusion constraint's index: the resource, and the range widened by the buffers.
-  uses('available resources, walking them', await explain(LIST_AVAILABLE, ['lorry', null, ...week.slice(0, 1), '2031-01-02T00:00:00Z', 51, 0, []]), 'allocation_no_overlap')
+  uses('available resources, walking them', await explain(LIST_AVAILABLE, ['lorry', null, ...week.slice(0, 1), '2031-01-02T00:00:00Z', 51, 0, [], 204]), 'allocation_no_overlap')
   uses('slots', await explain(SLOTS, ['lorry', null, ...week, 'PT2H', 51, 0, false]), 'allocation_no_overlap')
   uses('slots at the window\'s start', await explain(SLOTS_AT_START, ['lorry', null, ...week, 'PT2H', 51, 0, false, 204]), 'allocation_no_overlap')
   uses('free time (resource_free_time\'s own query)', await explain(`

@@ -18,7 +18,8 @@ export interface ApiProcess {
 
 export async function startApi (databaseUrl: string, adminToken: string): Promise<ApiProcess> {
   const port = await freePort()
-  const child: Child = startChild('API', process.execPath, [SERVER], {
+  // The Node flags of the image's CMD and of npm start.
+  const child: Child = startChild('API', process.execPath, ['--max-semi-space-size=4', SERVER], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH,
