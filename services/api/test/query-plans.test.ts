@@ -94,6 +94,24 @@ t.test('the hot reads look allocations up by index, never by reading the whole t
     WHERE a.resource_id = $1 AND allocation_blocks(a.status, a.expires_at)
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && $2::tstzrange`, [lorry!.id, `[${month[0]},${month[1]})`]), 'allocation_no_overlap')
   for (const [name, plan] of plans) t.notOk(plan.includes('Seq Scan on allocation'), `${name}: the table is not read whole`)
+
+  // The walks stop when the page is full: a page of 10 probes about as many resources as
+  // it takes to find 11 free ones (most lorries are free on a given day), not the 200.
+  const probes = async (query: string, values: unknown[]) => {
+    const [row] = await sql<{ 'QUERY PLAN': unknown }>(app, `EXPLAIN (ANALYZE, FORMAT JSON) ${query}`, values)
+    let most = 0
+    const walk = (node: Record<string, unknown>) => {
+      if (node['Index Name'] === 'allocation_no_overlap') most = Math.max(most, node['Actual Loops'] as number)
+      for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child)
+    }
+    walk((row!['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan)
+    return most
+  }
+  const day = ['2031-01-01T00:00:00Z', '2031-01-02T00:00:00Z']
+  const availableProbes = await probes(LIST_AVAILABLE, ['lorry', null, ...day, 11, 0, [], 200])
+  t.ok(availableProbes > 0 && availableProbes < 40, `available resources, a page of 10: ${availableProbes} resources probed`)
+  const slotProbes = await probes(SLOTS_AT_START, ['lorry', null, ...day, 'PT2H', 11, 0, false, 200])
+  t.ok(slotProbes > 0 && slotProbes < 40, `slots at the window's start, a page of 10: ${slotProbes} resources probed`)
 })
 
 t.test('slots: the walk at the window\'s start and the full search give the pages resource_free_time() gives', async (t) => {

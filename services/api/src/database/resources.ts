@@ -27,14 +27,17 @@ const LIST = `
 // A walk: at most $8 resources (null: all of them) in page order, each looked up in the
 // exclusion constraint's index (resource_id, widened range) until the page is full, so a
 // page costs one index probe per resource passed over: a handful when most are free.
-// The walk is a CTE with its own ORDER BY and LIMIT so that the planner reads the
-// resources in order and stops, instead of probing every resource and sorting; OFFSET 0
-// keeps each probe a subplan run per resource reached. The buffers come from
+// The walk is a subquery with its own ORDER BY and LIMIT, the rules joined inside it, so
+// that the planner reads the resources in order and stops as soon as the page is full;
+// the type is said again outside so that it sees the walk is already in page order.
+// OFFSET 0 keeps each probe a subplan run per resource reached. The buffers come from
 // effective_rule in the same statement, not through resource_blocked_range(), which would
 // be a function call per resource.
 export const LIST_AVAILABLE = `
   WITH walk AS (
-    SELECT r.* FROM resource r
+    SELECT r.*, e.buffer_before, e.buffer_after
+    FROM resource r
+    JOIN effective_rule e ON e.resource_id = r.id
     WHERE ($1::text IS NULL OR r.type = $1)
       AND ($2::bigint IS NULL OR r.site_id = $2)
     ORDER BY r.type, r.name, r.id
@@ -42,13 +45,13 @@ export const LIST_AVAILABLE = `
   )
   SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at
   FROM walk r
-  JOIN effective_rule e ON e.resource_id = r.id
-  WHERE NOT EXISTS (
+  WHERE ($1::text IS NULL OR r.type = $1)
+    AND NOT EXISTS (
       SELECT 1 FROM allocation a
       WHERE a.resource_id = r.id
         AND allocation_blocks(a.status, a.expires_at)
         AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
-            && allocation_blocked_range(tstzrange($3::timestamptz, $4::timestamptz, '[)'), e.buffer_before, e.buffer_after)
+            && allocation_blocked_range(tstzrange($3::timestamptz, $4::timestamptz, '[)'), r.buffer_before, r.buffer_after)
       OFFSET 0)
     AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
       SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
