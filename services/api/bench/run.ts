@@ -203,7 +203,9 @@ async function main (): Promise<void> {
       await drive(api.url, adminToken, route, { durationSeconds: warmupSeconds, connections })
       const result = await drive(api.url, adminToken, route, { durationSeconds, connections })
       measured.push(result)
-      console.log(`[${scale.name}] ${route.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, non-2xx ${result.non2xx}`)
+      // Which route the peak resident memory comes from: the peak so far after each.
+      const peakMb = ((await api.memory())?.peakRssKb ?? NaN) / 1024
+      console.log(`[${scale.name}] ${route.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, non-2xx ${result.non2xx}; API peak RSS so far ${peakMb.toFixed(0)} MB`)
     }
     const peak = measured.at(-1)!
     const halfRate = Math.max(1, Math.floor(peak.requestsPerSecond / 2))
