@@ -190,3 +190,17 @@ export async function fetchJson (url: string, method: string, body?: unknown, he
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * process.env for a child process that runs the API from the build (npm start) or through
+ * tsx. V8 coverage of those maps onto the sources through other source maps than the
+ * tests' own, and merged with it pulls whole files down (by a different amount every
+ * run): such children write none.
+ */
+export function envWithoutCoverage (): NodeJS.ProcessEnv {
+  // tap's processinfo, loaded into every child through NODE_OPTIONS, takes the coverage
+  // itself unless told not to.
+  const env: NodeJS.ProcessEnv = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' }
+  delete env.NODE_V8_COVERAGE
+  return env
+}
