@@ -198,8 +198,8 @@ export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve
  * run): such children write none.
  */
 export function envWithoutCoverage (): NodeJS.ProcessEnv {
-  // tap's processinfo, loaded into every child through NODE_OPTIONS, takes the coverage
-  // itself unless told not to.
+  // tap's processinfo follows every child (whatever env it is given) and takes its
+  // coverage itself unless told not to.
   const env: NodeJS.ProcessEnv = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' }
   delete env.NODE_V8_COVERAGE
   return env

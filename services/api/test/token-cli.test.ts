@@ -15,7 +15,8 @@ interface Run { status: number | null, stdout: string, stderr: string }
 /** `npm run token -- …args`, as an operator runs it (without npm's banner). */
 async function token (env: Record<string, string>, ...args: string[]): Promise<Run> {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    // tsx maps token.ts differently from the tests' own loader: its coverage would skew theirs.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
