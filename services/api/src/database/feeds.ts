@@ -1,6 +1,7 @@
 import type { Db, Page } from './db.js'
 import type { Actor } from '../schemas/accounts.js'
 import type { CalendarEntry } from './calendar.js'
+import { DomainError } from './outcomes.js'
 
 /** Exactly one of these is set: what a feed shows. */
 export interface FeedScope {
@@ -119,11 +120,12 @@ export async function listFeeds (db: Db, actor: Actor, includeRevoked: boolean, 
   return (await db.query<FeedRow>(LIST, [onlyAccount, includeRevoked, page.limit + 1, page.offset])).rows.map(toFeed)
 }
 
-/** Revokes a feed for good: its owner, or an admin. */
-export async function revokeFeed (db: Db, id: string, actor: Actor): Promise<'revoked' | 'forbidden' | 'not found'> {
+/** Revokes a feed for good: its owner (NOT_OWNER for another member), or an admin. False when there is no such feed. */
+export async function revokeFeed (db: Db, id: string, actor: Actor): Promise<boolean> {
   const onlyAccount = actor.role === 'admin' ? null : actor.id
   const row = (await db.query<{ permitted: boolean }>(REVOKE, [id, onlyAccount])).rows[0]
-  return !row ? 'not found' : row.permitted ? 'revoked' : 'forbidden'
+  if (row && !row.permitted) throw new DomainError('NOT_OWNER', 'only an admin or the feed\'s own account may revoke it')
+  return row !== undefined
 }
 
 /** The feed whose secret hashes to `secretHash`, revoked or not, with the stored hash to compare. */

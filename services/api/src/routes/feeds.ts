@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { createFeed, findFeedBySecretHash, listFeedEntries, listFeeds, revokeFeed, type Feed as StoredFeed, type FeedEntry, type FeedScope } from '../database/feeds.js'
 import { actorOf } from '../plugins/auth.js'
-import { BadRequestError, ForbiddenError, NotFoundError } from '../plugins/errors.js'
+import { BadRequestError, NotFoundError } from '../plugins/errors.js'
 import { writeICalendar } from '../ics.js'
 import { CalendarBody, DEFAULT_DAYS_AHEAD, DEFAULT_DAYS_BACK, MAX_CALENDAR_WINDOW_DAYS } from '../schemas/calendar.js'
 import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas/common.js'
@@ -110,9 +110,7 @@ export const feedRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
       response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 403, 404) }
     }
   }, async (request, reply) => {
-    const outcome = await revokeFeed(db, request.params.id, actorOf(request))
-    if (outcome === 'not found') throw new NotFoundError(`no calendar feed with id ${request.params.id}`)
-    if (outcome === 'forbidden') throw new ForbiddenError('only an admin or the feed\'s own account may revoke it')
+    if (!await revokeFeed(db, request.params.id, actorOf(request))) throw new NotFoundError(`no calendar feed with id ${request.params.id}`)
     return reply.code(204).send(null)
   })
 
