@@ -1,4 +1,4 @@
-import { prepared, type Db, type Page } from './db.js'
+import { prepared, walkedPage, type Db, type Page } from './db.js'
 import type { FreeTime, Slot } from '../schemas/availability.js'
 
 /**
@@ -38,13 +38,14 @@ const SEARCHED = `
     JOIN effective_rule e ON e.resource_id = r.id
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)`
 
-// The allocations `a` that block resource `e` within `span`: each widened by its own
-// buffers meets `span` widened by the resource's (what the exclusion constraint compares).
-const blocking = (span: string) => `
-      a.resource_id = e.id
+// The allocations `a` that block `resource` (a row with the resource's id and its
+// buffer_before and buffer_after rules) within `span`: each widened by its own buffers
+// meets `span` widened by the resource's (what the exclusion constraint compares).
+export const blocking = (span: string, resource = 'e') => `
+      a.resource_id = ${resource}.id
       AND allocation_blocks(a.status, a.expires_at)
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
-          && allocation_blocked_range(${span}, e.buffer_before, e.buffer_after)`
+          && allocation_blocked_range(${span}, ${resource}.buffer_before, ${resource}.buffer_after)`
 
 // What allocation `a` takes from resource `e`'s free time: widened by its own buffers and,
 // on each side, by the resource's for a new booking (resource_free_time() does the same).
@@ -81,7 +82,7 @@ export const SLOTS = `
 // each, and stops at the end of the page or after $9 resources (OFFSET 0 keeps the probe
 // a subplan per resource reached). When most resources are free at the window's start,
 // the usual case, it fills the page at a cost that grows with neither the allocations nor
-// the resources.
+// the resources (walkedPage).
 export const SLOTS_AT_START = `
   WITH walk AS (${SEARCHED}
     ORDER BY r.name, r.id
@@ -99,9 +100,6 @@ export const SLOTS_AT_START = `
       OFFSET 0)
   ORDER BY e.name, e.id
   LIMIT $6 OFFSET $7`
-
-/** How many resources the walk of SLOTS_AT_START may pass per row of the page before the full search is the cheaper way. */
-const WALK_PER_ROW = 4
 
 export interface Window { from: string, to: string }
 
@@ -132,7 +130,7 @@ export interface SlotSearch extends Window {
  */
 export async function findSlots (db: Db, search: SlotSearch, page: Page, options: SearchOptions): Promise<Slot[]> {
   const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules]
-  const atStart = (await db.query<Slot>(SLOTS_AT_START, [...values, WALK_PER_ROW * (page.offset + page.limit + 1)])).rows
-  if (atStart.length === page.limit + 1) return atStart
-  return (await db.query<Slot>(SLOTS, values)).rows
+  return walkedPage(page,
+    async (budget) => (await db.query<Slot>(SLOTS_AT_START, [...values, budget])).rows,
+    async () => (await db.query<Slot>(SLOTS, values)).rows)
 }

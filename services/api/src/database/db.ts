@@ -94,6 +94,19 @@ export function prepared (name: string, text: string, values: unknown[]): pg.Que
   return { name, text, values }
 }
 
+/** How many resources a walk may pass per row of its page before the whole search is the cheaper way. */
+const WALK_PER_ROW = 4
+
+/**
+ * A page of resources found by walking them in page order: a short walk first (a few
+ * resources per row of the page), which is the page when it fills the page and the row
+ * after it; otherwise `whole`, the search that is always complete.
+ */
+export async function walkedPage<T> (page: Page, walk: (budget: number) => Promise<T[]>, whole: () => Promise<T[]>): Promise<T[]> {
+  const walked = await walk(WALK_PER_ROW * (page.offset + page.limit + 1))
+  return walked.length === page.limit + 1 ? walked : whole()
+}
+
 const RETRYABLE = new Set(['40P01', '40001'])
 
 // The account acting in this transaction, for triggers to read with

@@ -1,4 +1,5 @@
-import { withTransaction, type Db, type Page } from './db.js'
+import { walkedPage, withTransaction, type Db, type Page } from './db.js'
+import { blocking } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
 
@@ -48,19 +49,13 @@ export const LIST_AVAILABLE = `
   WHERE ($1::text IS NULL OR r.type = $1)
     AND NOT EXISTS (
       SELECT 1 FROM allocation a
-      WHERE a.resource_id = r.id
-        AND allocation_blocks(a.status, a.expires_at)
-        AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
-            && allocation_blocked_range(tstzrange($3::timestamptz, $4::timestamptz, '[)'), r.buffer_before, r.buffer_after)
+      WHERE ${blocking("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')}
       OFFSET 0)
     AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
       SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
       WHERE v.rule = ANY ($7::text[])))
   ORDER BY r.type, r.name, r.id
   LIMIT $5 OFFSET $6`
-
-/** How many resources a first walk may pass per row of the page before the whole walk is the answer. */
-const WALK_PER_ROW = 4
 
 // $2 scopes the lookup to one type for the per-type routes; null means any type.
 const GET = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2)`
@@ -121,13 +116,12 @@ export async function listResources (db: Db, filter: ResourceFilter, page: Page,
   if (filter.available_from === undefined && filter.available_to === undefined) {
     return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, page.limit + 1, page.offset])).rows
   }
-  // A short walk answers when it fills the page (and the row after it); otherwise most
-  // resources are busy in the window, and only walking them all gives the page.
+  // When a short walk does not fill the page, most resources are busy in the window, and
+  // only walking them all (no budget) gives the page.
   const values = [filter.type ?? null, filter.site_id ?? null, filter.available_from ?? null, filter.available_to ?? null,
     page.limit + 1, page.offset, options.rules ? windowRules(filter) : []]
-  const walked = (await db.query<Resource>(LIST_AVAILABLE, [...values, WALK_PER_ROW * (page.offset + page.limit + 1)])).rows
-  if (walked.length === page.limit + 1) return walked
-  return (await db.query<Resource>(LIST_AVAILABLE, [...values, null])).rows
+  const walk = async (budget: number | null) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget])).rows
+  return walkedPage(page, walk, () => walk(null))
 }
 
 export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {
