@@ -7,7 +7,7 @@ import { CalendarBody, CalendarQuery, DEFAULT_DAYS_AHEAD, DEFAULT_DAYS_BACK, MAX
 import { errorResponses, READ_ERRORS } from '../schemas/common.js'
 import { ResourceParams } from '../schemas/resources.js'
 import type { Family } from './families.js'
-import { assertWindow, DAY_MS, parseTime } from './window.js'
+import { calendarWindow, DAY_MS } from './window.js'
 
 /** GET <base>/:id/calendar.ics: `base` is /api/resources or a per-type path such as /api/cars. */
 export const calendarRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
@@ -29,17 +29,12 @@ export const calendarRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
     }
   }, async (request, reply) => {
     const now = Date.now()
-    const asked = {
-      from: request.query.from ?? new Date(now - DEFAULT_DAYS_BACK * DAY_MS).toISOString(),
-      to: request.query.to ?? new Date(now + DEFAULT_DAYS_AHEAD * DAY_MS).toISOString()
-    }
-    assertWindow(asked, 'from', 'to', {
-      maxDays: MAX_CALENDAR_WINDOW_DAYS,
-      hint: ` (from defaults to ${DEFAULT_DAYS_BACK} days ago, to to ${DEFAULT_DAYS_AHEAD} days ahead)`
+    const window = calendarWindow(request.query, {
+      from: new Date(now - DEFAULT_DAYS_BACK * DAY_MS).toISOString(),
+      to: new Date(now + DEFAULT_DAYS_AHEAD * DAY_MS).toISOString()
     })
     const resource = await getResource(db, request.params.id, type)
     if (!resource) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
-    const window = { from: new Date(parseTime(asked.from)).toISOString(), to: new Date(parseTime(asked.to)).toISOString() }
     const entries = await listCalendarEntries(db, resource.id, window.from, window.to)
     return reply
       .header('Content-Type', 'text/calendar; charset=utf-8')

@@ -10,7 +10,7 @@ import { errorResponses, NoContent, READ_ERRORS, WRITE_ERRORS } from '../schemas
 import { Feed, FEED_REFRESH, FeedAddressParams, FeedInput, FeedListQuery, FeedParams, NewFeed, NotModified, SCOPES } from '../schemas/feeds.js'
 import { feedPath, FEED_SECRET_FORMAT, generateFeedSecret, hashToken, tokenMatches } from '../tokens.js'
 import { sendPage } from './paging.js'
-import { assertWindow, DAY_MS, parseTime } from './window.js'
+import { calendarWindow, DAY_MS, parseTime } from './window.js'
 
 const tags = ['calendar feeds']
 
@@ -138,13 +138,7 @@ export const feedRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
     if (!found || found.feed.revoked_at !== null || !tokenMatches(secret, found.secretHash)) throw new NotFoundError(NO_FEED)
     const { feed } = found
 
-    const fallback = defaultWindow(Date.now())
-    const asked = { from: request.query.from ?? fallback.from, to: request.query.to ?? fallback.to }
-    assertWindow(asked, 'from', 'to', {
-      maxDays: MAX_CALENDAR_WINDOW_DAYS,
-      hint: ` (from defaults to ${DEFAULT_DAYS_BACK} days ago, to to ${DEFAULT_DAYS_AHEAD} days ahead)`
-    })
-    const window = { from: new Date(parseTime(asked.from)).toISOString(), to: new Date(parseTime(asked.to)).toISOString() }
+    const window = calendarWindow(request.query, defaultWindow(Date.now()))
     const entries = await listFeedEntries(db, feed, window.from, window.to)
     const body = writeICalendar({
       name: feed.label,

@@ -1,4 +1,5 @@
 import { BadRequestError } from '../plugins/errors.js'
+import { DEFAULT_DAYS_AHEAD, DEFAULT_DAYS_BACK, MAX_CALENDAR_WINDOW_DAYS } from '../schemas/calendar.js'
 
 export const DAY_MS = 24 * 60 * 60 * 1000
 
@@ -31,4 +32,19 @@ export function assertWindow (query: object, fromName: string, toName: string, r
   if (rule.maxDays !== undefined && span > rule.maxDays * DAY_MS) {
     throw new BadRequestError(`querystring/${toName} must be at most ${rule.maxDays} days after ${fromName}`)
   }
+}
+
+export interface Window { from: string, to: string }
+
+/**
+ * The window of an iCalendar reply: the query's ends, `defaults` for those left out,
+ * checked as every calendar is (at most MAX_CALENDAR_WINDOW_DAYS), as ISO 8601 in UTC.
+ */
+export function calendarWindow (query: Partial<Window>, defaults: Window): Window {
+  const asked = { from: query.from ?? defaults.from, to: query.to ?? defaults.to }
+  assertWindow(asked, 'from', 'to', {
+    maxDays: MAX_CALENDAR_WINDOW_DAYS,
+    hint: ` (from defaults to ${DEFAULT_DAYS_BACK} days ago, to to ${DEFAULT_DAYS_AHEAD} days ahead)`
+  })
+  return { from: new Date(parseTime(asked.from)).toISOString(), to: new Date(parseTime(asked.to)).toISOString() }
 }
