@@ -125,12 +125,13 @@ export async function putResourceRules (db: Db, resourceId: string, type: string
   })
 }
 
-const RULE_CODES: Record<MemberRule, DomainCode> = {
-  members_may_book_open_ended: 'RULE_OPEN_ENDED',
+/** The code of each member rule's refusal (the 422s a member's booking may get). */
+export const RULE_CODES: Record<MemberRule, DomainCode> = {
   min_duration: 'RULE_MIN_DURATION',
   max_duration: 'RULE_MAX_DURATION',
   min_notice: 'RULE_MIN_NOTICE',
-  max_advance: 'RULE_MAX_ADVANCE'
+  max_advance: 'RULE_MAX_ADVANCE',
+  members_may_book_open_ended: 'RULE_OPEN_ENDED'
 }
 
 const RULE_MESSAGES: Record<MemberRule, (limit: string) => string> = {

@@ -8,6 +8,7 @@ import {
 import { listAllocationEvents } from '../database/history.js'
 import { DomainError } from '../database/outcomes.js'
 import { getResource } from '../database/resources.js'
+import { RULE_CODES } from '../database/rules.js'
 import { getSite } from '../database/sites.js'
 import { actorOf } from '../plugins/auth.js'
 import { BadRequestError, NotFoundError } from '../plugins/errors.js'
@@ -30,8 +31,7 @@ import { assertWindow } from './window.js'
  * 403: a member's write of maintenance, or to someone else's allocation. 422: a member's
  * booking breaks a booking rule (the body names it in `rule`).
  */
-const RULE_CODES = ['RULE_MIN_DURATION', 'RULE_MAX_DURATION', 'RULE_MIN_NOTICE', 'RULE_MAX_ADVANCE', 'RULE_OPEN_ENDED']
-const ruleErrors = { 422: withErrorCodes(RuleViolationBody, RULE_CODES) }
+const ruleErrors = { 422: withErrorCodes(RuleViolationBody, Object.values(RULE_CODES)) }
 const createErrors = {
   ...errorResponses(...WRITE_ERRORS, 403, 404),
   409: withErrorCodes(AllocationConflictBody, ['ALLOCATION_CONFLICT']),
