@@ -11,12 +11,11 @@
  * ratio of the two measured in this one run (absolute times depend on the machine).
  */
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { repoRoot } from '../src/config.js'
-import { freePort } from '../test/helpers.js'
+import { freePort, tempDir } from '../../../scripts/lib/local.mjs'
 
 const rounds = Number(process.argv[2] ?? 10)
 const clients = Number(process.argv[3] ?? 20)
@@ -58,8 +57,7 @@ async function measure (pool: pg.Pool, name: string, sql: string): Promise<numbe
   return median
 }
 
-const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'invsys-bench-'))
-await fs.chmod(dir, 0o755)
+const dir = await tempDir('invsys-bench-')
 const database = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), port: await freePort(), database: 'bench', fast: true })
 try {
   const pool = new pg.Pool({ connectionString: database.url, max: clients })

@@ -28,7 +28,8 @@ import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest 
 import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, daysAgo, loadData, relationSizes, resourceIds, type LoadMethod } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
 import { ensurePgbench, runPgbench } from './lib/pgbench.js'
-import { cleanupAll, defer, freePort, installExitHandlers, stopPostgresAtExit, runToEnd, sleep, tempDir } from './lib/processes.js'
+import { freePort } from '../../../scripts/lib/local.mjs'
+import { cleanupAll, defer, installExitHandlers, stopPostgresAtExit, runToEnd, sleep, tempDir } from './lib/processes.js'
 import { markdown, printTable, type Report, type ScaleResult } from './lib/report.js'
 
 // ---- options -----------------------------------------------------------------

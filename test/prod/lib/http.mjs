@@ -8,17 +8,7 @@ import { setTimeout } from 'node:timers'
 import { gunzipSync } from 'node:zlib'
 import { sleep } from './procs.mjs'
 
-export function freePort () {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.unref()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../../../scripts/lib/local.mjs'
 
 /**
  * One request to 127.0.0.1:port; the body comes back raw, as text and parsed

@@ -4,7 +4,8 @@
  */
 import path from 'node:path'
 import { repoRoot } from '../../src/config.js'
-import { freePort, memoryOf, sleep, startChild, type Child } from './processes.js'
+import { freePort } from '../../../../scripts/lib/local.mjs'
+import { memoryOf, sleep, startChild, type Child } from './processes.js'
 
 export const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
 

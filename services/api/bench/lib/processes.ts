@@ -6,9 +6,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fsSync from 'node:fs'
 import fs from 'node:fs/promises'
-import net from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
+import { tempDir as scratchDir } from '../../../../scripts/lib/local.mjs'
 
 type Cleanup = () => unknown
 
@@ -76,21 +75,9 @@ export function installExitHandlers (limitMs: number): void {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-export async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
 /** A temp dir the `postgres` user can enter (the cluster runs as postgres when we are root), removed at cleanup. */
 export async function tempDir (prefix: string): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix))
-  await fs.chmod(dir, 0o755)
+  const dir = await scratchDir(prefix)
   defer(`remove ${dir}`, () => fs.rm(dir, { recursive: true, force: true }))
   atExit.push(() => fsSync.rmSync(dir, { recursive: true, force: true }))
   return dir
