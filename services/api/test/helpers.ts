@@ -1,6 +1,5 @@
 import fs from 'node:fs/promises'
-import net from 'node:net'
-import os from 'node:os'
+import type net from 'node:net'
 import path from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
@@ -9,26 +8,12 @@ import { startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { prepareDatabase } from '../src/boot/prepare.js'
 import { loadConfig } from '../src/config.js'
 import { generateToken } from '../src/tokens.js'
+import { findSharedCluster, TEMPLATES } from './cluster/shared.js'
+import { freePort, tempDir } from '../../../scripts/lib/local.mjs'
+
+export { freePort, tempDir }
 
 type Tap = { teardown: (fn: () => unknown) => void }
-
-export async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** A directory the `postgres` user can reach when the tests run as root. */
-export async function tempDir (prefix: string): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix))
-  await fs.chmod(dir, 0o755)
-  return dir
-}
 
 /** Stops once, however often it is called (by a test and again at teardown). */
 function once (stop: () => Promise<void>): () => Promise<void> {
@@ -36,8 +21,8 @@ function once (stop: () => Promise<void>): () => Promise<void> {
   return () => (stopped ??= stop())
 }
 
-/** A throwaway, empty PostgreSQL cluster for one test file, stopped and deleted at teardown. */
-export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: () => Promise<void> }> {
+/** A throwaway cluster of this file's own, stopped and deleted at teardown. */
+async function startOwnCluster (t: Tap): Promise<{ dir: string, url: string, stop: () => Promise<void> }> {
   const dir = await tempDir('invsys-test-')
   const database = await startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), port: await freePort(), database: 'invsys', fast: true })
   const stop = once(database.stop)
@@ -45,7 +30,32 @@ export async function startTestDatabase (t: Tap): Promise<{ url: string, stop: (
     await stop()
     await fs.rm(dir, { recursive: true, force: true })
   })
-  return { url: database.url, stop }
+  return { dir, url: database.url, stop }
+}
+
+let databases = 0
+
+/**
+ * A new database of this file's own in the run's shared cluster (test/cluster/), dropped
+ * at teardown: empty, or a copy of a template (migrated; or migrated with the mock data).
+ * Undefined when the file runs outside tap, without a shared cluster.
+ */
+async function sharedDatabase (t: Tap, template: keyof typeof TEMPLATES | 'empty'): Promise<string | undefined> {
+  const cluster = await findSharedCluster()
+  if (!cluster) return undefined
+  databases += 1
+  const name = `test_${process.pid}_${databases}`
+  const source = template === 'empty' ? 'template0' : TEMPLATES[template]
+  // FILE_COPY: copying the few megabytes of a template's files beats writing them through the WAL.
+  await sql({ databaseUrl: cluster.url }, `CREATE DATABASE ${name} TEMPLATE ${source} STRATEGY FILE_COPY`)
+  t.teardown(() => sql({ databaseUrl: cluster.url }, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+  return cluster.url.replace(/\/[^/]+$/, `/${name}`)
+}
+
+/** An empty database for one test file (in the run's shared cluster, or a cluster of its own). */
+export async function startTestDatabase (t: Tap): Promise<{ url: string }> {
+  const url = await sharedDatabase(t, 'empty')
+  return url ? { url } : startOwnCluster(t)
 }
 
 /** The token `call` sends when told nothing else: the test app's first admin's. */
@@ -55,37 +65,35 @@ export type TestApp = FastifyInstance & { databaseUrl: string, stopDatabase: () 
 
 /**
  * The very app server.ts runs, started the way server.ts starts it (prepareDatabase:
- * an embedded cluster of its own, migrated, with the mock data when asked, and the
- * first admin made with a fresh BOOTSTRAP_ADMIN_TOKEN that `call` then sends by
- * default). `logLevel` and `logStream` let a test read the logs; `env` adds to the
- * environment the configuration is read from.
+ * migrated, with the mock data when asked, and the first admin made with a fresh
+ * BOOTSTRAP_ADMIN_TOKEN that `call` then sends by default), on a copy of the run's
+ * template database. `logLevel` and `logStream` let a test read the logs; `env` adds to
+ * the environment the configuration is read from; `ownCluster` gives the app an embedded
+ * cluster of its own, which `stopDatabase` can stop under it.
  */
 export interface TestAppOptions {
   seed?: boolean
   logLevel?: string
   logStream?: { write: (line: string) => void }
   env?: Record<string, string>
+  ownCluster?: boolean
 }
 
 export async function buildTestApp (t: Tap, options: TestAppOptions = {}): Promise<TestApp> {
-  const dir = await tempDir('invsys-test-')
   const adminToken = generateToken()
+  const shared = options.ownCluster ? undefined : await sharedDatabase(t, options.seed ? 'seeded' : 'migrated')
+  const own = shared ? undefined : await startOwnCluster(t)
   const config = loadConfig({
     LOG_LEVEL: options.logLevel ?? 'silent',
-    EMBEDDED_PG_DIR: path.join(dir, 'data'),
-    EMBEDDED_PG_PORT: String(await freePort()),
+    DATABASE_URL: shared ?? own!.url,
     SEED_MOCK_DATA: String(options.seed ?? false),
     BOOTSTRAP_ADMIN_TOKEN: adminToken,
     // A loaded CI machine must not turn test requests into 503 SERVER_BUSY; edges.test.ts turns it on.
     MAX_EVENT_LOOP_DELAY_MS: '0',
     ...options.env
   })
-  const database = await prepareDatabase(config, { firstAdmin: true, fast: true })
-  const stopDatabase = once(database.stop)
-  t.teardown(async () => {
-    await stopDatabase()
-    await fs.rm(dir, { recursive: true, force: true })
-  })
+  const database = await prepareDatabase(config, { firstAdmin: true })
+  const stopDatabase = own?.stop ?? (() => { throw new Error('stopDatabase needs buildTestApp(t, { ownCluster: true })') })
   const app = await buildApp({ ...config, databaseUrl: database.url }, { logStream: options.logStream })
   t.teardown(() => app.close())
   defaultTokens.set(app, adminToken)

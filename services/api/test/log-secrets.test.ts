@@ -11,7 +11,7 @@ import { bearer, buildTestApp, call, createAccount, createResource, listen } fro
  */
 
 const lines: string[] = []
-const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } } })
+const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } }, ownCluster: true })
 const base = await listen(app)
 
 /** Writes raw bytes to the listening app and waits for it to close the connection. */

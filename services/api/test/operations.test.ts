@@ -1,7 +1,7 @@
 import t from 'tap'
 import { buildTestApp, call } from './helpers.js'
 
-const app = await buildTestApp(t)
+const app = await buildTestApp(t, { ownCluster: true })
 
 t.test('health and readiness', async (t) => {
   t.same((await call(app, 'GET', '/health')).json(), { status: 'ok' })
@@ -22,8 +22,8 @@ t.test('request ids: a plain one sent by the client is kept and echoed, anything
 t.test('unknown routes answer a JSON 404 in the error shape', async (t) => {
   const res = await call(app, 'GET', '/nowhere')
   t.equal(res.statusCode, 404)
-  t.same(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'])
-  t.match(res.json(), { code: 'NOT_FOUND', error: 'Not Found' })
+  t.same(Object.keys(res.json()).sort(), ['code', 'error', 'hint', 'message', 'statusCode'])
+  t.match(res.json(), { code: 'NOT_FOUND', error: 'Not Found', hint: /^check the id and the path/ })
 })
 
 t.test('the OpenAPI document covers every route with schemas and examples', async (t) => {

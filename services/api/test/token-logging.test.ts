@@ -4,7 +4,7 @@ import { bearer, buildTestApp, call, createAccount } from './helpers.js'
 
 // Everything the app logs, at the most verbose level, as it would reach stdout.
 const lines: string[] = []
-const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } } })
+const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } }, ownCluster: true })
 
 t.test('no token ever reaches the logs, whatever the request does', async (t) => {
   const member = await createAccount(app, 'member')
