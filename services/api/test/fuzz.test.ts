@@ -9,17 +9,20 @@ import { bearer, buildTestApp, createAccount } from './helpers.js'
  * unicode strings, NUL bytes, deep nesting, times at and past the edges of the calendar,
  * huge numbers, unknown properties), broken bodies and content types, and callers with
  * and without a valid token. Every reply must be below 500, and every non-2xx the JSON
- * error shape. Bounded: 5,000 requests from a fixed seed, then 2,000 from a random one
- * printed for replay (FUZZ_SEED=<n> replays it; FUZZ_REQUESTS=<n> changes how many per
- * seed), each run also stopping after its time budget on a machine too loaded to finish.
+ * error shape. Bounded: 5,000 requests from a fixed seed in every `npm test`, so that a
+ * failure always reproduces; `npm run test:fuzz` adds 2,000 from a random seed, printed
+ * for replay (FUZZ_SEED=<n> replays it; FUZZ_REQUESTS=<n> changes how many per seed). Each
+ * run also stops after its time budget on a machine too loaded to finish.
  */
 
 const FIXED_SEED = 20260917
-const RANDOM_SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const PER_SEED = Number(process.env.FUZZ_REQUESTS ?? 0)
+const asked = process.env.FUZZ_SEED
 const RUNS: Array<{ seed: number, requests: number, seconds: number }> = [
   { seed: FIXED_SEED, requests: PER_SEED || 5000, seconds: 55 },
-  { seed: RANDOM_SEED, requests: PER_SEED || 2000, seconds: 25 }
+  ...(asked === undefined
+    ? []
+    : [{ seed: asked === 'random' ? Math.floor(Math.random() * 2 ** 31) : Number(asked), requests: PER_SEED || 2000, seconds: 25 }])
 ]
 /** Fewer than this many requests in a run's budget would fuzz each operation too little to count. */
 const MIN_REQUESTS = 1000
