@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
@@ -6,7 +7,7 @@ import { buildApp } from '../src/app.js'
 import { migrate, MigrationError } from '../src/boot/migrate.js'
 import { loadConfig, repoRoot } from '../src/config.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
-import { bearer, startTestDatabase } from './helpers.js'
+import { bearer, envWithoutCoverage, startTestDatabase } from './helpers.js'
 
 const FIRST_RELEASE = path.join(path.dirname(new URL(import.meta.url).pathname), 'fixtures', 'first-release')
 
@@ -79,6 +80,12 @@ t.test('create_tables.sql is exactly the schema that applying every migration bu
   const recorded = (client: pg.Client) => client.query('SELECT version::int, name FROM schemaversion ORDER BY version').then((r) => r.rows)
   t.same(await recorded(created.client), await recorded(migrated.client), 'and the same migrations recorded as applied')
   t.same((await migrate(created.client)).applied, [], 'a database made by create_tables.sql has nothing left to apply')
+})
+
+t.test('create_tables.sql is what npm run schema makes from the migrations, as committed', async (t) => {
+  const check = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'scripts', 'schema.ts'), '--check'],
+    { cwd: repoRoot, env: envWithoutCoverage(), encoding: 'utf8' })
+  t.equal(check.status, 0, check.stderr)
 })
 
 t.test('a database made by the first release is upgraded with every row, token, owner and blocked slot kept', async (t) => {

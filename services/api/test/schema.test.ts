@@ -18,6 +18,11 @@ t.test('every table, view and column of the schema is commented for psql users',
     WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
       AND col_description(c.oid, a.attnum) IS NULL`)
   t.same(columns, [], 'table columns without a comment')
+  const { rows: functions } = await db.query(`
+    SELECT p.proname FROM pg_proc p
+    WHERE p.pronamespace = 'public'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`)
+  t.same(functions, [], 'functions without a comment (their reason: create_tables.sql keeps only COMMENT ON)')
 })
 
 t.test('the mock data reads like a small real operation', async (t) => {

@@ -19,7 +19,7 @@ const VERSION_TABLE = `
   COMMENT ON TABLE schemaversion IS 'One row per applied migration (postgres_scripts/migrations); the highest version is the schema''s.';
   COMMENT ON COLUMN schemaversion.version IS 'The migration''s number, from its file name.';
   COMMENT ON COLUMN schemaversion.name IS 'The migration''s name, from its file name.';
-  COMMENT ON COLUMN schemaversion.md5 IS 'Checksum of the migration file as applied; null when create_tables.sql made the schema.';
+  COMMENT ON COLUMN schemaversion.md5 IS 'Checksum of the migration file as applied: a migration edited since is refused (null: not checked).';
   COMMENT ON COLUMN schemaversion.run_at IS 'When it was applied.'`
 
 const HAS_INVSYS_TABLES = `
