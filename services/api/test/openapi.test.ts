@@ -162,7 +162,7 @@ t.test('every request body example is named and has a summary', async (t) => {
 })
 
 t.test('each error status of each operation shows an example of each code it can carry, with that status', async (t) => {
-  const codes = ERROR_CODES as Record<string, { status: number }>
+  const codes = ERROR_CODES as Record<string, { status: number, action: string }>
   const wrong: string[] = []
   let checked = 0
   for (const { op, name } of operations) {
@@ -175,7 +175,7 @@ t.test('each error status of each operation shows an example of each code it can
         checked++
         const shape = Object.keys(value).filter((k) => k !== 'conflicts').join()
         if (value.statusCode !== Number(status) || codes[value.code]?.status !== Number(status) || key !== value.code || !summary ||
-          shape !== 'statusCode,code,error,message' || typeof value.message !== 'string') {
+          shape !== 'statusCode,code,error,message,hint' || typeof value.message !== 'string' || value.hint !== codes[value.code]?.action) {
           wrong.push(`${name} ${status}: example ${key} has status ${value.statusCode} and code ${value.code} (a ${codes[value.code]?.status})`)
         }
       }

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { ERROR_CODES } from '../src/plugins/errors.js'
 import { bearer, buildTestApp, call, createAccount, createResource, createSite, fetchJson, listen, sql, type Response } from './helpers.js'
 
 const app = await buildTestApp(t)
@@ -59,6 +60,7 @@ t.test('no rules by default: everything reads null, and booking behaves as befor
     code: 'RULE_OPEN_ENDED',
     error: 'Unprocessable Entity',
     message: 'members_may_book_open_ended is false: members may not book this resource with an open start or end; give both starts_at and ends_at',
+    hint: ERROR_CODES.RULE_OPEN_ENDED.action,
     rule: { name: 'members_may_book_open_ended', limit: false, source: 'none', resource_id: car.id }
   })
   t.equal((await bookSpan(car.id, null, at('2030-01-01T00:00:00Z'), asMember)).json().code, 'RULE_OPEN_ENDED', 'an open start too')
@@ -155,6 +157,7 @@ t.test('length rules at their limits: exactly the limit is allowed; admins are e
     code: 'RULE_MIN_DURATION',
     error: 'Unprocessable Entity',
     message: 'min_duration is PT30M: a booking of this resource must last at least PT30M',
+    hint: ERROR_CODES.RULE_MIN_DURATION.action,
     rule: { name: 'min_duration', limit: 'PT30M', source: 'resource', resource_id: car.id }
   })
   t.equal((await bookSpan(car.id, start + DAY, start + 4 * DAY, asMember)).statusCode, 201, 'exactly max_duration')

@@ -24,9 +24,19 @@ export type DomainCode =
   | 'SERIES_CONFLICT' // occurrences of an all-or-nothing series collide: `occurrences` lists each with what it hits
   | 'SERIES_OVERLAPS_ITSELF' // with the resource's buffers, occurrences of one series would block each other
 
+/**
+ * What a refusal carries besides its message, for the client to act on: the allocations
+ * in the way (`conflicts`; for a series, each colliding occurrence with its own), or the
+ * booking rule broken (`rule`). They become members of the error body as they are.
+ */
+export interface DomainDetails {
+  conflicts?: Allocation[] | OccurrenceConflict[]
+  rule?: RuleBreach
+}
+
 /** A refusal by a domain rule, with what the client needs to act on it. */
 export class DomainError extends Error {
-  constructor (readonly code: DomainCode, message: string, readonly conflicts?: Allocation[], readonly rule?: RuleBreach) {
+  constructor (readonly code: DomainCode, message: string, readonly details: DomainDetails = {}) {
     super(message)
   }
 }
@@ -34,7 +44,7 @@ export class DomainError extends Error {
 export function allocationConflict (conflicts: Allocation[]): DomainError {
   const n = conflicts.length
   return new DomainError('ALLOCATION_CONFLICT',
-    `the resource is already allocated during that time (${n} overlapping allocation${n === 1 ? '' : 's'})`, conflicts)
+    `the resource is already allocated during that time (${n} overlapping allocation${n === 1 ? '' : 's'})`, { conflicts })
 }
 
 export function holdExpired (expiresAt: string | null | undefined): DomainError {
@@ -55,9 +65,8 @@ export interface OccurrenceConflict {
 }
 
 /** An all-or-nothing series refused: every colliding occurrence, with what it collides with. */
-export class SeriesConflict extends DomainError {
-  constructor (readonly occurrences: OccurrenceConflict[]) {
-    const n = occurrences.length
-    super('SERIES_CONFLICT', `${n} occurrence${n === 1 ? '' : 's'} of the series collide${n === 1 ? 's' : ''} with existing allocations; nothing was booked`)
-  }
+export function seriesConflict (occurrences: OccurrenceConflict[]): DomainError {
+  const n = occurrences.length
+  return new DomainError('SERIES_CONFLICT',
+    `${n} occurrence${n === 1 ? '' : 's'} of the series collide${n === 1 ? 's' : ''} with existing allocations; nothing was booked`, { conflicts: occurrences })
 }

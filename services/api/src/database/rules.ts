@@ -146,7 +146,7 @@ interface BreachRow { name: MemberRule, rule_limit: string | null, source: RuleB
 
 function breach (row: BreachRow): DomainError {
   const rule: RuleBreach = { name: row.name, limit: row.rule_limit ?? false, source: row.source, resource_id: row.resource_id }
-  return new DomainError(RULE_CODES[row.name], RULE_MESSAGES[row.name](row.rule_limit ?? 'false'), undefined, rule)
+  return new DomainError(RULE_CODES[row.name], RULE_MESSAGES[row.name](row.rule_limit ?? 'false'), { rule })
 }
 
 export interface Span { starts_at: string | null, ends_at: string | null }

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { withTransaction, type Db } from './db.js'
 import { selectFrom, type Guard, type RuleOptions } from './allocations.js'
-import { DomainError, SeriesConflict, type OccurrenceConflict } from './outcomes.js'
+import { DomainError, seriesConflict, type OccurrenceConflict } from './outcomes.js'
 import { brokenRulesOfEach } from './rules.js'
 import type { Actor } from '../schemas/accounts.js'
 import type { Allocation } from '../schemas/allocations.js'
@@ -145,10 +145,10 @@ export async function createSeries (
         const { refusal } = firstBreach
         const n = breaches.length
         throw new DomainError(refusal.code, `${n} occurrence${n === 1 ? '' : 's'} of the series break${n === 1 ? 's' : ''} a booking rule; ` +
-          `the first, at ${firstBreach.starts_at}: ${refusal.message}`, undefined, refusal.rule)
+          `the first, at ${firstBreach.starts_at}: ${refusal.message}`, { rule: refusal.details.rule })
       }
       skipped.push(...breaches.map(({ starts_at: startsAt, ends_at: endsAt, refusal }) =>
-        ({ starts_at: startsAt, ends_at: endsAt, reason: 'rule' as const, rule: refusal.rule!, conflicts: [] })))
+        ({ starts_at: startsAt, ends_at: endsAt, reason: 'rule' as const, rule: refusal.details.rule!, conflicts: [] })))
       const broken = new Set(breaches.map((b) => b.index))
       pending = pending.filter((_, i) => !broken.has(i))
     }
@@ -170,7 +170,7 @@ export async function createSeries (
     }
     if (skipped.length > 0) {
       skipped.sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at))
-      if (fields.mode === 'all_or_nothing') throw new SeriesConflict(skipped.map(({ starts_at: startsAt, ends_at: endsAt, conflicts }) => ({ starts_at: startsAt, ends_at: endsAt, conflicts })))
+      if (fields.mode === 'all_or_nothing') throw seriesConflict(skipped.map(({ starts_at: startsAt, ends_at: endsAt, conflicts }) => ({ starts_at: startsAt, ends_at: endsAt, conflicts })))
       await client.query(RECORD_SKIPPED, [created.id, JSON.stringify(skipped)])
     }
     return (await getSeries(client, created.id))!

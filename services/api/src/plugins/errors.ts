@@ -2,9 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { DomainError, holdExpired, SeriesConflict, type DomainCode, type OccurrenceConflict } from '../database/outcomes.js'
-import type { Allocation } from '../schemas/allocations.js'
-import type { RuleBreach } from '../schemas/rules.js'
+import { DomainError, holdExpired, type DomainCode, type DomainDetails } from '../database/outcomes.js'
 import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
 /**
@@ -59,16 +57,17 @@ export type ErrorCode = keyof typeof ERROR_CODES
 export interface ErrorInfo {
   status: number
   meaning: string
-  /** What a client should do about it (docs/errors.md); every code has one (error-codes.test.ts). */
-  action?: string
+  /** What a client should do about it: every error body carries it as `hint`. */
+  action: string
 }
 
 /** An error the client caused or must hear about, carried to the reply as it is. */
 export class HttpError extends Error {
-  readonly statusCode: number
-  constructor (readonly code: ErrorCode, message: string, statusCode?: number) {
+  constructor (readonly code: ErrorCode, message: string,
+    /** Members the error body carries besides the usual four (a conflict's `conflicts`, a rule's `rule`). */
+    readonly details: DomainDetails = {},
+    readonly statusCode: number = ERROR_CODES[code].status) {
     super(message)
-    this.statusCode = statusCode ?? ERROR_CODES[code].status
   }
 }
 
@@ -79,8 +78,6 @@ export class NotFoundError extends HttpError {
 export class BadRequestError extends HttpError {
   constructor (message: string) { super('BAD_REQUEST', message) }
 }
-
-export class ConflictError extends HttpError {}
 
 /**
  * No usable credentials: answered 401 with a `WWW-Authenticate: Bearer` challenge
@@ -102,28 +99,7 @@ export class ForbiddenError extends HttpError {
   constructor (message: string) { super('FORBIDDEN', message) }
 }
 
-/** The slot is taken: carries the live allocations that overlap the one refused. */
-export class AllocationConflictError extends HttpError {
-  constructor (message: string, readonly conflicts: Allocation[]) {
-    super('ALLOCATION_CONFLICT', message)
-  }
-}
-
-/** An all-or-nothing series refused: carries each colliding occurrence with what overlaps it. */
-export class SeriesConflictError extends HttpError {
-  constructor (message: string, readonly conflicts: OccurrenceConflict[]) {
-    super('SERIES_CONFLICT', message)
-  }
-}
-
-/** A booking rule refused a member's booking: carries which rule, its limit and where it comes from. */
-export class RuleViolationError extends HttpError {
-  constructor (code: ErrorCode, message: string, readonly rule: RuleBreach) {
-    super(code, message)
-  }
-}
-
-/** How a client hears each domain refusal. */
+/** How a client hears each domain refusal: mostly by the same name. */
 const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   ALLOCATION_CONFLICT: 'ALLOCATION_CONFLICT',
   ALLOCATION_CANCELLED: 'ALLOCATION_CANCELLED',
@@ -145,10 +121,7 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
 }
 
 export function fromDomainError (error: DomainError): HttpError {
-  if (error instanceof SeriesConflict) return new SeriesConflictError(error.message, error.occurrences)
-  if (error.conflicts) return new AllocationConflictError(error.message, error.conflicts)
-  if (error.rule) return new RuleViolationError(DOMAIN_ERRORS[error.code], error.message, error.rule)
-  return new HttpError(DOMAIN_ERRORS[error.code], error.message)
+  return new HttpError(DOMAIN_ERRORS[error.code], error.message, error.details)
 }
 
 interface PgError { code: string, constraint?: string, column?: string, detail?: string, message: string }
@@ -193,7 +166,7 @@ export const CONSTRAINT_MESSAGES: Record<string, string> = {
  */
 const STATE_CONFLICTS: Record<string, () => HttpError> = {
   allocation_hold_expired: () => fromDomainError(holdExpired(undefined)),
-  allocation_status_transition: () => new ConflictError('STATUS_TRANSITION', CONSTRAINT_MESSAGES.allocation_status_transition!)
+  allocation_status_transition: () => new HttpError('STATUS_TRANSITION', CONSTRAINT_MESSAGES.allocation_status_transition!)
 }
 
 /** Foreign keys read differently when the referenced row is missing and when it is still in use. */
@@ -241,13 +214,13 @@ export function fromPgError (error: unknown): HttpError | undefined {
   switch (error.code) {
     case '23P01':
       // Only when no caller looked up what overlaps (they turn it into a DomainError with the conflicts).
-      return new AllocationConflictError(CONSTRAINT_MESSAGES[constraint] ?? error.message, [])
+      return new HttpError('ALLOCATION_CONFLICT', CONSTRAINT_MESSAGES[constraint] ?? error.message, { conflicts: [] })
     case '23505':
-      return new ConflictError('DUPLICATE', CONSTRAINT_MESSAGES[constraint] ?? `duplicate value violates ${constraint}`)
+      return new HttpError('DUPLICATE', CONSTRAINT_MESSAGES[constraint] ?? `duplicate value violates ${constraint}`)
     case '23503': {
       const messages = FOREIGN_KEY_MESSAGES[constraint]
       const inUse = /still referenced/.test(error.detail ?? '')
-      return new ConflictError(inUse ? 'IN_USE' : 'REFERENCE_NOT_FOUND', messages ? (inUse ? messages.inUse : messages.missing) : error.message)
+      return new HttpError(inUse ? 'IN_USE' : 'REFERENCE_NOT_FOUND', messages ? (inUse ? messages.inUse : messages.missing) : error.message)
     }
     case '23514':
       return new HttpError('CONSTRAINT_VIOLATION', CONSTRAINT_MESSAGES[constraint] ?? `value violates ${constraint}`)
@@ -255,10 +228,10 @@ export function fromPgError (error: unknown): HttpError | undefined {
       return new HttpError('CONSTRAINT_VIOLATION', `${error.column ?? 'a required field'} must not be null`)
     case '40P01':
     case '40001':
-      return new ConflictError('CONCURRENT_UPDATE', 'a concurrent change touched the same rows; retry the request')
+      return new HttpError('CONCURRENT_UPDATE', 'a concurrent change touched the same rows; retry the request')
     case '2200H':
       // An identity sequence at its MAXVALUE (2^53 - 1, the largest id a JSON number holds exactly).
-      return new ConflictError('IDS_EXHAUSTED', 'no id is left to generate: one was chosen at or near the largest, 9007199254740991 (PUT); choose ids with PUT')
+      return new HttpError('IDS_EXHAUSTED', 'no id is left to generate: one was chosen at or near the largest, 9007199254740991 (PUT); choose ids with PUT')
   }
   // Class 22 is "data exception": a value the client sent that PostgreSQL cannot take
   // (22P02 invalid text, 22007/22008 bad or out-of-range dates, 22003 out-of-range numbers).
@@ -286,7 +259,7 @@ function toHttpError (error: FastifyError): HttpError {
   if (mapped) return mapped
   const status = error.statusCode
   if (status !== undefined && status >= 400 && status < 500) {
-    return new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, status)
+    return new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', error.message, {}, status)
   }
   return new HttpError('INTERNAL_ERROR', 'an unexpected error occurred; it has been logged')
 }
@@ -303,14 +276,15 @@ function sendError (reply: FastifyReply, error: HttpError): FastifyReply {
   return reply.code(error.statusCode).send(errorBody(error))
 }
 
+/** The JSON body of every error reply: the code, what happened, and what to do about it (`hint`). */
 export function errorBody (error: HttpError) {
   return {
     statusCode: error.statusCode,
     code: error.code,
     error: STATUS_CODES[error.statusCode] ?? 'Error',
     message: error.message,
-    ...(error instanceof AllocationConflictError || error instanceof SeriesConflictError ? { conflicts: error.conflicts } : {}),
-    ...(error instanceof RuleViolationError ? { rule: error.rule } : {})
+    hint: ERROR_CODES[error.code].action,
+    ...error.details
   }
 }
 
@@ -321,7 +295,7 @@ export function errorBody (error: HttpError) {
 export function sendFrameworkError (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
   // The message quotes the path, which may be a calendar feed's address.
-  void sendError(reply, new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), status))
+  void sendError(reply, new HttpError(FRAMEWORK_CODES[status] ?? 'BAD_REQUEST', redactFeedUrlsInText(error.message), {}, status))
 }
 
 /** How long a client should wait before retrying a 503, in seconds. */

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { actorOf } from './auth.js'
 import { claimKey, completeKey, findKey, purgeExpiredKeys, releaseKey, type KeyClaim } from '../database/idempotency.js'
-import { ConflictError, HttpError } from './errors.js'
+import { HttpError } from './errors.js'
 import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
 
 declare module 'fastify' {
@@ -89,13 +89,13 @@ export const idempotency = fp(async function idempotency (app: FastifyInstance) 
       }
       if (stored.status_code === null || stored.body === null) {
         reply.header('Retry-After', '1')
-        throw new ConflictError('IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still running; retry shortly to get its response')
+        throw new HttpError('IDEMPOTENCY_KEY_IN_USE', 'a request with this Idempotency-Key is still running; retry shortly to get its response')
       }
       if (stored.location !== null) reply.header('Location', stored.location)
       return reply.code(stored.status_code).header('Idempotent-Replayed', 'true')
         .header('Content-Type', 'application/json; charset=utf-8').send(stored.body)
     }
-    throw new ConflictError('IDEMPOTENCY_KEY_IN_USE', 'the Idempotency-Key could not be claimed; retry shortly')
+    throw new HttpError('IDEMPOTENCY_KEY_IN_USE', 'the Idempotency-Key could not be claimed; retry shortly')
   })
 
   app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {

@@ -450,15 +450,16 @@ function documentError (status: string, response: Json, path: string, operation:
   schema.properties.statusCode = { ...schema.properties.statusCode, description: 'The HTTP status, again' }
   schema.properties.code = { ...schema.properties.code, description: 'What happened: branch on it (each code has one status)' }
   schema.properties.message = { ...schema.properties.message, description: 'For people: names the field or the thing; its wording may change' }
+  schema.properties.hint = { ...schema.properties.hint, description: 'For people: what to do about it (the same for every error of this code)' }
   // The plain error body is one named schema for every status; the codes are said per response.
-  if (schema.title === undefined && Object.keys(schema.properties).join() === 'statusCode,code,error,message') schema.title = 'Error'
+  if (schema.title === undefined && Object.keys(schema.properties).join() === 'statusCode,code,error,message,hint') schema.title = 'Error'
   if (codes.length > 0) response.description = `${response.description ?? STATUS_CODES[Number(status)]}; codes: ${codes.join(', ')}`
   const conflict = schema.properties.conflicts?.items?.example
   if (status === '401') response.headers = { 'WWW-Authenticate': CHALLENGE_HEADER, ...response.headers }
   if (status === '503' || codes.includes('IDEMPOTENCY_KEY_IN_USE')) response.headers = { 'Retry-After': RETRY_AFTER_HEADER, ...response.headers }
   delete media.example
   media.examples = Object.fromEntries(codes.map((code) => {
-    const meaning = (ERROR_CODES as Record<string, { meaning: string }>)[code]?.meaning
+    const { meaning, action } = (ERROR_CODES as Record<string, { meaning: string, action: string } | undefined>)[code] ?? {}
     return [code, {
       summary: meaning ? `${code}: ${meaning}` : code,
       value: {
@@ -466,6 +467,7 @@ function documentError (status: string, response: Json, path: string, operation:
         code,
         error: STATUS_CODES[Number(status)] ?? 'Error',
         message: exampleMessage(code, path, operation, route),
+        ...(action ? { hint: action } : {}),
         ...(code === 'ALLOCATION_CONFLICT' && schema.properties.conflicts ? { conflicts: conflict ? [conflict] : [] } : {})
       }
     }]

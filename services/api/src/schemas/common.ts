@@ -28,7 +28,8 @@ export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
   code: Type.String({ examples: ['VALIDATION_ERROR'] }),
   error: Type.String({ examples: ['Bad Request'] }),
-  message: Type.String({ examples: ['body/name must NOT have fewer than 1 characters'] })
+  message: Type.String({ examples: ['body/name must NOT have fewer than 1 characters'] }),
+  hint: Type.String({ examples: ['fix the field the message names (the OpenAPI document gives each field\'s rules) and send again'] })
 }, { additionalProperties: true })
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
