@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process'
 import net from 'node:net'
 import t from 'tap'
 import { MAX_JSON_DEPTH } from '../src/plugins/limits.js'
@@ -154,6 +155,50 @@ t.test('requests the HTTP parser refuses are answered in the JSON error shape, w
     t.match(JSON.parse(res.body), { statusCode: status, code, error: /\w/, message: /\w/ }, `${name}: ${code} in the error shape`)
   }
   t.equal((await call(app, 'GET', '/health')).statusCode, 200, 'and the server carries on')
+})
+
+/**
+ * Sends `times` POSTs of a JSON body of about `megabytes` MB (over BODY_LIMIT, 1 MiB here)
+ * from a process of its own, as a client on another machine would: in this process, the
+ * server could not close the connection while the client still writes. `fetch`, or
+ * node:http as curl sends it (Expect: 100-continue, then the body once told to go on).
+ * Gives each reply's code, or how the request failed.
+ */
+function sendTooLarge (client: 'fetch' | 'expect-continue', megabytes: number, times: number): Promise<string[]> {
+  const script = `
+    import http from 'node:http'
+    const [url, token, client, megabytes, times] = process.argv.slice(1)
+    const body = JSON.stringify({ name: 'x'.repeat(Number(megabytes) * 1024 * 1024) })
+    const headers = { authorization: 'Bearer ' + token, 'content-type': 'application/json' }
+    const viaFetch = () => fetch(url, { method: 'POST', headers, body }).then((res) => res.json()).then((b) => b.code)
+    const viaHttp = () => new Promise((resolve, reject) => {
+      const request = http.request(url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body), expect: '100-continue' } }, (res) => {
+        let text = ''
+        res.on('data', (chunk) => { text += chunk })
+        res.on('end', () => resolve(JSON.parse(text).code))
+      })
+      request.on('continue', () => request.end(body))
+      request.on('error', reject)
+    })
+    const codes = []
+    for (let i = 0; i < Number(times); i++) {
+      codes.push(await (client === 'fetch' ? viaFetch() : viaHttp()).catch((error) => 'failed: ' + (error.cause?.code ?? error.code ?? error.message)))
+    }
+    console.log(JSON.stringify(codes))`
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script, `${base}/api/sites`, app.adminToken, client, String(megabytes), String(times)],
+      { maxBuffer: 1024 * 1024 }, (error, stdout) => { if (error) reject(new Error(error.message)); else resolve(JSON.parse(stdout) as string[]) })
+  })
+}
+
+t.test('a body over the limit is answered 413 even to a client still sending it (the rest is read and dropped)', async (t) => {
+  const refused = (n: number) => Array<string>(n).fill('PAYLOAD_TOO_LARGE')
+  t.same(await sendTooLarge('fetch', 3, 10), refused(10), 'fetch, 3 MB: the 413 every time')
+  // Big enough that the socket's buffers cannot hold the rest: without the lingering read,
+  // the server's close resets the connection under the sender (EPIPE).
+  t.same(await sendTooLarge('fetch', 32, 2), refused(2), 'fetch, 32 MB: the 413 every time')
+  t.same(await sendTooLarge('expect-continue', 3, 10), refused(10), 'Expect: 100-continue (as curl sends it), 3 MB: the 413 every time')
+  t.equal((await call(app, 'GET', '/api/sites?limit=1')).statusCode, 200, 'and the server goes on serving')
 })
 
 t.test('site ids stop at 2^53 - 1: none beyond is ever issued or accepted', async (t) => {

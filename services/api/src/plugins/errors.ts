@@ -348,6 +348,41 @@ export function sendClientError (this: FastifyInstance, error: ConnectionError, 
   socket.end(head + body, () => socket.destroy())
 }
 
+/**
+ * How long a refused body is read and thrown away before its connection is closed, as
+ * nginx's lingering close does (lingering_time 30 s, lingering_timeout 5 s).
+ */
+const LINGER_MS = 30_000
+const LINGER_IDLE_MS = 5_000
+
+/**
+ * A body over BODY_LIMIT is refused before it is read, and Fastify then closes the
+ * connection. A client still sending (Node's fetch, curl, a 3 MB body) gets a reset
+ * (EPIPE, "fetch failed") instead of the 413. So the connection is kept while the rest
+ * of the body arrives, read and discarded, for up to LINGER_MS (or LINGER_IDLE_MS
+ * without a byte), and only then closed; a client that sends its body whole reads the 413
+ * and may go on using the connection.
+ */
+function lingerOverTooLargeBody (request: FastifyRequest, reply: FastifyReply): void {
+  const incoming = request.raw
+  if (incoming.complete) return
+  reply.removeHeader('connection')
+  const close = () => { incoming.socket.destroy() }
+  const total = setTimeout(close, LINGER_MS)
+  let idle = setTimeout(close, LINGER_IDLE_MS)
+  incoming.on('data', () => {
+    clearTimeout(idle)
+    idle = setTimeout(close, LINGER_IDLE_MS)
+  })
+  const done = () => {
+    clearTimeout(total)
+    clearTimeout(idle)
+  }
+  incoming.once('end', done)
+  incoming.once('close', done)
+  incoming.resume()
+}
+
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
 export const errorHandling = fp(async function errorHandling (app: FastifyInstance) {
   app.setErrorHandler(function (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
@@ -363,6 +398,7 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
     const retryAfter = RETRY_AFTER[httpError.code]
     if (retryAfter !== undefined) reply.header('Retry-After', retryAfter)
     if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') lingerOverTooLargeBody(request, reply)
     return sendError(reply, httpError)
   })
   app.setNotFoundHandler(function (request: FastifyRequest, reply: FastifyReply) {
