@@ -11,7 +11,7 @@ const CRLF = '\r\n'
 const MAX_OCTETS = 75
 
 /** TEXT escaping (RFC 5545 3.3.11); control characters other than tab are not allowed in TEXT at all. */
-export function escapeText (value: string): string {
+function escapeText (value: string): string {
   const escaped = value
     .replace(/\\/g, '\\\\')
     .replace(/;/g, '\\;')
@@ -24,7 +24,7 @@ export function escapeText (value: string): string {
 }
 
 /** Folds a content line at 75 octets (RFC 5545 3.1), never inside a UTF-8 sequence. */
-export function fold (line: string): string {
+function fold (line: string): string {
   const lines: string[] = []
   let current = ''
   let octets = 0
@@ -50,7 +50,7 @@ const UTC_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$/
  * outside of the event, so it never shrinks. Undefined for a time iCalendar cannot write
  * (a year beyond 9999 or before 1, possible only through psql).
  */
-export function utcStamp (time: string, round: 'down' | 'up' = 'down'): string | undefined {
+function utcStamp (time: string, round: 'down' | 'up' = 'down'): string | undefined {
   const match = UTC_TIME.exec(time)
   if (!match) return undefined
   const [, year, month, day, hour, minute, second, fraction] = match as unknown as string[]
@@ -73,7 +73,7 @@ export interface Feed {
 }
 
 /** One event: an allocation and the resource it takes. */
-export interface CalendarEvent extends CalendarEntry {
+interface CalendarEvent extends CalendarEntry {
   resource: { name: string, type: string }
   /** Set when cancelled: said in the description. */
   cancelled_at?: string | null

@@ -37,7 +37,7 @@ function lenientDecode (text: string): string {
  * A request URL fit for the logs: the secret of a feed URL, and anything shaped like a
  * token (read percent-decoded), replaced. URLs without either are logged as sent.
  */
-export function loggableUrl (url: string): string {
+function loggableUrl (url: string): string {
   const decoded = lenientDecode(url)
   const hasToken = /invsys_/i.test(decoded)
   const hasFeed = /\/feeds\//i.test(decoded)

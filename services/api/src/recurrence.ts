@@ -24,7 +24,7 @@ export const MAX_YEARS = 2
 /** Why a series request cannot be expanded; the message names the field (body/rrule, body/time_zone, …). */
 export class RecurrenceError extends Error {}
 
-export interface Occurrence { starts_at: string, ends_at: string }
+interface Occurrence { starts_at: string, ends_at: string }
 
 /** The recurrence parts accepted, RFC 5545 §3.3.10 names. */
 const PARTS = ['FREQ', 'INTERVAL', 'BYDAY', 'BYMONTHDAY', 'COUNT', 'UNTIL'] as const
@@ -40,7 +40,7 @@ type Frequency = typeof FREQUENCIES[number]
  */
 type Until = { form: 'utc' | 'local' | 'date', ms: number }
 
-export interface Rule {
+interface Rule {
   freq: Frequency
   interval: number
   byDay?: string[]
@@ -108,7 +108,7 @@ function parseByMonthDay (value: string): number[] {
  * Names and values are case-insensitive (RFC 5545 §3.1); an "RRULE:" prefix is allowed.
  * DTSTART is refused: the first occurrence is the request's starts_at.
  */
-export function parseRule (text: string): Rule {
+function parseRule (text: string): Rule {
   const rule = text.trim().toUpperCase().replace(/^RRULE:/, '')
   if (/DTSTART/.test(rule)) throw invalid('must not contain DTSTART: the first occurrence is starts_at (in time_zone)')
   if (rule === '') throw invalid('must not be empty; e.g. FREQ=WEEKLY;BYDAY=MO,WE;COUNT=20')
@@ -172,7 +172,7 @@ function formatter (zone: string): Intl.DateTimeFormat {
  * name), or undefined when Intl does not know it. UTC offsets such as +01:00 are not
  * zones: they say nothing about daylight saving.
  */
-export function canonicalZone (name: string): string | undefined {
+function canonicalZone (name: string): string | undefined {
   if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(name)) return undefined
   try {
     return formatter(name).resolvedOptions().timeZone
@@ -190,7 +190,7 @@ function offsetAt (zone: string, instant: number): number {
 }
 
 /** The wall-clock time (ms as if UTC) in `zone` at an instant. */
-export function toWallClock (zone: string, instant: number): number {
+function toWallClock (zone: string, instant: number): number {
   return instant + offsetAt(zone, instant)
 }
 
@@ -200,7 +200,7 @@ export function toWallClock (zone: string, instant: number): number {
  * with the offset before the gap, which lands as far past the gap as it was into it.
  * Offsets a day either side bracket any transition near the time.
  */
-export function fromWallClock (zone: string, wall: number): number {
+function fromWallClock (zone: string, wall: number): number {
   const before = offsetAt(zone, wall - DAY)
   const after = offsetAt(zone, wall + DAY)
   // No change near it (nearly always): one instant, and no need to ask Intl again.

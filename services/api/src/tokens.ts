@@ -4,7 +4,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
  * API tokens: `invsys_` and base64url of 32 random bytes (256 bits). The prefix makes
  * a leaked token recognisable (secret scanners, log greps); the rest is the secret.
  */
-export const TOKEN_PREFIX = 'invsys_'
+const TOKEN_PREFIX = 'invsys_'
 
 /**
  * What is accepted as a token: the prefix and 24 to 200 base64url characters. Generated
@@ -68,7 +68,7 @@ export function feedPath (secret: string): string {
 }
 
 /** What logs show instead of any feed address. */
-export const REDACTED_FEED_PATH = '/feeds/[redacted].ics'
+const REDACTED_FEED_PATH = '/feeds/[redacted].ics'
 
 // A path under /feeds/, however it is spelled (repeated slashes, any case): the whole of
 // it and its query string are replaced, since a mistyped address still holds the secret.

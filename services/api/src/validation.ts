@@ -18,7 +18,7 @@ const AFTER_LATEST = Date.parse('+010000-01-01T00:00:00Z')
  * and 9999-12-31T23:00:00-14:00 one in the year 10000: PostgreSQL would store either,
  * but neither can be written back in RFC 3339 (nor in iCalendar), so they are refused here.
  */
-export function isApiDateTime (value: string): boolean {
+function isApiDateTime (value: string): boolean {
   if (!rfc3339.validate(value)) return false
   const match = DATE_TIME.exec(value)
   if (!match) return false

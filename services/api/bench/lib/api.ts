@@ -7,7 +7,7 @@ import { repoRoot } from '../../src/config.js'
 import { freePort } from '../../../../scripts/lib/local.mjs'
 import { memoryOf, sleep, startChild, type Child } from './processes.js'
 
-export const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
+const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
 
 export interface ApiProcess {
   pid: number

@@ -45,7 +45,7 @@ const VARIABLES = `\\set n :n + 1
 \\set t1 :t0 + 7200
 `
 
-export function scripts (): { bare: string, chain: string } {
+function scripts (): { bare: string, chain: string } {
   const insert = bind(INSERT.trim(), INSERT_PARAMS)
   return {
     bare: `${VARIABLES}${insert};\n`,

@@ -16,7 +16,7 @@ export interface Scope { resourceId?: string, type?: string }
 export type Guard = (current: Allocation) => DomainError | undefined
 
 /** What an allocation is written as; a move merges onto the stored one and writes it whole. */
-export interface AllocationFields {
+interface AllocationFields {
   starts_at: string | null
   ends_at: string | null
   kind: string
@@ -230,7 +230,7 @@ async function lockAllocation (db: Db, id: string, scope: Scope = {}): Promise<A
  * The live allocations of a resource in the way of [starts_at, ends_at), leaving out
  * `except`: those that overlap it once both are widened by their buffers.
  */
-export async function overlappingAllocations (db: Db, resourceId: string, startsAt: string | null, endsAt: string | null, except?: string): Promise<Allocation[]> {
+async function overlappingAllocations (db: Db, resourceId: string, startsAt: string | null, endsAt: string | null, except?: string): Promise<Allocation[]> {
   return (await db.query<Allocation>(prepared('allocation-overlapping', OVERLAPPING, [resourceId, startsAt, endsAt, except ?? null]))).rows
 }
 

@@ -23,7 +23,7 @@ const PG_TIMESTAMPTZ = /^(\d{4,})-(\d\d)-(\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?)\+00( 
  * as ISO 8601 writes it and JavaScript's toISOString does (-000001, +010000; 1 BC is
  * 0000), and infinity as PostgreSQL spells it, so that such a row reads instead of failing.
  */
-export function parseTimestamptz (value: string): string {
+function parseTimestamptz (value: string): string {
   const match = PG_TIMESTAMPTZ.exec(value)
   if (!match) return value
   const [, year, month, day, time, bc] = match as unknown as [string, string, string, string, string, string | undefined]

@@ -19,7 +19,7 @@ export interface NewSeries {
 }
 
 /** A series as stored, without its occurrences: what a guard judges. */
-export type SeriesRow = Omit<Series, 'allocations' | 'skipped'>
+type SeriesRow = Omit<Series, 'allocations' | 'skipped'>
 
 /** The caller's say on changing a series, asked under its row lock (policy, not SQL). */
 export type SeriesGuard = (current: SeriesRow) => DomainError | undefined

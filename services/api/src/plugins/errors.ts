@@ -120,7 +120,7 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   SERIES_OVERLAPS_ITSELF: 'BAD_REQUEST'
 }
 
-export function fromDomainError (error: DomainError): HttpError {
+function fromDomainError (error: DomainError): HttpError {
   return new HttpError(DOMAIN_ERRORS[error.code], error.message, error.details)
 }
 
@@ -277,7 +277,7 @@ function sendError (reply: FastifyReply, error: HttpError): FastifyReply {
 }
 
 /** The JSON body of every error reply: the code, what happened, and what to do about it (`hint`). */
-export function errorBody (error: HttpError) {
+function errorBody (error: HttpError) {
   return {
     statusCode: error.statusCode,
     code: error.code,

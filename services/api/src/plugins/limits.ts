@@ -12,7 +12,7 @@ import { BadRequestError, HttpError } from './errors.js'
 export const MAX_JSON_DEPTH = 32
 
 /** Whether `text` nests objects and arrays deeper than `max`, read without recursion (strings skipped). */
-export function nestsDeeperThan (text: string, max: number): boolean {
+function nestsDeeperThan (text: string, max: number): boolean {
   let depth = 0
   let inString = false
   for (let i = 0; i < text.length; i++) {

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { errorCodeOf } from './errors.js'
 
 /** Where Prometheus scrapes; public on the API's own port, never routed by nginx. */
-export const METRICS_PATH = '/metrics'
+const METRICS_PATH = '/metrics'
 
 /**
  * Prometheus metrics of this process: requests by route and status with their latency,

@@ -31,7 +31,7 @@ declare module 'fastify' {
 /** Plurals that do not end the usual way; every other word is read by its ending. */
 const SAME_IN_BOTH = new Set(['series', 'species', 'news'])
 
-export function singular (word: string): string {
+function singular (word: string): string {
   if (SAME_IN_BOTH.has(word) || word.includes('.')) return word
   if (/[^aeiou]ies$/.test(word)) return `${word.slice(0, -3)}y`
   if (/(ss|x|ch|sh)es$/.test(word)) return word.slice(0, -2)
@@ -188,7 +188,7 @@ function outerAnnotations (schema: Json, combinator: string): Json {
  * enum, which every generator turns into a union type or an enum; a union with null
  * becomes the member with `nullable: true` (the union's own description winning).
  */
-export function normalizeSchema (schema: unknown): void {
+function normalizeSchema (schema: unknown): void {
   if (!isObject(schema)) return
   for (const key of ['properties', 'patternProperties']) {
     if (isObject(schema[key])) for (const sub of Object.values(schema[key])) normalizeSchema(sub)

@@ -9,7 +9,7 @@ export type Role = Static<typeof Role>
 /** An account id, described where it is used (an owner, an actor). */
 export const accountId = (description?: string) =>
   Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, examples: [2], ...(description ? { description } : {}) })
-export const AccountId = accountId()
+const AccountId = accountId()
 
 export const Account = Type.Object({
   id: AccountId,

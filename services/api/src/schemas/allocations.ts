@@ -4,14 +4,14 @@ import { DateTime, ErrorBody, Nullable, PageQuery, SiteId, Text, Uuid } from './
 import { TypeName } from './resources.js'
 
 export const Kind = Type.Union([Type.Literal('booking'), Type.Literal('maintenance')])
-export const Status = Type.Union([Type.Literal('held'), Type.Literal('confirmed'), Type.Literal('cancelled'), Type.Literal('expired')], {
+const Status = Type.Union([Type.Literal('held'), Type.Literal('confirmed'), Type.Literal('cancelled'), Type.Literal('expired')], {
   description: 'held blocks the slot until expires_at, then reads expired; confirmed blocks it; cancelled and expired are history and block nothing'
 })
-export const NewStatus = Type.Union([Type.Literal('confirmed'), Type.Literal('held')], {
+const NewStatus = Type.Union([Type.Literal('confirmed'), Type.Literal('held')], {
   description: 'held: blocks the slot for hold_seconds unless confirmed (POST /api/allocations/:id/confirm)'
 })
 /** How long a new hold lasts; the database also refuses a hold longer than an hour. */
-export const HoldSeconds = Type.Integer({ minimum: 1, maximum: 3600, description: 'With status held: seconds until the hold expires (1 to 3600)', examples: [600] })
+const HoldSeconds = Type.Integer({ minimum: 1, maximum: 3600, description: 'With status held: seconds until the hold expires (1 to 3600)', examples: [600] })
 
 export const Data = Type.Object({}, { additionalProperties: true, description: 'Any JSON object; stored and returned as is', examples: [{ job: 'J-1042' }] })
 
@@ -112,7 +112,7 @@ export const AllocationParams = Type.Object({ id: Uuid })
 /** Confirming takes no fields: no body at all, or {} for clients that always send one. */
 export const ConfirmInput = Type.Object({}, { title: 'ConfirmInput', additionalProperties: false, description: 'No body, or {}', examples: [{}] })
 // Flat (not a union holding Status) so that a bad value is reported as the list of allowed ones.
-export const AllocationStatusFilter = Type.Union([...Status.anyOf, Type.Literal('all')], { default: 'confirmed', description: 'Status as of now (default confirmed; all for every status)' })
+const AllocationStatusFilter = Type.Union([...Status.anyOf, Type.Literal('all')], { default: 'confirmed', description: 'Status as of now (default confirmed; all for every status)' })
 export const ResourceAllocationParams = Type.Object({ id: Uuid, allocation_id: Uuid })
 
 const window = {

@@ -13,7 +13,7 @@ export const MAX_SLOT_WINDOW_DAYS = 366
 export const ISO_DURATION = '^P(?!$)(\\d{1,9}(\\.\\d{1,6})?Y)?(\\d{1,9}(\\.\\d{1,6})?M)?(\\d{1,9}(\\.\\d{1,6})?W)?(\\d{1,9}(\\.\\d{1,6})?D)?' +
   '(T(?=\\d)(\\d{1,9}(\\.\\d{1,6})?H)?(\\d{1,9}(\\.\\d{1,6})?M)?(\\d{1,9}(\\.\\d{1,6})?S)?)?$'
 
-export const Duration = Type.String({
+const Duration = Type.String({
   pattern: ISO_DURATION,
   description: 'ISO 8601 duration, longer than zero: PT2H, PT90M, P1D, P1DT2H30M, P1W',
   examples: ['PT2H']

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { DateTime, Name, Nullable, PageQuery, SiteId, Uuid } from './common.js'
 
-export const Mac = Type.String({
+const Mac = Type.String({
   // The forms PostgreSQL's macaddr reads; it stores and returns lowercase colon-separated.
   pattern: '^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{6}[:-]?[0-9A-Fa-f]{6}$|^([0-9A-Fa-f]{4}\\.){2}[0-9A-Fa-f]{4}$',
   description: 'MAC address, e.g. 08:00:2b:01:02:03; only computers may have one',

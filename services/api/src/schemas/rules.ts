@@ -6,7 +6,7 @@ import { ErrorBody, Uuid } from './common.js'
 export const MAX_RULE_YEARS = 100
 
 /** A rule's length: an ISO 8601 duration, zero allowed (a zero buffer is no buffer). */
-export const RuleDuration = Type.String({
+const RuleDuration = Type.String({
   pattern: ISO_DURATION,
   description: `ISO 8601 duration (PT30M, PT2H, P3D, P1W, P1DT12H), at most P${MAX_RULE_YEARS}Y. Replies give it normalised by PostgreSQL (PT90M reads PT1H30M, P1W reads P7D)`,
   examples: ['PT30M']
@@ -17,10 +17,10 @@ const StoredDuration = Type.String({ description: 'ISO 8601 duration', examples:
 
 export const RULE_DURATION_FIELDS = ['min_duration', 'max_duration', 'min_notice', 'max_advance', 'buffer_before', 'buffer_after'] as const
 export type RuleDurationField = typeof RULE_DURATION_FIELDS[number]
-export const RULE_FIELDS = [...RULE_DURATION_FIELDS, 'members_may_book_open_ended'] as const
+const RULE_FIELDS = [...RULE_DURATION_FIELDS, 'members_may_book_open_ended'] as const
 export type RuleField = typeof RULE_FIELDS[number]
 /** The rules that bind members only (buffers bind everyone, through the exclusion constraint). */
-export const MEMBER_RULES = ['members_may_book_open_ended', 'min_duration', 'max_duration', 'min_notice', 'max_advance'] as const
+const MEMBER_RULES = ['members_may_book_open_ended', 'min_duration', 'max_duration', 'min_notice', 'max_advance'] as const
 export type MemberRule = typeof MEMBER_RULES[number]
 
 const descriptions: Record<RuleField, string> = {

@@ -4,7 +4,7 @@ import { Allocation, Data, Kind } from './allocations.js'
 import { DateTime, ErrorBody, Nullable, Text, Uuid } from './common.js'
 import { RuleBreach } from './rules.js'
 
-export const SeriesMode = Type.Union([Type.Literal('all_or_nothing'), Type.Literal('skip_conflicts')], {
+const SeriesMode = Type.Union([Type.Literal('all_or_nothing'), Type.Literal('skip_conflicts')], {
   description: 'all_or_nothing (default): every occurrence is booked, or none is (409 SERIES_CONFLICT). skip_conflicts: the free occurrences are booked and the others are listed in skipped'
 })
 
@@ -40,7 +40,7 @@ export const SeriesInput = Type.Object({
 export type SeriesInput = Static<typeof SeriesInput>
 
 /** One occurrence that was not booked, and the live allocations that were in its way. */
-export const OccurrenceConflict = Type.Object({
+const OccurrenceConflict = Type.Object({
   starts_at: DateTime,
   ends_at: DateTime,
   conflicts: Type.Array(Allocation, { description: 'The allocations the occurrence overlaps' })
