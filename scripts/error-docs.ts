@@ -1,9 +1,8 @@
 /**
  * docs/errors.md, made from ERROR_CODES (services/api/src/plugins/errors.ts), the list of
- * every code a client can see. `npm run docs:errors` writes it; error-codes.test.ts fails
- * while the file differs from what this makes.
+ * every code a client can see. `npm run docs` writes it (scripts/docs.ts); error-codes.test.ts
+ * fails while the file differs from what this makes.
  */
-import fs from 'node:fs/promises'
 import { STATUS_CODES } from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -33,19 +32,21 @@ export function renderErrorsDoc (): string {
   })
   return `# Error codes
 
-<!-- Made by \`npm run docs:errors\` from ERROR_CODES in services/api/src/plugins/errors.ts;
+<!-- Made by \`npm run docs\` from ERROR_CODES in services/api/src/plugins/errors.ts;
      error-codes.test.ts fails while this file differs from it. Edit ERROR_CODES, not this file. -->
 
-Every error reply, whatever the route, is JSON with the same four fields, and never an HTML
+Every error reply, whatever the route, is JSON with the same five fields, and never an HTML
 page or a stack trace:
 
 \`\`\`json
-{"statusCode": 409, "code": "DUPLICATE", "error": "Conflict", "message": "name is already used by another resource of this type"}
+{"statusCode": 409, "code": "DUPLICATE", "error": "Conflict", "message": "name is already used by another resource of this type", "hint": "${ERROR_CODES.DUPLICATE.action}"}
 \`\`\`
 
 - \`statusCode\` is the HTTP status again, and \`error\` its reason phrase.
 - \`code\` says what happened: branch on it. Each code has one status, listed below.
 - \`message\` is for people: it names the field or the thing, and its wording may change.
+- \`hint\` is for people too: what to do about it, the same for every error of that code (the
+  last column below).
 
 A failed request changes nothing stored, so one that may work later (a 409
 \`CONCURRENT_UPDATE\`, a 503) can simply be sent again; with an \`Idempotency-Key\`, any
@@ -56,10 +57,4 @@ each operation and each of its error statuses, an example of every code it can a
 |---|---|---|---|
 ${rows.join('\n')}
 `
-}
-
-// `npm run docs:errors`: write the file.
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  await fs.writeFile(ERRORS_DOC, renderErrorsDoc())
-  process.stdout.write(`wrote ${path.relative(process.cwd(), ERRORS_DOC)}\n`)
 }

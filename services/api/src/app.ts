@@ -44,6 +44,34 @@ function requestId (request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
+/**
+ * What holds for every route, said once: the OpenAPI document's description, which Swagger
+ * UI shows at /docs and the generated reference (docs/api.md) opens with.
+ */
+const API_CONVENTIONS = `Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself \
+(an exclusion constraint on tstzrange), so nothing is ever double-booked, whatever the concurrency.
+
+- **JSON in and out**, under \`/api\`. Bodies are \`Content-Type: application/json\` (anything else: 415). Unknown properties in a \
+body and unknown query parameters are refused with 400, never ignored.
+- **Tokens.** Every \`/api\` route needs \`Authorization: Bearer <token>\` (the Authorize button). Members read everything, book, \
+and change only their own bookings; admins do everything. \`/health\`, \`/ready\`, \`/docs\` and the calendar feeds' secret \
+addresses (\`/feeds/<secret>.ics\`) are public.
+- **Times** are RFC 3339 date-times with an offset (\`Z\` or \`±hh:mm\`); one without an offset is refused (it is ambiguous). \
+Replies give UTC with \`Z\`.
+- **Allocations are half-open**, \`[starts_at, ends_at)\`: back-to-back bookings do not overlap. \`starts_at: null\` is from the \
+beginning of time, \`ends_at: null\` until further notice; both are given when creating one, so an open end is said out loud.
+- **Statuses.** 200 read or changed (the reply is the thing as stored now); 201 created, with a \`Location\` header (also a \
+\`PUT\` that created); 204 deleted, cancelled or revoked; 400 invalid input, the message names the field; 401 no usable token; \
+403 the role, or the owner of the thing, does not allow it; 404 no such thing (under \`/api/<plural>\`, also a resource of another \
+type); 409 a conflict (an overlapping allocation, with \`conflicts\`; a duplicate; a thing still in use); 413 body too large; 415 \
+not JSON; 422 a booking rule refused a member, or an \`Idempotency-Key\` reused with another body; 503 the database cannot be \
+reached, with \`Retry-After\`. No input ever produces a 500.
+- **Errors** are JSON \`{statusCode, code, error, message, hint}\`, never an HTML page or a stack trace: branch on \`code\`. A \
+failed request changes nothing stored.
+- **Collections** are JSON arrays in a stable order; \`limit\` (1 to 1000, default 100) and \`offset\` page them, and when \
+another page may exist the reply carries \`Link: <…offset=N>; rel="next"\`.
+- **Retries**: send an \`Idempotency-Key\` with any creating POST, and a retry gets the first response instead of a second booking.`
+
 const configPlugin = fp(async function config (app: FastifyInstance, options: { config: Config }) {
   app.decorate('config', options.config)
 }, { name: 'invsys-config' })
@@ -62,7 +90,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         title: 'invsys',
         version: '0.1.0',
         license: { name: 'MIT', url: 'https://spdx.org/licenses/MIT.html' },
-        description: 'Bookable resources at sites, and their allocations in time. PostgreSQL refuses overlapping allocations itself (an exclusion constraint on tstzrange), so nothing is ever double-booked. Times are RFC 3339 with an offset; ranges are half-open [starts_at, ends_at); null ends are unbounded. Every /api route needs "Authorization: Bearer <token>" (the Authorize button); /health, /ready, /docs and the calendar feeds\' secret addresses (/feeds/<secret>.ics) are public.'
+        description: API_CONVENTIONS
       },
       // Relative: the server that serves the document (http://localhost:3000 after npm start, nginx in production).
       servers: [{ url: '/', description: 'The server that serves this document' }],

@@ -12,9 +12,9 @@ t.test("the README's error table lists exactly the codes a client can see, with 
     Object.fromEntries(Object.entries(ERROR_CODES).map(([code, { status }]) => [code, status])))
 })
 
-t.test('docs/errors.md is made from ERROR_CODES and up to date (npm run docs:errors)', async (t) => {
+t.test('docs/errors.md is made from ERROR_CODES and up to date (npm run docs)', async (t) => {
   const written = await fs.readFile(ERRORS_DOC, 'utf8').catch(() => '')
-  t.equal(written, renderErrorsDoc(), 'run `npm run docs:errors` and commit docs/errors.md')
+  t.equal(written, renderErrorsDoc(), 'run `npm run docs` and commit docs/errors.md')
 })
 
 t.test('every code says what a client should do about it', async (t) => {

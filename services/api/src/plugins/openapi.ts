@@ -540,6 +540,9 @@ function finishDocument (openapiObject: object, routes: Map<string, RouteOptions
     }
     // Outside /api nothing asks for a token: say so, rather than leave it unsaid.
     if (!path.startsWith('/api/') && operation.security === undefined) operation.security = []
+    // Who may call it, for generated documentation (docs/api.md) and tools: admins, or any token.
+    const access = route?.config?.access
+    if (access !== undefined) operation['x-access'] = access
     for (const media of Object.values<Json>(operation.requestBody?.content ?? {})) liftExample(media)
     documentBody(operation)
     for (const [status, response] of Object.entries<Json>(operation.responses ?? {})) {
