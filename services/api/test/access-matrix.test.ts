@@ -230,7 +230,7 @@ t.test('route × caller: the exact status of each cell', async (t) => {
         t.match(res.headers['www-authenticate'], /^Bearer realm="invsys"/, `${row.route}, ${caller.name}: challenge`)
       }
       if (res.statusCode >= 400) {
-        t.same(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'], `${row.route}, ${caller.name}: error body`)
+        t.same(Object.keys(res.json()).sort(), ['code', 'error', 'hint', 'message', 'statusCode'], `${row.route}, ${caller.name}: error body`)
       }
     }
     // One assertion per row, the whole line at once: a failure shows the row as it is and as it should be.

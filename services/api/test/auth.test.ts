@@ -19,7 +19,7 @@ async function revokedToken (): Promise<string> {
   return account.token
 }
 
-const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
+const ERROR_KEYS = ['code', 'error', 'hint', 'message', 'statusCode']
 
 t.test('no token, a malformed one, an unknown one or a revoked one: 401 with a Bearer challenge', async (t) => {
   const revoked = await revokedToken()

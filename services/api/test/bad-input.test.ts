@@ -89,7 +89,7 @@ t.test('bad input gets a 4xx JSON error naming the problem, and changes nothing 
     t.match(res.headers['content-type'], /^application\/json/, `${c.name}: JSON`)
     if (c.status >= 400) {
       const body = res.json()
-      t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], `${c.name}: error body shape`)
+      t.same(Object.keys(body).sort(), ['code', 'error', 'hint', 'message', 'statusCode'], `${c.name}: error body shape`)
       t.equal(body.statusCode, c.status, `${c.name}: statusCode field`)
       t.notMatch(body.message, /\n\s+at /, `${c.name}: no stack trace`)
       if (c.message) t.match(body.message, c.message, `${c.name}: message`)

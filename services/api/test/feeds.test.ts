@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import ICAL from 'ical.js'
 import t from 'tap'
+import { ERROR_CODES } from '../src/plugins/errors.js'
 import { generateFeedSecret } from '../src/tokens.js'
 import { book, buildTestApp, call, createAccount, createResource, createSite, listen, sql, unique, type Response } from './helpers.js'
 
@@ -286,7 +287,7 @@ t.test('unknown, malformed and revoked addresses are the same JSON 404', async (
   answers.push(await fetchFeed(feed.url), await fetchFeed(feed.url, {}, 'HEAD'))
   for (const res of answers) {
     t.equal(res.statusCode, 404)
-    if (res.body !== '') t.same(res.json(), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'no calendar feed at this address (it may have been revoked)' }, 'no hint, no path')
+    if (res.body !== '') t.same(res.json(), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'no calendar feed at this address (it may have been revoked)', hint: ERROR_CODES.NOT_FOUND.action }, 'nothing about the address, no path')
   }
   t.equal((await call(app, 'DELETE', `/api/feeds/${feed.id}`, undefined, { token: member.token })).statusCode, 204, 'revoking twice is still 204')
   t.equal((await call(app, 'DELETE', `/api/feeds/${feed.id}`, undefined, { token: other.token })).statusCode, 403, 'someone else\'s is 403 even when revoked')
@@ -331,7 +332,7 @@ t.test('the OpenAPI document: the public address with no security, its 304 and J
   // The error body is the shared Error component.
   const notFound = op.responses['404'].content['application/json'].schema
   t.same(notFound, { $ref: '#/components/schemas/Error' })
-  t.same(Object.keys(doc.components.schemas.Error.properties).sort(), ['code', 'error', 'message', 'statusCode'])
+  t.same(Object.keys(doc.components.schemas.Error.properties).sort(), ['code', 'error', 'hint', 'message', 'statusCode'])
   t.same(doc.paths['/api/feeds'].post.security, [{ bearerAuth: [] }])
   t.notOk(doc.paths['/api/feeds'].post.parameters?.some((p: { name: string }) => p.name === 'idempotency-key'), 'no Idempotency-Key: its reply would be stored, and it holds the secret')
 })

@@ -268,7 +268,7 @@ async function fuzz (seed: number, count: number, seconds: number): Promise<{ se
     if (process.env.FUZZ_DEBUG) timing.set(op.path, (timing.get(op.path) ?? 0) + (performance.now() - began))
     const b = body as Record<string, unknown> | undefined
     const shaped = res.statusCode < 300 ||
-      (!!b && b.statusCode === res.statusCode && typeof b.code === 'string' && typeof b.error === 'string' && typeof b.message === 'string' &&
+      (!!b && b.statusCode === res.statusCode && typeof b.code === 'string' && typeof b.error === 'string' && typeof b.message === 'string' && typeof b.hint === 'string' &&
         /application\/json/.test(String(res.headers['content-type'])))
     if (res.statusCode >= 500 || !shaped) {
       failures.push({ seed, index, method: op.method, url: JSON.stringify(options.url).slice(0, 300), status: res.statusCode, body: res.body.slice(0, 300), payload: JSON.stringify(options.payload ?? '').slice(0, 300) })
@@ -289,7 +289,8 @@ for (const { seed, requests, seconds } of RUNS) {
     t.same(failures.slice(0, 20), [], `no 5xx, and every non-2xx in the JSON error shape (${failures.length} failures; seed ${seed})`)
     t.ok(operations.length >= 100, `every operation of the document was fuzzed (${operations.length})`)
     // How far random input gets past validation depends on the seed: judged on the fixed
-    // one, so that a worse generator fails every run and a random seed never fails alone.
-    if (seed === FIXED_SEED) t.ok(reached.size >= operations.length / 2, 'and the fuzzer got past validation on half of them or more')
+    // one, so that a worse generator fails every run and a random seed never fails alone;
+    // and on its whole run, which a machine too loaded to finish in the budget cuts short.
+    if (seed === FIXED_SEED && sent === requests) t.ok(reached.size >= operations.length / 2, 'and the fuzzer got past validation on half of them or more')
   })
 }
