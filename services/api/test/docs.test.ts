@@ -437,6 +437,13 @@ t.test('the documents link only to files and headings that exist, and run nothin
   }
 })
 
+t.test('the README links every page of docs/, so each is found from it', async (t) => {
+  const readme = await read('README.md')
+  const linked = new Set([...readme.matchAll(/\]\((docs\/[^)#\s]+\.md)/g)].map((m) => m[1]!))
+  const pages = (await documents()).filter((doc) => doc !== 'README.md')
+  t.same(pages.filter((page) => !linked.has(page)), [], 'add a line for each to "Where to go next"')
+})
+
 /** Every environment variable loadConfig reads, seen by handing it an environment that records each name asked for. */
 function variablesRead (): string[] {
   const read = new Set<string>()
