@@ -2,7 +2,7 @@
  * npm run schema: writes postgres_scripts/create_tables.sql, the whole schema as one
  * psql-runnable file, from the migrations, which are the one hand-written source of the
  * schema (docs/database.md says why). `npm run schema -- --check` only compares, and
- * fails when the file is not what the migrations make (schema.test.ts runs that check).
+ * fails when the file is not what the migrations make (migrations.test.ts runs that check).
  *
  * The migrations are applied by the API's own migrate() to PGlite (PostgreSQL compiled
  * to WebAssembly, from npm: no server, no install), and the result is dumped by PGlite's

@@ -77,7 +77,7 @@ const configPlugin = fp(async function config (app: FastifyInstance, options: { 
 }, { name: 'invsys-config' })
 
 const openapi = fp(async function openapi (app: FastifyInstance) {
-  // OpenAPI 3.0 rather than 3.1: every code generator and validator reads it (README, "OpenAPI").
+  // OpenAPI 3.0 rather than 3.1: every code generator and validator reads it (docs/openapi.md).
   const documenter = openapiDocumenter()
   app.addHook('onRoute', documenter.onRoute)
   app.addHook('onReady', documenter.onReady)

@@ -23,7 +23,7 @@ function progress (msg: string): void {
 function announceFirstAdmin (app: FastifyInstance, admin: FirstAdmin): void {
   if (admin.token === DEVELOPMENT_ADMIN_TOKEN) {
     // Also when BOOTSTRAP_ADMIN_TOKEN names it (.env.dev does): loud, in case such a file reaches a server.
-    app.log.warn({ account: 'admin' }, 'created the first account, "admin", with the published development token (README, "Security model"): fine on this machine, never for a server')
+    app.log.warn({ account: 'admin' }, 'created the first account, "admin", with the published development token (docs/security.md): fine on this machine, never for a server')
   } else if (admin.source === 'BOOTSTRAP_ADMIN_TOKEN') {
     app.log.info({ account: 'admin' }, 'created the first account, "admin", with the token in BOOTSTRAP_ADMIN_TOKEN')
   } else {

@@ -2,17 +2,19 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { repoRoot } from '../src/config.js'
+import { ConfigError, loadConfig, repoRoot } from '../src/config.js'
 import { createToken } from '../src/database/accounts.js'
 import { DEVELOPMENT_ADMIN_TOKEN, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 import { buildTestApp, listen, tempDir } from './helpers.js'
 
 /**
- * The documents run as written. Every ```sh block of README.md and docs/booking.md, in
- * order, one bash session for all (a later block uses what an earlier one set), against
- * a server as `npm start` leaves it: the mock data, and the development token for the
- * first admin. A block says it is not run with a comment line just above its fence that
- * holds "not run by docs.test.ts".
+ * The documents run as written. Every ```sh block of README.md and of every page in docs/
+ * runs, against a server as `npm start` leaves it: the mock data, and the development token
+ * for the first admin. A block that cannot run here (Docker, psql, the benchmarks) says so
+ * with a comment line just above its fence that holds "not run by docs.test.ts", so a new
+ * page or block is run unless it says why not. The README and then every page, in order,
+ * run in one bash session, as a reader following them would; each page with commands also
+ * runs alone on a fresh server, so it cannot lean on what another one set.
  *
  * Each command's output is checked against the comment lines after it (up to a blank
  * line or the next command) that show output: a JSON reply (`# {…}`, `# […]`, which may go
@@ -25,8 +27,17 @@ import { buildTestApp, listen, tempDir } from './helpers.js'
  * output is not shown must not fail.
  */
 
-const DOCUMENTS = ['README.md', 'docs/booking.md']
 const SKIP = 'not run by docs.test.ts'
+
+/** README.md, then every page of docs/ in name order. */
+async function documents (): Promise<string[]> {
+  const pages = (await fs.readdir(path.join(repoRoot, 'docs'))).filter((name) => name.endsWith('.md')).sort()
+  return ['README.md', ...pages.map((name) => `docs/${name}`)]
+}
+
+async function read (doc: string): Promise<string> {
+  return fs.readFile(path.join(repoRoot, doc), 'utf8')
+}
 
 interface Step { doc: string, line: number, command: string, expected: string[] }
 
@@ -346,8 +357,8 @@ t.test('parsing what the documents show', async (t) => {
   t.same(differences(parsePattern('[{"a":1},…]'), [], 'reply'), ['reply: 1 or more items are shown, the reply has 0'])
 })
 
-/** A server as `npm start` leaves it, and the steps of `documents` run against it in one shell. */
-async function runDocuments (t: Test, documents: string[]): Promise<void> {
+/** A server as `npm start` leaves it, and the steps of `docs` run against it in one shell. */
+async function runDocuments (t: Test, docs: string[]): Promise<void> {
   const app = await buildTestApp(t, { seed: true })
   // As after `npm start`: the first admin also has the published development token.
   await createToken(app.pg.pool, 1, { hash: hashToken(DEVELOPMENT_ADMIN_TOKEN), prefix: tokenDisplayPrefix(DEVELOPMENT_ADMIN_TOKEN), label: 'development' })
@@ -355,7 +366,7 @@ async function runDocuments (t: Test, documents: string[]): Promise<void> {
   const dir = await tempDir('invsys-docs-')
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
   const steps: Step[] = []
-  for (const doc of documents) steps.push(...stepsOf(doc, await fs.readFile(path.join(repoRoot, doc), 'utf8')))
+  for (const doc of docs) steps.push(...stepsOf(doc, await read(doc)))
   const ran = await runSteps(steps, base, dir)
   for (const [i, step] of steps.entries()) {
     const problems = check(step, ran[i]!)
@@ -363,27 +374,110 @@ async function runDocuments (t: Test, documents: string[]): Promise<void> {
   }
 }
 
-t.test('the README, then docs/booking.md, run as written and reply as they show', async (t) => {
-  const steps = (await Promise.all(DOCUMENTS.map(async (doc) => stepsOf(doc, await fs.readFile(path.join(repoRoot, doc), 'utf8'))))).flat()
-  t.ok(steps.length > 30, `${steps.length} commands`)
-  t.ok(steps.filter((s) => s.expected.length > 0).length > 25, 'most show their output')
-  await runDocuments(t, DOCUMENTS)
+t.test('the README, then every page of docs/, run as written and reply as they show', async (t) => {
+  const docs = await documents()
+  const steps = (await Promise.all(docs.map(async (doc) => stepsOf(doc, await read(doc))))).flat()
+  const shown = steps.filter((s) => s.expected.length > 0).length
+  t.ok(steps.length > 60, `${steps.length} commands`)
+  t.ok(shown * 2 > steps.length, `most show their output (${shown})`)
+  for (const doc of ['README.md', 'docs/booking.md', 'docs/calendar-feeds.md', 'docs/security.md', 'docs/operations.md']) {
+    t.ok(steps.some((s) => s.doc === doc), `${doc} has commands that run`)
+  }
+  await runDocuments(t, docs)
 })
 
-t.test('docs/booking.md alone, on a fresh server, runs as written too', async (t) => {
-  await runDocuments(t, ['docs/booking.md'])
+t.test('each page of docs/ with commands runs alone on a fresh server too', async (t) => {
+  for (const doc of (await documents()).filter((doc) => doc !== 'README.md')) {
+    if (stepsOf(doc, await read(doc)).length === 0) continue
+    await t.test(doc, (t) => runDocuments(t, [doc]))
+  }
 })
 
-t.test('the documents link only to files in the repository, and run nothing but Node, npm and curl', async (t) => {
-  for (const doc of ['README.md', ...(await fs.readdir(path.join(repoRoot, 'docs'))).map((name) => `docs/${name}`)]) {
-    const text = await fs.readFile(path.join(repoRoot, doc), 'utf8')
-    const targets = [...text.matchAll(/\]\(([^)#\s]+)/g)].map((m) => m[1]!).filter((target) => !/^[a-z]+:/.test(target))
-    for (const target of targets) {
-      const file = path.resolve(repoRoot, path.dirname(doc), target)
-      t.ok(file.startsWith(`${repoRoot}${path.sep}`), `${doc}: ${target} is inside the repository`)
-      await t.resolves(fs.access(file), `${doc}: ${target} exists`)
+/**
+ * The anchors a markdown page offers, as GitHub makes them from its headings (lowercase,
+ * punctuation dropped, each space a hyphen, -1, -2 … for repeats), and any id or name of
+ * an HTML element. Headings inside code blocks are not headings.
+ */
+function anchorsOf (markdown: string): Set<string> {
+  const anchors = new Set<string>()
+  const seen = new Map<string, number>()
+  let inBlock = false
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) inBlock = !inBlock
+    if (inBlock) continue
+    for (const match of line.matchAll(/<a\s[^>]*(?:id|name)="([^"]+)"/g)) anchors.add(match[1]!)
+    const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)?.[1]
+    if (heading === undefined) continue
+    const text = heading.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    const slug = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-')
+    const count = seen.get(slug) ?? 0
+    seen.set(slug, count + 1)
+    anchors.add(count === 0 ? slug : `${slug}-${count}`)
+  }
+  return anchors
+}
+
+t.test('the documents link only to files and headings that exist, and run nothing but Node, npm and curl', async (t) => {
+  t.same([...anchorsOf('# A: b `c`\n```sh\n# not a heading\n```\n## A: b `c`\n### Why (and how)?')], ['a-b-c', 'a-b-c-1', 'why-and-how'], 'slugs as GitHub makes them')
+  for (const doc of await documents()) {
+    const text = await read(doc)
+    const links = [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((target) => !/^[a-z]+:/.test(target))
+    for (const link of links) {
+      const [target, anchor] = link.split('#') as [string, string | undefined]
+      const file = target === '' ? path.join(repoRoot, doc) : path.resolve(repoRoot, path.dirname(doc), target)
+      t.ok(file.startsWith(`${repoRoot}${path.sep}`), `${doc}: ${link} is inside the repository`)
+      const exists = await fs.access(file).then(() => true, () => false)
+      t.ok(exists, `${doc}: ${target} exists`)
+      if (exists && anchor !== undefined && file.endsWith('.md')) {
+        t.ok(anchorsOf(await fs.readFile(file, 'utf8')).has(anchor), `${doc}: ${link} names a heading of ${path.relative(repoRoot, file)}`)
+      }
     }
     const commands = stepsOf(doc, text).map((s) => s.command).join('\n')
     t.notMatch(commands, /\b(uuidgen|jq)\b/, `${doc}: no uuidgen or jq in what is run`)
   }
+})
+
+t.test('the README links every page of docs/, so each is found from it', async (t) => {
+  const readme = await read('README.md')
+  const linked = new Set([...readme.matchAll(/\]\((docs\/[^)#\s]+\.md)/g)].map((m) => m[1]!))
+  const pages = (await documents()).filter((doc) => doc !== 'README.md')
+  t.same(pages.filter((page) => !linked.has(page)), [], 'add a line for each to "Where to go next"')
+})
+
+/** Every environment variable loadConfig reads, seen by handing it an environment that records each name asked for. */
+function variablesRead (): string[] {
+  const read = new Set<string>()
+  // Each environment leads loadConfig down other branches, so a name read on one only is seen too.
+  const environments: Array<Record<string, string>> = [
+    {},
+    { DATABASE_URL: 'postgres://invsys:secret@db:5432/invsys' },
+    { DATABASE_URL: 'postgres://invsys:secret@db:5432/invsys', NODE_ENV: 'production', BOOTSTRAP_ADMIN_TOKEN: 'invsys_AAAAAAAAAAAAAAAAAAAAAAAAAAAA' }
+  ]
+  for (const environment of environments) {
+    const recording = new Proxy(environment, {
+      get: (target, name) => { if (typeof name === 'string') read.add(name); return target[name as string] },
+      has: (target, name) => { if (typeof name === 'string') read.add(name); return name in target }
+    })
+    try {
+      loadConfig(recording)
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+    }
+  }
+  return [...read].sort()
+}
+
+t.test("docs/operations.md's configuration table names exactly the environment variables config.ts reads", async (t) => {
+  const text = await read('docs/operations.md')
+  const section = text.slice(text.indexOf('## Configuration'), text.indexOf('\n## ', text.indexOf('## Configuration') + 1))
+  const documented = [...section.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map((m) => m[1]!).sort()
+  const reads = variablesRead()
+  t.ok(reads.includes('PORT') && reads.includes('BOOTSTRAP_ADMIN_TOKEN'), 'the reads are seen (sanity)')
+  t.same(documented, reads, 'add a row for each new variable (or remove the row of one no longer read)')
+})
+
+t.test("docs/testing.md's table has one row for each test file", async (t) => {
+  const files = (await fs.readdir(path.join(repoRoot, 'services', 'api', 'test'))).filter((name) => name.endsWith('.test.ts')).sort()
+  const rows = [...(await read('docs/testing.md')).matchAll(/^\| `([\w.-]+\.test\.ts)` \|/gm)].map((m) => m[1]!)
+  t.same(rows, files, 'one row per file, in name order: say what the new file proves')
 })

@@ -8,8 +8,7 @@ import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 /**
  * Every code a client can find in an error body, with its status, what it means and
  * what the client can do about it. This is the one place a status is chosen: errors are
- * made from a code. The README's error table is checked against this list, and
- * docs/errors.md is made from it (npm run docs:errors).
+ * made from a code. docs/errors.md is made from this list (npm run docs).
  */
 export const ERROR_CODES = {
   VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field', action: 'fix the field the message names (the OpenAPI document gives each field\'s rules) and send again' },

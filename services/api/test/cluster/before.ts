@@ -16,7 +16,7 @@ const out = fs.openSync(log, 'w')
 const daemon = spawn(process.execPath, [...process.execArgv, path.join(import.meta.dirname, 'daemon.ts'), String(runnerPid)], {
   detached: true,
   stdio: ['ignore', out, out],
-  // The daemon's coverage is not the tests' (README: testing).
+  // The daemon's coverage is not the tests' (docs/testing.md).
   env: envWithoutCoverage()
 })
 daemon.unref()
