@@ -12,9 +12,9 @@ import { buildTestApp, listen, tempDir } from './helpers.js'
  * runs, against a server as `npm start` leaves it: the mock data, and the development token
  * for the first admin. A block that cannot run here (Docker, psql, the benchmarks) says so
  * with a comment line just above its fence that holds "not run by docs.test.ts", so a new
- * page or block is run unless it says why not. The README and then every page, in order,
- * run in one bash session, as a reader following them would; each page with commands also
- * runs alone on a fresh server, so it cannot lean on what another one set.
+ * page or block is run unless it says why not. Each page runs in one bash session of its
+ * own (a later block uses what an earlier one set), on a fresh server, so it cannot lean on
+ * what another page set.
  *
  * Each command's output is checked against the comment lines after it (up to a blank
  * line or the next command) that show output: a JSON reply (`# {…}`, `# […]`, which may go
@@ -374,7 +374,7 @@ async function runDocuments (t: Test, docs: string[]): Promise<void> {
   }
 }
 
-t.test('the README, then every page of docs/, run as written and reply as they show', async (t) => {
+t.test('the README and every page of docs/ run as written, each alone on a fresh server, and reply as they show', async (t) => {
   const docs = await documents()
   const steps = (await Promise.all(docs.map(async (doc) => stepsOf(doc, await read(doc))))).flat()
   const shown = steps.filter((s) => s.expected.length > 0).length
@@ -383,14 +383,12 @@ t.test('the README, then every page of docs/, run as written and reply as they s
   for (const doc of ['README.md', 'docs/booking.md', 'docs/calendar-feeds.md', 'docs/security.md', 'docs/operations.md']) {
     t.ok(steps.some((s) => s.doc === doc), `${doc} has commands that run`)
   }
-  await runDocuments(t, docs)
-})
-
-t.test('each page of docs/ with commands runs alone on a fresh server too', async (t) => {
-  for (const doc of (await documents()).filter((doc) => doc !== 'README.md')) {
-    if (stepsOf(doc, await read(doc)).length === 0) continue
-    await t.test(doc, (t) => runDocuments(t, [doc]))
-  }
+  // Alone, so that no page leans on what another one set; one server each (a copy of the
+  // seeded template costs a fraction of a second), two pages at a time.
+  const withCommands = docs.filter((doc) => steps.some((s) => s.doc === doc))
+  await Promise.all([0, 1].map(async (lane) => {
+    for (const doc of withCommands.filter((_, i) => i % 2 === lane)) await t.test(doc, (t) => runDocuments(t, [doc]))
+  }))
 })
 
 /**
