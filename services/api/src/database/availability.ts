@@ -47,6 +47,27 @@ export const blocking = (span: string, resource = 'e') => `
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
           && allocation_blocked_range(${span}, ${resource}.buffer_before, ${resource}.buffer_after)`
 
+// Whether nothing blocks `span` on resource `r` (a row with the resource's id), one of the
+// resources of `type`, judged set-wise rather than by a probe per resource. A resource
+// without rules of its own follows its type's buffers, so all such resources are judged
+// against one window widened by them: the live allocations that meet it are found through
+// allocation_blocked_idx once, and each resource is a lookup in that set (PostgreSQL
+// hashes an uncorrelated NOT IN subquery: `span` must not depend on the resource). A
+// resource with rules of its own (few) is looked up alone in the exclusion constraint's
+// index, as is every resource when no type is given. The cost is one pass over what is
+// busy in the window plus a hash lookup per resource.
+export const freeOver = (type: string, span: string, resource = 'r') => `
+      CASE WHEN ${type}::text IS NULL OR ${resource}.id IN (SELECT resource_id FROM resource_rule)
+        THEN NOT EXISTS (
+          SELECT 1 FROM allocation a
+          WHERE a.resource_id = ${resource}.id AND allocation_blocks(a.status, a.expires_at)
+            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && resource_blocked_range(${resource}.id, ${span}))
+        ELSE ${resource}.id NOT IN (
+          SELECT a.resource_id FROM allocation a
+          WHERE allocation_blocks(a.status, a.expires_at)
+            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && type_blocked_range(${type}, ${span}))
+      END`
+
 // What allocation `a` takes from resource `e`'s free time: widened by its own buffers and,
 // on each side, by the resource's for a new booking (resource_free_time() does the same).
 const TAKEN = `allocation_blocked_range(a.during,
