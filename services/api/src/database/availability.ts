@@ -122,6 +122,115 @@ export const SLOTS_AT_START = `
   ORDER BY e.name, e.id
   LIMIT $6 OFFSET $7`
 
+// The fleet-wide search, when the walk at the window's start does not fill the page: the
+// slots are taken in order of their start, one start time (a tick) at a time. A gap starts
+// where a search span starts (the window's start; for a member, also where notice lets
+// them book) or where what an allocation takes from its resource ends. NEXT_TICK finds the
+// earliest start after $7 at which some resource has a slot, walking the live allocations
+// in order of where their widened range ends (allocation_blocked_ends_idx) and stopping at
+// the first that leaves room; SLOTS_AT lists that tick's slots by name. Each costs about
+// what is busy around the tick, not a probe per resource, so a fleet that is all out at
+// the window's start (the synchronised fleet) is answered after a tick or two.
+// Their parameters: $1 type, $2 site, $3 from, $4 to, $5 duration, $6 whether member rules
+// bind, $7 the tick (NEXT_TICK: the one before, null for the first), $8 (SLOTS_AT) how many.
+
+// The rules of resource `id` and its search span, as `e` in blocking() and TAKEN. OFFSET 0
+// keeps it a lookup per row reached.
+const rulesOf = (id: string) => `
+    SELECT e.resource_id AS id, e.resource_name, e.buffer_before, e.buffer_after, e.min_duration, e.max_duration,
+           ${searchSpan('$3', '$4', '$6')} AS span
+    FROM effective_rule e WHERE e.resource_id = ${id} OFFSET 0`
+
+// Where a search span may start: the window's start and, for a member, now plus any
+// min_notice the type or one of its resources has (SLOTS_AT checks each resource's own).
+const SPAN_STARTS = `
+    SELECT $3::timestamptz AS t
+    UNION ALL
+    SELECT now() + n.min_notice FROM (
+      SELECT min_notice FROM resource_type_rule WHERE type = $1
+      UNION SELECT min_notice FROM resource_rule) AS n
+    WHERE $6::boolean AND n.min_notice IS NOT NULL`
+
+// The widest buffer_before a resource of the type may have: how far before a gap's start
+// the widened range of the allocation it follows may end.
+const WIDEST_BEFORE = `(
+    SELECT coalesce(max(b.before), '0') FROM (
+      SELECT buffer_before FROM resource_type_rule WHERE type = $1
+      UNION ALL SELECT buffer_before FROM resource_rule) AS b (before))`
+
+const BLOCKED_END = 'upper(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))'
+
+// The gaps that start after an allocation `a` of the type ends (its TAKEN range), after
+// $7 (or from $3 when $7 is null), with room for the duration: bu is where a's own
+// widened range ends (allocation_blocked_ends_idx), u where the gap starts.
+const gapsAfterEnds = (bound: string) => `
+    SELECT ${BLOCKED_END} AS bu, g.u
+    FROM allocation a
+    JOIN resource r ON r.id = a.resource_id
+    CROSS JOIN LATERAL (${rulesOf('a.resource_id')}) e
+    CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
+    WHERE a.status IN ('held', 'confirmed') AND allocation_blocks(a.status, a.expires_at)
+      AND ${BLOCKED_END} >= coalesce($7::timestamptz, $3::timestamptz) - ${WIDEST_BEFORE}
+      AND ${BLOCKED_END} < $4::timestamptz
+      AND ${bound}
+      AND r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND (g.u > $7::timestamptz OR $7::timestamptz IS NULL) AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
+      AND ${lengthAllowed('g.u', '$5::interval', '$6')}
+      AND NOT EXISTS (
+        SELECT 1 FROM allocation a WHERE ${blocking("tstzrange(g.u, g.u + $5::interval, '[)')")}
+        OFFSET 0)`
+
+// The earliest such gap in order of bu is not always the earliest gap: another resource's
+// buffer_before may be shorter. Any earlier one ends its allocation's widened range
+// before that gap starts, so the second look stops there.
+export const NEXT_TICK = `
+  WITH first AS (${gapsAfterEnds('true')}
+    ORDER BY bu
+    LIMIT 1)
+  SELECT least(
+    (SELECT min(s.t) FROM (${SPAN_STARTS}) AS s
+     WHERE s.t >= $3::timestamptz AND (s.t > $7::timestamptz OR $7::timestamptz IS NULL) AND s.t < $4::timestamptz),
+    (SELECT u FROM first),
+    (SELECT min(c.u) FROM (${gapsAfterEnds(`${BLOCKED_END} < (SELECT u FROM first)`)}) AS c)) AS tick`
+
+// The slots that start at tick $7, by name, at most $8: resources free for the duration
+// from there (judged set-wise), where a search span starts or an allocation's TAKEN range
+// ends, each then checked exactly, in name order until the page is full. `walk`: only the
+// first $9 resources by name, each checked on its own (one probe each) rather than
+// against the set of allocations that end at the tick, which may be the whole fleet's
+// (a synchronised fleet comes back at once): walkedPage tries that first.
+const slotsAt = (walk: boolean) => `
+  SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
+         least(upper(e.span), (SELECT min(lower(${TAKEN})) FROM allocation a
+                               WHERE ${blocking('e.span')} AND lower(${TAKEN}) >= $7::timestamptz)) AS ends_at
+  FROM (
+    SELECT r.id, r.name, r.type FROM resource r
+    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND ${walk
+        ? 'true'
+        : `($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (
+        SELECT a.resource_id FROM allocation a
+        WHERE a.status IN ('held', 'confirmed')
+          AND ${BLOCKED_END} <= $7::timestamptz AND ${BLOCKED_END} >= $7::timestamptz - ${WIDEST_BEFORE}))`}
+      AND ${freeOver('$1', "tstzrange($7::timestamptz, $7::timestamptz + $5::interval, '[)')")}
+    ${walk ? 'ORDER BY r.type, r.name, r.id LIMIT $9' : ''}
+  ) c
+  CROSS JOIN LATERAL (${rulesOf('c.id')}) e
+  WHERE $7::timestamptz >= lower(e.span) AND $7::timestamptz + $5::interval <= upper(e.span)
+    AND ${lengthAllowed('$7::timestamptz', '$5::interval', '$6')}
+    AND ($7::timestamptz = lower(e.span) OR EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking("tstzrange($7::timestamptz - interval '1 microsecond', $7::timestamptz, '[)')")}
+        AND upper(${TAKEN}) = $7::timestamptz))
+  ORDER BY c.type, c.name, c.id
+  LIMIT $8`
+
+export const SLOTS_AT = slotsAt(false)
+export const SLOTS_AT_WALK = slotsAt(true)
+
+/** Ticks the fleet-wide search visits before it hands over to SLOTS, which is always complete. */
+const MAX_TICKS = 16
+
 export interface Window { from: string, to: string }
 
 /** Whether the search is for someone the member booking rules bind (policy decides). */
@@ -153,5 +262,31 @@ export async function findSlots (db: Db, search: SlotSearch, page: Page, options
   const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules]
   return walkedPage(page,
     async (budget) => (await db.query<Slot>(SLOTS_AT_START, [...values, budget])).rows,
-    async () => (await db.query<Slot>(SLOTS, values)).rows)
+    () => slotsByTick(db, values, page))
+}
+
+/**
+ * The page taken tick by tick (NEXT_TICK, SLOTS_AT): the rows before the page and the page
+ * with the row after it. A page that spans more than MAX_TICKS start times (many short
+ * gaps, a long page) is left to SLOTS, one probe per resource.
+ */
+async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot[]> {
+  const wanted = page.offset + page.limit + 1
+  const search = [...values.slice(0, 5), values[7]]
+  const rows: Slot[] = []
+  let after: string | null = null
+  for (let ticks = 0; rows.length < wanted; ticks++) {
+    if (ticks === MAX_TICKS) return (await db.query<Slot>(SLOTS, values)).rows
+    const tick: string | null = (await db.query<{ tick: string | null }>(prepared('slots-next-tick', NEXT_TICK, [...search, after]))).rows[0]!.tick
+    if (tick === null) break
+    // A tick's slots are a page of their own: as many as are still wanted, and one more
+    // tells walkedPage the walk found them all.
+    const tickPage = { limit: wanted - rows.length - 1, offset: 0 }
+    const atTick = [...search, tick, wanted - rows.length]
+    rows.push(...await walkedPage(tickPage,
+      async (budget) => (await db.query<Slot>(prepared('slots-at-tick-walk', SLOTS_AT_WALK, [...atTick, budget]))).rows,
+      async () => (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, atTick))).rows))
+    after = tick
+  }
+  return rows.slice(page.offset)
 }
