@@ -368,7 +368,7 @@ t.test('no secret ever reaches the logs; request lines show /feeds/[redacted].ic
   const log = lines.join('')
   t.ok(lines.length > 200, `${lines.length} log lines at trace level`)
   for (const secret of secrets) t.notOk(log.includes(secret), `${secret.slice(0, 4)}…: not in the logs`)
-  const fetched = lines.filter((line) => line.includes('"msg":"incoming request"') && line.includes('/feeds/[redacted].ics'))
+  const fetched = lines.filter((line) => line.includes('"msg":"request completed"') && line.includes('/feeds/[redacted].ics'))
   t.ok(fetched.length >= 30, `feed fetches are logged, redacted (${fetched.length})`)
   t.ok(lines.some((line) => line.includes('"url":"/api/feeds/')), 'the API\'s own /api/feeds/:id stays readable')
   t.ok(lines.some((line) => line.includes('careless line about /feeds/[redacted].ics')), 'a message quoting an address is redacted too')

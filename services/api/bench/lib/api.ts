@@ -17,16 +17,22 @@ export interface ApiProcess {
   stop: () => Promise<void>
 }
 
-export async function startApi (databaseUrl: string, adminToken: string): Promise<ApiProcess> {
+/**
+ * Starts the API at `logLevel` (production ships info). Its log goes to a file in `logDir`,
+ * as a container's goes to its log driver, not through this process.
+ */
+export async function startApi (databaseUrl: string, adminToken: string, logLevel: string, logDir: string): Promise<ApiProcess> {
   const port = await freePort()
+  const logFile = path.join(logDir, `api-${port}.log`)
   // The Node flags of the image's CMD and of npm start.
   const child: Child = startChild('API', process.execPath, ['--max-semi-space-size=4', SERVER], {
     cwd: repoRoot,
+    stdoutFile: logFile,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: logLevel,
       DATABASE_URL: databaseUrl,
       BOOTSTRAP_ADMIN_TOKEN: adminToken,
       HOST: '127.0.0.1',
@@ -52,9 +58,9 @@ export async function startApi (databaseUrl: string, adminToken: string): Promis
     memory: () => memoryOf(pid),
     stop: async () => {
       await child.stop()
+      // Its standard error (a crash, a warning from Node) is worth seeing; its log is in logFile.
       const output = child.output().trim()
-      // LOG_LEVEL=warn: anything it wrote is worth seeing.
-      if (output) process.stderr.write(`API (pid ${pid}) wrote:\n${output.split('\n').slice(-20).join('\n')}\n`)
+      if (output) process.stderr.write(`API (pid ${pid}) wrote on stderr:\n${output.split('\n').slice(-20).join('\n')}\n`)
     }
   }
 }
