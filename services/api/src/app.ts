@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -189,7 +189,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // One line per request, written when it is answered (the hook below), instead of
     // Fastify's two ("incoming request", "request completed"): at LOG_LEVEL=info, what
     // production ships, that halves what the logger costs each request.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     genReqId: requestId,

@@ -160,38 +160,58 @@ const WIDEST_BEFORE = `(
 
 const BLOCKED_END = 'upper(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))'
 
-// The gaps that start after an allocation `a` of the type ends (its TAKEN range), after
-// $7 (or from $3 when $7 is null), with room for the duration: bu is where a's own
-// widened range ends (allocation_blocked_ends_idx), u where the gap starts.
+// The live allocations whose widened range ends after $7 (or from $3 when $7 is null) and
+// before the window does, in that order, read from allocation_blocked_ends_idx: at most
+// TICK_SCAN of them, so that the planner reads the index in order instead of sorting the
+// whole window's, and the checks below run only for the ones reached.
+const TICK_SCAN = 2000
+const endingAfter = (bound: string) => `
+      SELECT a.*, ${BLOCKED_END} AS bu FROM allocation a
+      WHERE a.status IN ('held', 'confirmed')
+        AND ${BLOCKED_END} >= coalesce($7::timestamptz, $3::timestamptz) - ${WIDEST_BEFORE}
+        AND ${BLOCKED_END} < $4::timestamptz
+        AND ${bound}
+      ORDER BY ${BLOCKED_END}
+      LIMIT ${TICK_SCAN}`
+
+// The gaps that start after such an allocation `a` of the type (where its TAKEN range
+// ends, u) with room for the duration, in order of bu.
 const gapsAfterEnds = (bound: string) => `
-    SELECT ${BLOCKED_END} AS bu, g.u
-    FROM allocation a
+    SELECT a.bu, g.u
+    FROM (${endingAfter(bound)}) AS a
     JOIN resource r ON r.id = a.resource_id
     CROSS JOIN LATERAL (${rulesOf('a.resource_id')}) e
     CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
-    WHERE a.status IN ('held', 'confirmed') AND allocation_blocks(a.status, a.expires_at)
-      AND ${BLOCKED_END} >= coalesce($7::timestamptz, $3::timestamptz) - ${WIDEST_BEFORE}
-      AND ${BLOCKED_END} < $4::timestamptz
-      AND ${bound}
+    WHERE allocation_blocks(a.status, a.expires_at)
       AND r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
       AND (g.u > $7::timestamptz OR $7::timestamptz IS NULL) AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
       AND ${lengthAllowed('g.u', '$5::interval', '$6')}
       AND NOT EXISTS (
         SELECT 1 FROM allocation a WHERE ${blocking("tstzrange(g.u, g.u + $5::interval, '[)')")}
-        OFFSET 0)`
+        OFFSET 0)
+    ORDER BY a.bu`
 
-// The earliest such gap in order of bu is not always the earliest gap: another resource's
-// buffer_before may be shorter. Any earlier one ends its allocation's widened range
-// before that gap starts, so the second look stops there.
+// The earliest start after $7: where a search span starts, or the first gap in order of
+// bu (bu: where that allocation's own widened range ends). cut: TICK_SCAN allocations were
+// read without finding room after any, so the answer is not known (findSlots then leaves
+// the page to SLOTS). earlier: EARLIER_TICK may find an earlier one. Unnamed: its best plan depends on the window (a custom plan each time).
 export const NEXT_TICK = `
   WITH first AS (${gapsAfterEnds('true')}
-    ORDER BY bu
     LIMIT 1)
   SELECT least(
     (SELECT min(s.t) FROM (${SPAN_STARTS}) AS s
      WHERE s.t >= $3::timestamptz AND (s.t > $7::timestamptz OR $7::timestamptz IS NULL) AND s.t < $4::timestamptz),
-    (SELECT u FROM first),
-    (SELECT min(c.u) FROM (${gapsAfterEnds(`${BLOCKED_END} < (SELECT u FROM first)`)}) AS c)) AS tick`
+    (SELECT u FROM first)) AS tick,
+    (SELECT bu FROM first) AS bu,
+    (SELECT bu < u FROM first) AS earlier,
+    NOT EXISTS (SELECT 1 FROM first) AND (SELECT count(*) FROM (${endingAfter('true')}) AS a) = ${TICK_SCAN} AS cut`
+
+// The first gap in order of bu is not always the earliest: where resources have different
+// buffer_before rules, another allocation ending a little later may leave a gap that
+// starts sooner. Any such ends its own widened range between the first's ($8) and the
+// tick found ($9), so only those are read (none without buffers: NEXT_TICK's bu is its tick).
+export const EARLIER_TICK = `
+  SELECT min(c.u) AS tick FROM (${gapsAfterEnds(`${BLOCKED_END} >= $8::timestamptz AND ${BLOCKED_END} < $9::timestamptz`)}) AS c`
 
 // The slots that start at tick $7, by name, at most $8: resources free for the duration
 // from there (judged set-wise), where a search span starts or an allocation's TAKEN range
@@ -228,8 +248,12 @@ const slotsAt = (walk: boolean) => `
 export const SLOTS_AT = slotsAt(false)
 export const SLOTS_AT_WALK = slotsAt(true)
 
-/** Ticks the fleet-wide search visits before it hands over to SLOTS, which is always complete. */
-const MAX_TICKS = 16
+/**
+ * Start times the fleet-wide search visits before it hands over to SLOTS (a probe per
+ * resource, always complete); it hands over sooner when the ticks are so sparse in slots
+ * that the page would take many more.
+ */
+const MAX_TICKS = 8
 
 export interface Window { from: string, to: string }
 
@@ -265,6 +289,8 @@ export async function findSlots (db: Db, search: SlotSearch, page: Page, options
     () => slotsByTick(db, values, page))
 }
 
+interface NextTick { tick: string | null, bu: string | null, earlier: boolean | null, cut: boolean }
+
 /**
  * The page taken tick by tick (NEXT_TICK, SLOTS_AT): the rows before the page and the page
  * with the row after it. A page that spans more than MAX_TICKS start times (many short
@@ -276,9 +302,14 @@ async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot
   const rows: Slot[] = []
   let after: string | null = null
   for (let ticks = 0; rows.length < wanted; ticks++) {
-    if (ticks === MAX_TICKS) return (await db.query<Slot>(SLOTS, values)).rows
-    const tick: string | null = (await db.query<{ tick: string | null }>(prepared('slots-next-tick', NEXT_TICK, [...search, after]))).rows[0]!.tick
+    if (ticks === MAX_TICKS || (ticks >= 3 && rows.length * 2 < wanted)) return (await db.query<Slot>(SLOTS, values)).rows
+    const next: NextTick = (await db.query<NextTick>(NEXT_TICK, [...search, after])).rows[0]!
+    if (next.cut) return (await db.query<Slot>(SLOTS, values)).rows
+    let tick = next.tick
     if (tick === null) break
+    if (next.earlier === true) {
+      tick = (await db.query<{ tick: string | null }>(EARLIER_TICK, [...search, after, next.bu, tick])).rows[0]!.tick ?? tick
+    }
     // A tick's slots are a page of their own: as many as are still wanted, and one more
     // tells walkedPage the walk found them all.
     const tickPage = { limit: wanted - rows.length - 1, offset: 0 }
