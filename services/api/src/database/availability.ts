@@ -160,26 +160,29 @@ const WIDEST_BEFORE = `(
 
 const BLOCKED_END = 'upper(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))'
 
-// The live allocations whose widened range ends after $7 (or from $3 when $7 is null) and
-// before the window does, in that order, read from allocation_blocked_ends_idx: at most
+// The live allocations after which a gap may start after $7 (or from $3 when $7 is null),
+// the gap starting up to the widest buffer_before after their widened range ends (times
+// are whole microseconds: after $7 is from $7 plus one), and before the window ends, in that order, read from allocation_blocked_ends_idx: at most
 // TICK_SCAN of them, so that the planner reads the index in order instead of sorting the
 // whole window's, and the checks below run only for the ones reached.
 const TICK_SCAN = 2000
 const endingAfter = (bound: string) => `
       SELECT a.*, ${BLOCKED_END} AS bu FROM allocation a
       WHERE a.status IN ('held', 'confirmed')
-        AND ${BLOCKED_END} >= coalesce($7::timestamptz, $3::timestamptz) - ${WIDEST_BEFORE}
+        AND ${BLOCKED_END} >= coalesce($7::timestamptz + interval '1 microsecond', $3::timestamptz) - ${WIDEST_BEFORE}
         AND ${BLOCKED_END} < $4::timestamptz
         AND ${bound}
       ORDER BY ${BLOCKED_END}
       LIMIT ${TICK_SCAN}`
 
 // The gaps that start after such an allocation `a` of the type (where its TAKEN range
-// ends, u) with room for the duration, in order of bu.
+// ends, u) with room for the duration, in order of bu. Every lookup is a lateral one
+// (OFFSET 0), so that nothing (a hash join) undoes the index's order and the checks stop
+// at the first gap.
 const gapsAfterEnds = (bound: string) => `
     SELECT a.bu, g.u
     FROM (${endingAfter(bound)}) AS a
-    JOIN resource r ON r.id = a.resource_id
+    CROSS JOIN LATERAL (SELECT r.type, r.site_id FROM resource r WHERE r.id = a.resource_id OFFSET 0) r
     CROSS JOIN LATERAL (${rulesOf('a.resource_id')}) e
     CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
     WHERE allocation_blocks(a.status, a.expires_at)
@@ -194,7 +197,7 @@ const gapsAfterEnds = (bound: string) => `
 // The earliest start after $7: where a search span starts, or the first gap in order of
 // bu (bu: where that allocation's own widened range ends). cut: TICK_SCAN allocations were
 // read without finding room after any, so the answer is not known (findSlots then leaves
-// the page to SLOTS). earlier: EARLIER_TICK may find an earlier one. Unnamed: its best plan depends on the window (a custom plan each time).
+// the page to SLOTS). earlier: EARLIER_TICK may find an earlier one.
 export const NEXT_TICK = `
   WITH first AS (${gapsAfterEnds('true')}
     LIMIT 1)
@@ -303,7 +306,7 @@ async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot
   let after: string | null = null
   for (let ticks = 0; rows.length < wanted; ticks++) {
     if (ticks === MAX_TICKS || (ticks >= 3 && rows.length * 2 < wanted)) return (await db.query<Slot>(SLOTS, values)).rows
-    const next: NextTick = (await db.query<NextTick>(NEXT_TICK, [...search, after])).rows[0]!
+    const next: NextTick = (await db.query<NextTick>(prepared('slots-next-tick', NEXT_TICK, [...search, after]))).rows[0]!
     if (next.cut) return (await db.query<Slot>(SLOTS, values)).rows
     let tick = next.tick
     if (tick === null) break
