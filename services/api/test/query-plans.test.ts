@@ -201,7 +201,9 @@ t.test('the synchronised fleet: with every resource out at the window\'s start, 
     INSERT INTO allocation (resource_id, during, description)
     SELECT r.id, tstzrange(timestamptz '2033-03-01 08:00Z' + d * interval '1 day', timestamptz '2033-03-01 10:00Z' + d * interval '1 day'), 'synchronised'
     FROM resource r, generate_series(0, 2) AS d WHERE r.name LIKE 'sync-car-%';`)
-  const rules = (fields: Record<string, string | null>) => ({ min_duration: null, max_duration: null, min_notice: null, max_advance: null, buffer_before: null, buffer_after: null, members_may_book_open_ended: null, ...fields })
+  const rules = (fields: Record<string, string | null>) => ({
+    min_duration: null, max_duration: null, min_notice: null, max_advance: null, buffer_before: null, buffer_after: null, members_may_book_open_ended: null, ...fields
+  })
   t.equal((await call(app, 'PUT', '/api/resource-types/car/rules', { ...rules({ buffer_after: 'PT15M', max_duration: 'PT20H' }), members_may_book_open_ended: false })).statusCode, 200)
   const [odd] = await sql<{ id: string }>(app, 'SELECT id FROM resource WHERE name = \'sync-car-07\'')
   t.equal((await call(app, 'PUT', `/api/resources/${odd!.id}/rules`, rules({ buffer_before: 'PT45M' }))).statusCode, 200)
