@@ -2,12 +2,19 @@
  * The API as production runs it: the compiled server (npm run build), started with
  * node as a child process, configured by environment only.
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import { repoRoot } from '../../src/config.js'
 import { freePort } from '../../../../scripts/lib/local.mjs'
 import { memoryOf, sleep, startChild, type Child } from './processes.js'
 
 const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
+
+/** The Node flags production runs the API with: package.json's config.nodeFlags, as the image's CMD and npm start read them. */
+function nodeFlags (): string[] {
+  const { config } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { config: { nodeFlags: string } }
+  return config.nodeFlags.split(/\s+/).filter(Boolean)
+}
 
 export interface ApiProcess {
   pid: number
@@ -24,8 +31,7 @@ export interface ApiProcess {
 export async function startApi (databaseUrl: string, adminToken: string, logLevel: string, logDir: string): Promise<ApiProcess> {
   const port = await freePort()
   const logFile = path.join(logDir, `api-${port}.log`)
-  // The Node flags of the image's CMD and of npm start.
-  const child: Child = startChild('API', process.execPath, ['--max-semi-space-size=4', SERVER], {
+  const child: Child = startChild('API', process.execPath, [...nodeFlags(), SERVER], {
     cwd: repoRoot,
     stdoutFile: logFile,
     env: {
