@@ -1,4 +1,4 @@
--- Version 10: availability that costs what its answer costs when little is free.
+-- Version 11: availability that costs what its answer costs when little is free.
 --
 -- Available resources, book-any-free and slot search used to walk the resources of a type
 -- one by one, each looked up in the exclusion constraint's index. When most are free, the
