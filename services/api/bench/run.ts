@@ -56,7 +56,7 @@ const quick = flag('quick')
  * Scale points of 10 million allocations or more are measured for their load, their size
  * and one lorry's reads only: the point is that those stay flat.
  */
-export interface Scale { name: string, shape: Shape, lorries: number, bookings: number, sites: number, siteQueries: boolean, readsOnly: boolean }
+interface Scale { name: string, shape: Shape, lorries: number, bookings: number, sites: number, siteQueries: boolean, readsOnly: boolean }
 
 function parseScale (text: string): Scale {
   const name = text.trim().toLowerCase()

@@ -10,7 +10,7 @@
  */
 import pg from 'pg'
 
-const SITES = 10
+export const SITES = 10
 export const BOOKINGS_PER_LORRY = 100
 /** Cars the booking POST and pgbench write to; they start with no allocations. */
 export const CARS = 1000

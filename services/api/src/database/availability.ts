@@ -198,7 +198,7 @@ const gapsAfterEnds = (bound: string) => `
 // bu (bu: where that allocation's own widened range ends). cut: TICK_SCAN allocations were
 // read without finding room after any, so the answer is not known (findSlots then leaves
 // the page to SLOTS). earlier: EARLIER_TICK may find an earlier one.
-export const NEXT_TICK = `
+const NEXT_TICK = `
   WITH first AS (${gapsAfterEnds('true')}
     LIMIT 1)
   SELECT least(
@@ -213,7 +213,7 @@ export const NEXT_TICK = `
 // buffer_before rules, another allocation ending a little later may leave a gap that
 // starts sooner. Any such ends its own widened range between the first's ($8) and the
 // tick found ($9), so only those are read (none without buffers: NEXT_TICK's bu is its tick).
-export const EARLIER_TICK = `
+const EARLIER_TICK = `
   SELECT min(c.u) AS tick FROM (${gapsAfterEnds(`${BLOCKED_END} >= $8::timestamptz AND ${BLOCKED_END} < $9::timestamptz`)}) AS c`
 
 // The slots that start at tick $7, by name, at most $8: resources free for the duration
@@ -248,8 +248,8 @@ const slotsAt = (walk: boolean) => `
   ORDER BY c.type, c.name, c.id
   LIMIT $8`
 
-export const SLOTS_AT = slotsAt(false)
-export const SLOTS_AT_WALK = slotsAt(true)
+const SLOTS_AT = slotsAt(false)
+const SLOTS_AT_WALK = slotsAt(true)
 
 /**
  * Start times the fleet-wide search visits before it hands over to SLOTS (a probe per

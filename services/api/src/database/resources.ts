@@ -61,7 +61,7 @@ export const LIST_AVAILABLE = `
 // every resource of the type judged set-wise (freeOver), in page order. The ids come from
 // the resource index alone (resource_type_name_idx), and only the page's rows are read
 // whole. The member rules in $7 are judged only for resources free in the window.
-export const LIST_AVAILABLE_WHOLE = `
+const LIST_AVAILABLE_WHOLE = `
   WITH page AS (
     SELECT r.id
     FROM resource r
