@@ -653,6 +653,24 @@ $$;
 COMMENT ON FUNCTION public.touch_updated_at() IS 'Sets updated_at on every update, so it stays honest for changes made by hand in psql too, not only through the API.';
 
 --
+-- Name: type_blocked_range(text, tstzrange); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.type_blocked_range(type text, during tstzrange) RETURNS tstzrange
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT allocation_blocked_range(during, t.buffer_before, t.buffer_after)
+  FROM (SELECT) AS one
+  LEFT JOIN resource_type_rule t ON t.type = type_blocked_range.type
+$$;
+
+--
+-- Name: FUNCTION type_blocked_range(type text, during tstzrange); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.type_blocked_range(type text, during tstzrange) IS 'during widened by the type''s buffers in force now: what a new allocation over during would block on a resource of the type that has no resource_rule of its own (resource_blocked_range for one that has).';
+
+--
 -- Name: utc_text(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1911,6 +1929,18 @@ CREATE UNIQUE INDEX account_name_unique ON public.account USING btree (lower(nam
 COMMENT ON INDEX public.account_name_unique IS 'Names ignore case, so "Alice" and "alice" cannot be two people.';
 
 --
+-- Name: allocation_blocked_ends_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX allocation_blocked_ends_idx ON public.allocation USING btree (upper(public.allocation_blocked_range(during, buffer_before, buffer_after))) WHERE (status = ANY (ARRAY['held'::text, 'confirmed'::text]));
+
+--
+-- Name: allocation_blocked_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX allocation_blocked_idx ON public.allocation USING gist (public.allocation_blocked_range(during, buffer_before, buffer_after)) WHERE (status = ANY (ARRAY['held'::text, 'confirmed'::text]));
+
+--
 -- Name: allocation_during_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2005,6 +2035,12 @@ CREATE INDEX idempotency_key_expires_at_idx ON public.idempotency_key USING btre
 --
 
 CREATE INDEX resource_site_id_idx ON public.resource USING btree (site_id);
+
+--
+-- Name: resource_type_name_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_type_name_idx ON public.resource USING btree (type, name, id) INCLUDE (site_id);
 
 --
 -- Name: series_owner_id_idx; Type: INDEX; Schema: public; Owner: -
@@ -2256,7 +2292,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (7, 'safe-integer-ids', 'edab3e826ee87cde43d0c1628194d435', now()),
   (8, 'indexed-reads', 'c1a988115c9e17ba256569c489da30af', now()),
   (9, 'credential-notifications', 'ae45066ea3295c28aba7fc5ba2a8cd39', now()),
-  (10, 'reasons-as-comments', '25525e90e317183cd46ae2060bee2e0b', now());
+  (10, 'reasons-as-comments', '25525e90e317183cd46ae2060bee2e0b', now()),
+  (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -186,6 +186,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       hooks: { streamWrite: (line: string) => scrubSecrets(redactFeedUrlsInText(line)) },
       ...(options.logStream ? { stream: options.logStream } : {})
     },
+    // One line per request, written when it is answered (the hook below), instead of
+    // Fastify's two ("incoming request", "request completed"): at LOG_LEVEL=info, what
+    // production ships, that halves what the logger costs each request.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
     genReqId: requestId,
@@ -203,6 +207,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.removeContentTypeParser('text/plain')
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Request-Id', request.id)
+  })
+  // The request's line: method, URL (made loggable), status and time, on the request's
+  // logger, which carries its id and, once authenticated, the account.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
   await app.register(invsys, { config })
   await app.ready()

@@ -99,7 +99,7 @@ t.test('no log line holds a token or a feed secret, in any encoding, whatever th
   await call(app, 'POST', '/api/sites', { name: inBody })
 
   await new Promise((resolve) => setTimeout(resolve, 200))
-  t.ok(lines.length > 60, `the run was logged (${lines.length} lines)`)
+  t.ok(lines.length > 30, `the run was logged (${lines.length} lines)`)
   t.ok(lines.some((l) => l.includes('"level":10') || l.includes('"level":20')), 'at trace and debug levels too')
   t.ok(lines.some((l) => l.includes('unreadable request refused')), 'the parser\'s refusals are logged')
   t.ok(lines.some((l) => l.includes('invsys_[redacted]')), 'tokens in URLs are replaced, not dropped silently')

@@ -192,3 +192,65 @@ t.test('available resources: a page of the walk is a page of every free resource
     }
   }
 })
+
+t.test('the synchronised fleet: with every resource out at the window\'s start, slots, available resources and book-any-free give what resource_free_time() gives', async (t) => {
+  // 40 cars, each booked 08:00-10:00 on three days; buffers on the type and a longer
+  // buffer_before of its own on one car (its gaps start later than the others').
+  await sql(app, `
+    INSERT INTO resource (type, name) SELECT 'car', 'sync-car-' || lpad(n::text, 2, '0') FROM generate_series(1, 40) AS n;
+    INSERT INTO allocation (resource_id, during, description)
+    SELECT r.id, tstzrange(timestamptz '2033-03-01 08:00Z' + d * interval '1 day', timestamptz '2033-03-01 10:00Z' + d * interval '1 day'), 'synchronised'
+    FROM resource r, generate_series(0, 2) AS d WHERE r.name LIKE 'sync-car-%';`)
+  const rules = (fields: Record<string, string | null>) => ({
+    min_duration: null, max_duration: null, min_notice: null, max_advance: null, buffer_before: null, buffer_after: null, members_may_book_open_ended: null, ...fields
+  })
+  t.equal((await call(app, 'PUT', '/api/resource-types/car/rules', { ...rules({ buffer_after: 'PT15M', max_duration: 'PT20H' }), members_may_book_open_ended: false })).statusCode, 200)
+  const [odd] = await sql<{ id: string }>(app, 'SELECT id FROM resource WHERE name = \'sync-car-07\'')
+  t.equal((await call(app, 'PUT', `/api/resources/${odd!.id}/rules`, rules({ buffer_before: 'PT45M' }))).statusCode, 200)
+  const member = await createAccount(app, 'member')
+  const window = { from: '2033-03-01T08:00:00Z', to: '2033-03-03T12:00:00Z' }
+  const iso = (time: unknown) => (time as Date).toISOString().replace('.000Z', 'Z')
+  const expected = async (duration: string, asMember: boolean) => (await sql(app, `
+    SELECT r.id AS resource_id, r.name AS resource_name, lower(gap) AS starts_at, upper(gap) AS ends_at
+    FROM resource r
+    JOIN effective_rule e ON e.resource_id = r.id
+    CROSS JOIN LATERAL unnest(resource_free_time(r.id, tstzrange($2, $3, '[)'))) AS gap
+    WHERE r.type = 'car' AND r.name LIKE 'sync-car-%' AND lower(gap) + $1::interval <= upper(gap)
+      AND (NOT $4 OR e.max_duration IS NULL OR lower(gap) + $1::interval <= lower(gap) + e.max_duration)
+    ORDER BY lower(gap), r.name, r.id`, [duration, window.from, window.to, asMember]))
+    .map((row) => ({ ...row, starts_at: iso(row.starts_at), ends_at: iso(row.ends_at) }))
+  for (const as of [undefined, member]) {
+    for (const duration of ['PT1H', 'PT2H', 'PT21H']) {
+      const all = await expected(duration, as !== undefined)
+      for (const limit of [1, 7, 40, 1000]) {
+        for (const offset of [0, 5, 39, 80]) {
+          const query = new URLSearchParams({ type: 'car', ...window, duration, limit: String(limit), offset: String(offset) })
+          const res = await call(app, 'GET', `/api/slots?${query}`, undefined, as ?? {})
+          t.same(res.json(), all.slice(offset, offset + limit), `slots ${as ? 'as a member' : 'as an admin'}: ${duration}, limit ${limit}, offset ${offset}`)
+        }
+      }
+    }
+  }
+  // Every car is out in the first two windows (the second within the type's buffer); in
+  // the others one car's own longer buffer keeps it out.
+  for (const [from, to] of [['2033-03-02T08:30:00Z', '2033-03-02T09:30:00Z'], ['2033-03-02T09:45:00Z', '2033-03-02T11:00:00Z'], ['2033-03-02T10:15:00Z', '2033-03-02T11:00:00Z'], ['2033-03-02T10:45:00Z', '2033-03-02T11:00:00Z']] as const) {
+    const all = (await sql<{ id: string }>(app, `
+      SELECT r.id FROM resource r
+      WHERE r.type = 'car' AND resource_free_time(r.id, tstzrange($1, $2, '[)')) = tstzmultirange(tstzrange($1, $2, '[)'))
+      ORDER BY r.name, r.id`, [from, to])).map((row) => row.id)
+    if (from < '2033-03-02T10:00:00Z') t.equal(all.length, 0, `${from} to ${to}: every car is out`)
+    else t.ok(all.length > 0 && all.length < 40, `${from} to ${to}: ${all.length} of the 40 cars free`)
+    for (const limit of [1, 5, 1000]) {
+      const res = await call(app, 'GET', `/api/resources?${new URLSearchParams({ type: 'car', available_from: from, available_to: to, limit: String(limit) })}`)
+      t.same(res.json().map((r: { id: string }) => r.id), all.slice(0, limit), `available ${from} to ${to}, limit ${limit}`)
+    }
+    const booked = await call(app, 'POST', '/api/allocations', { type: 'car', starts_at: from, ends_at: to, description: 'book any' }, member)
+    if (all.length === 0) {
+      t.equal(booked.statusCode, 409, `book any ${from} to ${to}: none free`)
+      t.equal(booked.json().code, 'NO_AVAILABILITY')
+    } else {
+      t.equal(booked.statusCode, 201, `book any ${from} to ${to}`)
+      t.equal(booked.json().resource_id, all[0], 'the first free car by name')
+    }
+  }
+})

@@ -25,7 +25,7 @@ t.test('no token ever reaches the logs, whatever the request does', async (t) =>
   await app.inject({ method: 'GET', url: '/api/me', headers: { authorization: `Bearer ${secrets[4]}` } }) // 401, malformed
   await app.inject({ method: 'GET', url: '/api/me', headers: { authorization: `Token ${app.adminToken}` } }) // 401, wrong scheme
   await app.inject({ method: 'GET', url: '/health', headers: bearer(app.adminToken) }) // public route, token ignored
-  t.ok(lines.length - before >= 20, `the requests were logged (${lines.length - before} lines)`)
+  t.ok(lines.length - before >= 10, `the requests were logged (${lines.length - before} lines)`)
   t.ok(lines.some((l) => l.includes('request refused') && l.includes('INVALID_TOKEN')), 'refusals are logged, by code')
 
   // Last: with the database gone, errors are logged at error level with the cause.

@@ -2,12 +2,19 @@
  * The API as production runs it: the compiled server (npm run build), started with
  * node as a child process, configured by environment only.
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import { repoRoot } from '../../src/config.js'
 import { freePort } from '../../../../scripts/lib/local.mjs'
 import { memoryOf, sleep, startChild, type Child } from './processes.js'
 
 const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
+
+/** The Node flags production runs the API with: package.json's config.nodeFlags, as the image's CMD and npm start read them. */
+function nodeFlags (): string[] {
+  const { config } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { config: { nodeFlags: string } }
+  return config.nodeFlags.split(/\s+/).filter(Boolean)
+}
 
 export interface ApiProcess {
   pid: number
@@ -17,16 +24,21 @@ export interface ApiProcess {
   stop: () => Promise<void>
 }
 
-export async function startApi (databaseUrl: string, adminToken: string): Promise<ApiProcess> {
+/**
+ * Starts the API at `logLevel` (production ships info). Its log goes to a file in `logDir`,
+ * as a container's goes to its log driver, not through this process.
+ */
+export async function startApi (databaseUrl: string, adminToken: string, logLevel: string, logDir: string): Promise<ApiProcess> {
   const port = await freePort()
-  // The Node flags of the image's CMD and of npm start.
-  const child: Child = startChild('API', process.execPath, ['--max-semi-space-size=4', SERVER], {
+  const logFile = path.join(logDir, `api-${port}.log`)
+  const child: Child = startChild('API', process.execPath, [...nodeFlags(), SERVER], {
     cwd: repoRoot,
+    stdoutFile: logFile,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: logLevel,
       DATABASE_URL: databaseUrl,
       BOOTSTRAP_ADMIN_TOKEN: adminToken,
       HOST: '127.0.0.1',
@@ -52,9 +64,9 @@ export async function startApi (databaseUrl: string, adminToken: string): Promis
     memory: () => memoryOf(pid),
     stop: async () => {
       await child.stop()
+      // Its standard error (a crash, a warning from Node) is worth seeing; its log is in logFile.
       const output = child.output().trim()
-      // LOG_LEVEL=warn: anything it wrote is worth seeing.
-      if (output) process.stderr.write(`API (pid ${pid}) wrote:\n${output.split('\n').slice(-20).join('\n')}\n`)
+      if (output) process.stderr.write(`API (pid ${pid}) wrote on stderr:\n${output.split('\n').slice(-20).join('\n')}\n`)
     }
   }
 }

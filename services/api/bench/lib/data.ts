@@ -10,7 +10,7 @@
  */
 import pg from 'pg'
 
-const SITES = 10
+export const SITES = 10
 export const BOOKINGS_PER_LORRY = 100
 /** Cars the booking POST and pgbench write to; they start with no allocations. */
 export const CARS = 1000
@@ -37,9 +37,22 @@ export function carIdSql (expression: string): string {
 
 export type LoadMethod = 'bulk' | 'triggers'
 
+/**
+ * How the lorries' bookings lie in time. spread: one a week at a varying hour (most lorries
+ * are free at any given time: the usual day). tight: the synchronised fleet, every lorry
+ * booked 00:00 to 03:00 UTC every day, so that at 01:00 none is free: what a dispatcher
+ * meets at the worst moment.
+ */
+export type Shape = 'spread' | 'tight'
+
 export interface LoadOptions {
   lorries: number
-  /** Midnight UTC 350 days ago: half the bookings are past, half to come. */
+  /** Bookings per lorry: a week apart (spread) or a day apart (tight). */
+  bookings?: number
+  shape?: Shape
+  /** Sites the lorries are spread over (round robin); the cars always use all of SITES. */
+  sites?: number
+  /** Midnight UTC: half the bookings are before it plus half their span, half after. */
   base: Date
   method: LoadMethod
   /** Sessions loading at once (bulk method only). */
@@ -68,19 +81,35 @@ const seconds = (start: number) => (performance.now() - start) / 1000
 // cancelled, one in 50 is maintenance. Rows are written time-major (all lorries' week 0,
 // then week 1, ...), roughly the order a live system writes them in, so one lorry's rows
 // are spread over the whole table as they would be. Owners are null: made outside the API.
-const ALLOCATION_ROWS = `
+// $4 bookings per lorry.
+const SPREAD_ROWS = `
   SELECT l.id AS resource_id,
          allocation_range(s, s + (2 + (n + i) % 11) * interval '1 hour') AS during,
          CASE WHEN (n + i) % 50 = 0 THEN 'maintenance' ELSE 'booking' END AS kind,
          CASE WHEN (n * 7 + i) % 25 = 0 THEN 'cancelled' ELSE 'confirmed' END AS status,
          CASE WHEN (n * 7 + i) % 25 = 0 THEN now() END AS cancelled_at,
          'bench load' AS description
-  FROM generate_series(0, ${BOOKINGS_PER_LORRY - 1}) AS i
+  FROM generate_series(0, $4::int - 1) AS i
   CROSS JOIN (SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry') AS l
   CROSS JOIN LATERAL (SELECT $3::timestamptz + i * interval '${BOOKING_SPACING_DAYS} days'
                              + ((n * 37 + i * 11) % 150) * interval '1 hour' AS s) AS t
   WHERE n BETWEEN $1::int AND $2::int
   ORDER BY i, n`
+
+// The synchronised fleet: lorry n's booking i is day i from 00:00 to 03:00 UTC, all
+// confirmed, written day by day as a live system would.
+const TIGHT_ROWS = `
+  SELECT l.id AS resource_id,
+         allocation_range(s, s + interval '3 hours') AS during,
+         'booking' AS kind, 'confirmed' AS status, NULL::timestamptz AS cancelled_at,
+         'bench load' AS description
+  FROM generate_series(0, $4::int - 1) AS i
+  CROSS JOIN (SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry') AS l
+  CROSS JOIN LATERAL (SELECT $3::timestamptz + i * interval '1 day' AS s) AS t
+  WHERE n BETWEEN $1::int AND $2::int
+  ORDER BY i, n`
+
+const ALLOCATION_ROWS: Record<Shape, string> = { spread: SPREAD_ROWS, tight: TIGHT_ROWS }
 
 const COLUMNS = 'resource_id, during, kind, status, cancelled_at, description'
 
@@ -105,10 +134,10 @@ const SNAPSHOT = `jsonb_build_object(
 // and the checks still judge every row (they are constraints, not triggers); the foreign
 // keys are checked afterwards in one query (FOREIGN_KEYS_HOLD). The hold-expiry trigger
 // has nothing to do: no holds are loaded.
-const BULK_INSERT = `
+const bulkInsert = (shape: Shape) => `
   WITH loaded AS (
     INSERT INTO allocation (${COLUMNS})
-    ${ALLOCATION_ROWS}
+    ${ALLOCATION_ROWS[shape]}
     RETURNING *
   )
   INSERT INTO allocation_event (allocation_id, operation, new_row)
@@ -116,7 +145,7 @@ const BULK_INSERT = `
   FROM loaded l`
 
 // The slow, obvious way: one statement, every row through the row triggers.
-const TRIGGER_INSERT = `INSERT INTO allocation (${COLUMNS}) ${ALLOCATION_ROWS}`
+const triggerInsert = (shape: Shape) => `INSERT INTO allocation (${COLUMNS}) ${ALLOCATION_ROWS[shape]}`
 
 const FOREIGN_KEYS_HOLD = `
   SELECT NOT EXISTS (SELECT 1 FROM allocation a WHERE NOT EXISTS (SELECT 1 FROM resource r WHERE r.id = a.resource_id)) AS ok`
@@ -143,6 +172,8 @@ async function session (url: string): Promise<pg.Client> {
  * took. The bulk method splits the lorries between `jobs` sessions that load at once.
  */
 export async function loadData (url: string, options: LoadOptions): Promise<LoadTimings> {
+  const shape = options.shape ?? 'spread'
+  const bookings = options.bookings ?? BOOKINGS_PER_LORRY
   const client = await session(url)
   try {
     let start = performance.now()
@@ -151,8 +182,8 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
     await client.query(`
       INSERT INTO resource (id, type, name, site_id)
       SELECT gen_random_uuid(), 'lorry', 'lorry-' || lpad(n::text, 6, '0'),
-             (SELECT min(id) FROM site) + n % ${SITES}
-      FROM generate_series(1, $1::int) AS n`, [options.lorries])
+             (SELECT min(id) FROM site) + n % $2::int
+      FROM generate_series(1, $1::int) AS n`, [options.lorries, options.sites ?? SITES])
     await client.query(`
       INSERT INTO resource (id, type, name, site_id)
       SELECT gen_random_uuid(), 'car', 'car-' || lpad(n::text, 6, '0'),
@@ -169,7 +200,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
         const loader = await session(url)
         try {
           await loader.query('SET session_replication_role = replica')
-          await loader.query(BULK_INSERT, [job * per + 1, Math.min(options.lorries, (job + 1) * per), options.base.toISOString()])
+          await loader.query(bulkInsert(shape), [job * per + 1, Math.min(options.lorries, (job + 1) * per), options.base.toISOString(), bookings])
         } finally {
           await loader.end()
         }
@@ -178,7 +209,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
         throw new Error('bulk load: an allocation names a resource that does not exist')
       }
     } else {
-      await client.query(TRIGGER_INSERT, [1, options.lorries, options.base.toISOString()])
+      await client.query(triggerInsert(shape), [1, options.lorries, options.base.toISOString(), bookings])
     }
     const allocationsSeconds = seconds(start)
 

@@ -13,6 +13,8 @@ export interface RouteSpec {
   method: 'GET' | 'POST'
   /** Sends the admin's token. */
   auth: boolean
+  /** Whose token: the admin's (default) or a member's, whom the member booking rules bind. */
+  as?: 'admin' | 'member'
   /** Path (with query) and body of the next request. */
   next: () => { path: string, body?: string }
 }

@@ -93,8 +93,12 @@ export interface Child {
 }
 
 /** Starts a child process that is stopped at cleanup if it is still running. */
-export function startChild (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, cwd?: string } = {}): Child {
-  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+export function startChild (name: string, command: string, args: string[], options: { env?: NodeJS.ProcessEnv, cwd?: string, stdoutFile?: string } = {}): Child {
+  // A chatty child (the API logging every request) writes straight to a file rather than
+  // through this process, which would spend the machine's cores reading it.
+  const stdout = options.stdoutFile === undefined ? 'pipe' : fsSync.openSync(options.stdoutFile, 'a')
+  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['ignore', stdout, 'pipe'] })
+  if (typeof stdout === 'number') fsSync.closeSync(stdout)
   const lines: string[] = []
   const keep = (chunk: Buffer) => {
     lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))

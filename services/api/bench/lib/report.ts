@@ -1,20 +1,22 @@
 /** The printed table, the JSON report and the markdown report. */
 import type { Captured } from './capture.js'
 import { isTokenLookup } from './capture.js'
-import type { LoadTimings } from './data.js'
+import type { LoadTimings, Shape } from './data.js'
 import type { RouteResult } from './http.js'
 import type { PgbenchResult } from './pgbench.js'
 
 export interface ScaleResult {
   name: string
+  shape: Shape
   lorries: number
   allocations: number
   load: LoadTimings
   sizes: Record<string, string>
   routes: RouteResult[]
-  bookingAtHalfPeak: RouteResult
-  pgbench: { bare: PgbenchResult, chain: PgbenchResult }
-  ratios: { meToHealth: number, bookingToChain: number, bookingToBare: number }
+  /** Where the scale point books cars (the spread data set, below 10 million). */
+  bookingAtHalfPeak?: RouteResult
+  pgbench?: { bare: PgbenchResult, chain: PgbenchResult }
+  ratios: { meToHealth?: number, bookingToChain?: number, bookingToBare?: number }
   apiMemory: { peakRssKb: number, rssKb: number } | undefined
   captured: Captured[]
 }
@@ -32,6 +34,7 @@ export interface Report {
     loadMethod: string
     loadJobs: number
     apiPoolMax: number
+    logLevel: string
     postgresSettings: Record<string, string>
   }
   scales: ScaleResult[]
@@ -52,12 +55,12 @@ function rows (scale: ScaleResult): Row[] {
     ratio: ''
   }))
   const me = out.find((row) => row.route.startsWith('GET /api/me'))
-  if (me) me.ratio = `${fmt(scale.ratios.meToHealth, 2)} of /health`
-  const booking = out.find((row) => row.route.startsWith('POST') && byName.get(row.route)?.rate === undefined)
-  if (booking) booking.ratio = `${fmt(scale.ratios.bookingToChain, 2)} of pgbench chain, ${fmt(scale.ratios.bookingToBare, 2)} of bare`
+  if (me && scale.ratios.meToHealth !== undefined) me.ratio = `${fmt(scale.ratios.meToHealth, 2)} of /health`
+  const booking = out.find((row) => row.route.startsWith('POST /api/cars') && byName.get(row.route)?.rate === undefined)
+  if (booking && scale.ratios.bookingToChain !== undefined) booking.ratio = `${fmt(scale.ratios.bookingToChain, 2)} of pgbench chain, ${fmt(scale.ratios.bookingToBare ?? NaN, 2)} of bare`
   const half = scale.bookingAtHalfPeak
-  out.push({ route: `${half.name} at ${fmt(half.rate ?? NaN)}/s (half peak)`, rps: fmt(half.requestsPerSecond), p50: fmt(half.p50Ms, 2), p99: fmt(half.p99Ms, 2), errors: `${half.errors} / ${half.non2xx}`, ratio: '' })
-  for (const run of [scale.pgbench.bare, scale.pgbench.chain]) {
+  if (half) out.push({ route: `${half.name} at ${fmt(half.rate ?? NaN)}/s (half peak)`, rps: fmt(half.requestsPerSecond), p50: fmt(half.p50Ms, 2), p99: fmt(half.p99Ms, 2), errors: `${half.errors} / ${half.non2xx}`, ratio: '' })
+  for (const run of scale.pgbench ? [scale.pgbench.bare, scale.pgbench.chain] : []) {
     out.push({
       route: run.script === 'bare' ? `pgbench: booking INSERT alone (${run.clients} clients)` : `pgbench: token lookup, then the INSERT (${run.clients} clients)`,
       rps: fmt(run.tps),
@@ -79,7 +82,7 @@ export function printTable (scale: ScaleResult, report: Report): string {
     row.p99.padStart(width('p99')), row.errors.padStart(width('errors')), row.ratio].join('  ').trimEnd()
   const load = scale.load
   return [
-    `scale ${scale.name}: ${fmt(scale.lorries)} lorries, ${fmt(scale.allocations)} allocations; ${report.settings.connections} connections, ${report.settings.durationSeconds} s per route; shared machine (${report.machine.cpus} cores, see load averages in the report)`,
+    `scale ${scale.name} (${scale.shape}): ${fmt(scale.lorries)} lorries, ${fmt(scale.allocations)} allocations; ${report.settings.connections} connections, ${report.settings.durationSeconds} s per route; API at LOG_LEVEL=${report.settings.logLevel}; shared machine (${report.machine.cpus} cores, see load averages in the report)`,
     `load (${load.method}, ${load.jobs} session${load.jobs === 1 ? '' : 's'}): allocations + history ${fmt(load.allocationsSeconds, 1)} s, resources ${fmt(load.resourcesSeconds, 1)} s, vacuum/analyze/checkpoint ${fmt(load.vacuumSeconds, 1)} s; sizes ${Object.entries(scale.sizes).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     ...all.map(line),
     `API process memory: peak RSS (VmHWM) ${scale.apiMemory ? fmt(scale.apiMemory.peakRssKb / 1024, 1) : '–'} MB, RSS at the end ${scale.apiMemory ? fmt(scale.apiMemory.rssKb / 1024, 1) : '–'} MB`,
@@ -119,12 +122,12 @@ export function markdown (report: Report): string {
     '',
     `Machine: ${m.cpus} cores (${m.model}), ${m.memoryGb} GB, Node ${m.node}, ${m.postgres}, ${m.pgbench}. ${m.note} Load average at start: ${m.loadAverageAtStart.map((l) => l.toFixed(2)).join(', ')}.`,
     '',
-    `Settings: ${report.settings.durationSeconds} s per route after ${report.settings.warmupSeconds} s of warm-up, ${report.settings.connections} HTTP connections, pgbench ${report.settings.pgbenchClients} clients (-M prepared), API pool ${report.settings.apiPoolMax}; bulk load ${report.settings.loadMethod} with ${report.settings.loadJobs} sessions. PostgreSQL: ${Object.entries(report.settings.postgresSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
+    `Settings: the API at LOG_LEVEL=${report.settings.logLevel}; ${report.settings.durationSeconds} s per route after ${report.settings.warmupSeconds} s of warm-up, ${report.settings.connections} HTTP connections, pgbench ${report.settings.pgbenchClients} clients (-M prepared), API pool ${report.settings.apiPoolMax}; bulk load ${report.settings.loadMethod} with ${report.settings.loadJobs} sessions. PostgreSQL: ${Object.entries(report.settings.postgresSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
     ''
   ]
   for (const scale of report.scales) {
     const load = scale.load
-    out.push(`## Scale ${scale.name}: ${fmt(scale.lorries)} lorries, ${fmt(scale.allocations)} allocations`, '',
+    out.push(`## Scale ${scale.name} (${scale.shape}): ${fmt(scale.lorries)} lorries, ${fmt(scale.allocations)} allocations`, '',
       `Bulk load (${load.method}, ${load.jobs} session${load.jobs === 1 ? '' : 's'}): allocations and their ${fmt(load.historyRows)} history rows in ${fmt(load.allocationsSeconds, 1)} s; sites and resources ${fmt(load.resourcesSeconds, 1)} s; VACUUM (ANALYZE) and CHECKPOINT ${fmt(load.vacuumSeconds, 1)} s. History checked against allocation_snapshot() on ${load.historySampleChecked} sampled rows. Sizes: ${Object.entries(scale.sizes).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
       '', markdownTable(scale), '',
       `Load average (1 min) before/after each route: ${scale.routes.map((r) => `${r.name.split(' (')[0]} ${r.loadAverage.map((l) => l.toFixed(1)).join('→')}`).join('; ')}.`,
@@ -132,7 +135,7 @@ export function markdown (report: Report): string {
       `API process memory: peak RSS (VmHWM) ${scale.apiMemory ? fmt(scale.apiMemory.peakRssKb / 1024, 1) : '–'} MB, RSS at the end ${scale.apiMemory ? fmt(scale.apiMemory.rssKb / 1024, 1) : '–'} MB.`,
       '',
       'pgbench average latency per statement (ms, -r):', '')
-    for (const run of [scale.pgbench.bare, scale.pgbench.chain]) {
+    for (const run of scale.pgbench ? [scale.pgbench.bare, scale.pgbench.chain] : []) {
       out.push(`- ${run.script}: ${run.statements.map((s) => `${s.ms} \`${s.sql.slice(0, 60)}${s.sql.length > 60 ? '…' : ''}\``).join(', ')}`)
     }
     out.push('', `### What PostgreSQL ran, per request (scale ${scale.name})`, '',

@@ -3,6 +3,7 @@ import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
 import type { Actor } from '../schemas/accounts.js'
 import { allocationCancelled, allocationConflict, DomainError, holdExpired } from './outcomes.js'
 import { getResource } from './resources.js'
+import { freeOver } from './availability.js'
 import { refuseBrokenRules, refuseWhenEveryResourceBreaksRules } from './rules.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
@@ -139,7 +140,10 @@ export const INSERT = `
 // as a single resource, so simultaneous requests never deadlock. No row: nothing is left
 // to try. A row without an allocation id: someone took that one in between.
 // Free means free with buffers: no live allocation's widened range meets the new one's,
-// widened by the candidate's own buffers. $12: the member rules must allow it too.
+// widened by the candidate's own buffers, judged set-wise (freeOver), so that finding none
+// free costs a pass over what is busy then, not a probe per resource. The resources are
+// read in name order from resource_type_name_idx. $12: the member rules must allow it too,
+// judged only for resources that are free.
 // The actor is named as in INSERT, so each attempt is a booking whole on its own.
 const BOOK_ANY = `
   WITH acting AS (
@@ -148,11 +152,7 @@ const BOOK_ANY = `
     SELECT r.id FROM resource r
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
       AND r.id <> ALL ($3::uuid[])
-      AND NOT EXISTS (
-        SELECT 1 FROM allocation a
-        WHERE a.resource_id = r.id AND allocation_blocks(a.status, a.expires_at)
-          AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
-              && resource_blocked_range(r.id, allocation_range($4, $5)))
+      AND ${freeOver('$1', 'allocation_range($4, $5)')}
       AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($4, $5), now())))
     ORDER BY r.name, r.id
     LIMIT 1

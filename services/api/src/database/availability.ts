@@ -47,6 +47,27 @@ export const blocking = (span: string, resource = 'e') => `
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
           && allocation_blocked_range(${span}, ${resource}.buffer_before, ${resource}.buffer_after)`
 
+// Whether nothing blocks `span` on resource `r` (a row with the resource's id), one of the
+// resources of `type`, judged set-wise rather than by a probe per resource. A resource
+// without rules of its own follows its type's buffers, so all such resources are judged
+// against one window widened by them: the live allocations that meet it are found through
+// allocation_blocked_idx once, and each resource is a lookup in that set (PostgreSQL
+// hashes an uncorrelated NOT IN subquery: `span` must not depend on the resource). A
+// resource with rules of its own (few) is looked up alone in the exclusion constraint's
+// index, as is every resource when no type is given. The cost is one pass over what is
+// busy in the window plus a hash lookup per resource.
+export const freeOver = (type: string, span: string, resource = 'r') => `
+      CASE WHEN ${type}::text IS NULL OR ${resource}.id IN (SELECT resource_id FROM resource_rule)
+        THEN NOT EXISTS (
+          SELECT 1 FROM allocation a
+          WHERE a.resource_id = ${resource}.id AND allocation_blocks(a.status, a.expires_at)
+            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && resource_blocked_range(${resource}.id, ${span}))
+        ELSE ${resource}.id NOT IN (
+          SELECT a.resource_id FROM allocation a
+          WHERE allocation_blocks(a.status, a.expires_at)
+            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && type_blocked_range(${type}, ${span}))
+      END`
+
 // What allocation `a` takes from resource `e`'s free time: widened by its own buffers and,
 // on each side, by the resource's for a new booking (resource_free_time() does the same).
 const TAKEN = `allocation_blocked_range(a.during,
@@ -101,6 +122,142 @@ export const SLOTS_AT_START = `
   ORDER BY e.name, e.id
   LIMIT $6 OFFSET $7`
 
+// The fleet-wide search, when the walk at the window's start does not fill the page: the
+// slots are taken in order of their start, one start time (a tick) at a time. A gap starts
+// where a search span starts (the window's start; for a member, also where notice lets
+// them book) or where what an allocation takes from its resource ends. NEXT_TICK finds the
+// earliest start after $7 at which some resource has a slot, walking the live allocations
+// in order of where their widened range ends (allocation_blocked_ends_idx) and stopping at
+// the first that leaves room; SLOTS_AT lists that tick's slots by name. Each costs about
+// what is busy around the tick, not a probe per resource, so a fleet that is all out at
+// the window's start (the synchronised fleet) is answered after a tick or two.
+// Their parameters: $1 type, $2 site, $3 from, $4 to, $5 duration, $6 whether member rules
+// bind, $7 the tick (NEXT_TICK: the one before, null for the first), $8 (SLOTS_AT) how many.
+
+// The rules of resource `id` and its search span, as `e` in blocking() and TAKEN. OFFSET 0
+// keeps it a lookup per row reached.
+const rulesOf = (id: string) => `
+    SELECT e.resource_id AS id, e.resource_name, e.buffer_before, e.buffer_after, e.min_duration, e.max_duration,
+           ${searchSpan('$3', '$4', '$6')} AS span
+    FROM effective_rule e WHERE e.resource_id = ${id} OFFSET 0`
+
+// Where a search span may start: the window's start and, for a member, now plus any
+// min_notice the type or one of its resources has (SLOTS_AT checks each resource's own).
+const SPAN_STARTS = `
+    SELECT $3::timestamptz AS t
+    UNION ALL
+    SELECT now() + n.min_notice FROM (
+      SELECT min_notice FROM resource_type_rule WHERE type = $1
+      UNION SELECT min_notice FROM resource_rule) AS n
+    WHERE $6::boolean AND n.min_notice IS NOT NULL`
+
+// The widest buffer_before a resource of the type may have: how far before a gap's start
+// the widened range of the allocation it follows may end.
+const WIDEST_BEFORE = `(
+    SELECT coalesce(max(b.before), '0') FROM (
+      SELECT buffer_before FROM resource_type_rule WHERE type = $1
+      UNION ALL SELECT buffer_before FROM resource_rule) AS b (before))`
+
+const BLOCKED_END = 'upper(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))'
+
+// The live allocations after which a gap may start after $7 (or from $3 when $7 is null),
+// the gap starting up to the widest buffer_before after their widened range ends (times
+// are whole microseconds: after $7 is from $7 plus one), and before the window ends, in that order, read from allocation_blocked_ends_idx: at most
+// TICK_SCAN of them, so that the planner reads the index in order instead of sorting the
+// whole window's, and the checks below run only for the ones reached.
+const TICK_SCAN = 2000
+const endingAfter = (bound: string) => `
+      SELECT a.*, ${BLOCKED_END} AS bu FROM allocation a
+      WHERE a.status IN ('held', 'confirmed')
+        AND ${BLOCKED_END} >= coalesce($7::timestamptz + interval '1 microsecond', $3::timestamptz) - ${WIDEST_BEFORE}
+        AND ${BLOCKED_END} < $4::timestamptz
+        AND ${bound}
+      ORDER BY ${BLOCKED_END}
+      LIMIT ${TICK_SCAN}`
+
+// The gaps that start after such an allocation `a` of the type (where its TAKEN range
+// ends, u) with room for the duration, in order of bu. Every lookup is a lateral one
+// (OFFSET 0), so that nothing (a hash join) undoes the index's order and the checks stop
+// at the first gap.
+const gapsAfterEnds = (bound: string) => `
+    SELECT a.bu, g.u
+    FROM (${endingAfter(bound)}) AS a
+    CROSS JOIN LATERAL (SELECT r.type, r.site_id FROM resource r WHERE r.id = a.resource_id OFFSET 0) r
+    CROSS JOIN LATERAL (${rulesOf('a.resource_id')}) e
+    CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
+    WHERE allocation_blocks(a.status, a.expires_at)
+      AND r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND (g.u > $7::timestamptz OR $7::timestamptz IS NULL) AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
+      AND ${lengthAllowed('g.u', '$5::interval', '$6')}
+      AND NOT EXISTS (
+        SELECT 1 FROM allocation a WHERE ${blocking("tstzrange(g.u, g.u + $5::interval, '[)')")}
+        OFFSET 0)
+    ORDER BY a.bu`
+
+// The earliest start after $7: where a search span starts, or the first gap in order of
+// bu (bu: where that allocation's own widened range ends). cut: TICK_SCAN allocations were
+// read without finding room after any, so the answer is not known (findSlots then leaves
+// the page to SLOTS). earlier: EARLIER_TICK may find an earlier one.
+const NEXT_TICK = `
+  WITH first AS (${gapsAfterEnds('true')}
+    LIMIT 1)
+  SELECT least(
+    (SELECT min(s.t) FROM (${SPAN_STARTS}) AS s
+     WHERE s.t >= $3::timestamptz AND (s.t > $7::timestamptz OR $7::timestamptz IS NULL) AND s.t < $4::timestamptz),
+    (SELECT u FROM first)) AS tick,
+    (SELECT bu FROM first) AS bu,
+    (SELECT bu < u FROM first) AS earlier,
+    NOT EXISTS (SELECT 1 FROM first) AND (SELECT count(*) FROM (${endingAfter('true')}) AS a) = ${TICK_SCAN} AS cut`
+
+// The first gap in order of bu is not always the earliest: where resources have different
+// buffer_before rules, another allocation ending a little later may leave a gap that
+// starts sooner. Any such ends its own widened range between the first's ($8) and the
+// tick found ($9), so only those are read (none without buffers: NEXT_TICK's bu is its tick).
+const EARLIER_TICK = `
+  SELECT min(c.u) AS tick FROM (${gapsAfterEnds(`${BLOCKED_END} >= $8::timestamptz AND ${BLOCKED_END} < $9::timestamptz`)}) AS c`
+
+// The slots that start at tick $7, by name, at most $8: resources free for the duration
+// from there (judged set-wise), where a search span starts or an allocation's TAKEN range
+// ends, each then checked exactly, in name order until the page is full. `walk`: only the
+// first $9 resources by name, each checked on its own (one probe each) rather than
+// against the set of allocations that end at the tick, which may be the whole fleet's
+// (a synchronised fleet comes back at once): walkedPage tries that first.
+const slotsAt = (walk: boolean) => `
+  SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
+         least(upper(e.span), (SELECT min(lower(${TAKEN})) FROM allocation a
+                               WHERE ${blocking('e.span')} AND lower(${TAKEN}) >= $7::timestamptz)) AS ends_at
+  FROM (
+    SELECT r.id, r.name, r.type FROM resource r
+    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND ${walk
+        ? 'true'
+        : `($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (
+        SELECT a.resource_id FROM allocation a
+        WHERE a.status IN ('held', 'confirmed')
+          AND ${BLOCKED_END} <= $7::timestamptz AND ${BLOCKED_END} >= $7::timestamptz - ${WIDEST_BEFORE}))`}
+      AND ${freeOver('$1', "tstzrange($7::timestamptz, $7::timestamptz + $5::interval, '[)')")}
+    ${walk ? 'ORDER BY r.type, r.name, r.id LIMIT $9' : ''}
+  ) c
+  CROSS JOIN LATERAL (${rulesOf('c.id')}) e
+  WHERE $7::timestamptz >= lower(e.span) AND $7::timestamptz + $5::interval <= upper(e.span)
+    AND ${lengthAllowed('$7::timestamptz', '$5::interval', '$6')}
+    AND ($7::timestamptz = lower(e.span) OR EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking("tstzrange($7::timestamptz - interval '1 microsecond', $7::timestamptz, '[)')")}
+        AND upper(${TAKEN}) = $7::timestamptz))
+  ORDER BY c.type, c.name, c.id
+  LIMIT $8`
+
+const SLOTS_AT = slotsAt(false)
+const SLOTS_AT_WALK = slotsAt(true)
+
+/**
+ * Start times the fleet-wide search visits before it hands over to SLOTS (a probe per
+ * resource, always complete); it hands over sooner when the ticks are so sparse in slots
+ * that the page would take many more.
+ */
+const MAX_TICKS = 8
+
 export interface Window { from: string, to: string }
 
 /** Whether the search is for someone the member booking rules bind (policy decides). */
@@ -132,5 +289,38 @@ export async function findSlots (db: Db, search: SlotSearch, page: Page, options
   const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules]
   return walkedPage(page,
     async (budget) => (await db.query<Slot>(SLOTS_AT_START, [...values, budget])).rows,
-    async () => (await db.query<Slot>(SLOTS, values)).rows)
+    () => slotsByTick(db, values, page))
+}
+
+interface NextTick { tick: string | null, bu: string | null, earlier: boolean | null, cut: boolean }
+
+/**
+ * The page taken tick by tick (NEXT_TICK, SLOTS_AT): the rows before the page and the page
+ * with the row after it. A page that spans more than MAX_TICKS start times (many short
+ * gaps, a long page) is left to SLOTS, one probe per resource.
+ */
+async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot[]> {
+  const wanted = page.offset + page.limit + 1
+  const search = [...values.slice(0, 5), values[7]]
+  const rows: Slot[] = []
+  let after: string | null = null
+  for (let ticks = 0; rows.length < wanted; ticks++) {
+    if (ticks === MAX_TICKS || (ticks >= 3 && rows.length * 2 < wanted)) return (await db.query<Slot>(SLOTS, values)).rows
+    const next: NextTick = (await db.query<NextTick>(prepared('slots-next-tick', NEXT_TICK, [...search, after]))).rows[0]!
+    if (next.cut) return (await db.query<Slot>(SLOTS, values)).rows
+    let tick = next.tick
+    if (tick === null) break
+    if (next.earlier === true) {
+      tick = (await db.query<{ tick: string | null }>(EARLIER_TICK, [...search, after, next.bu, tick])).rows[0]!.tick ?? tick
+    }
+    // A tick's slots are a page of their own: as many as are still wanted, and one more
+    // tells walkedPage the walk found them all.
+    const tickPage = { limit: wanted - rows.length - 1, offset: 0 }
+    const atTick = [...search, tick, wanted - rows.length]
+    rows.push(...await walkedPage(tickPage,
+      async (budget) => (await db.query<Slot>(prepared('slots-at-tick-walk', SLOTS_AT_WALK, [...atTick, budget]))).rows,
+      async () => (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, atTick))).rows))
+    after = tick
+  }
+  return rows.slice(page.offset)
 }

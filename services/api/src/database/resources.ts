@@ -1,5 +1,5 @@
 import { walkedPage, withTransaction, type Db, type Page } from './db.js'
-import { blocking } from './availability.js'
+import { blocking, freeOver } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
 
@@ -25,7 +25,7 @@ const LIST = `
 // blocking allocation (confirmed, or a hold that has not run out) in the way once both
 // are widened by their buffers, and none of the member rules named in $7 broken (empty
 // for admins); an omitted side is unbounded.
-// A walk: at most $8 resources (null: all of them) in page order, each looked up in the
+// A walk: at most $8 resources in page order, each looked up in the
 // exclusion constraint's index (resource_id, widened range) until the page is full, so a
 // page costs one index probe per resource passed over: a handful when most are free.
 // The walk is a subquery with its own ORDER BY and LIMIT, the rules joined inside it, so
@@ -56,6 +56,26 @@ export const LIST_AVAILABLE = `
       WHERE v.rule = ANY ($7::text[])))
   ORDER BY r.type, r.name, r.id
   LIMIT $5 OFFSET $6`
+
+// The same page when a short walk did not fill it (most resources are busy in the window):
+// every resource of the type judged set-wise (freeOver), in page order. The ids come from
+// the resource index alone (resource_type_name_idx), and only the page's rows are read
+// whole. The member rules in $7 are judged only for resources free in the window.
+const LIST_AVAILABLE_WHOLE = `
+  WITH page AS (
+    SELECT r.id
+    FROM resource r
+    WHERE ($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND ${freeOver('$1', "tstzrange($3::timestamptz, $4::timestamptz, '[)')")}
+      AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
+        SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
+        WHERE v.rule = ANY ($7::text[])))
+    ORDER BY r.type, r.name, r.id
+    LIMIT $5 OFFSET $6
+  )
+  SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at
+  FROM page JOIN resource r USING (id)
+  ORDER BY r.type, r.name, r.id`
 
 // $2 scopes the lookup to one type for the per-type routes; null means any type.
 const GET = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2)`
@@ -116,12 +136,13 @@ export async function listResources (db: Db, filter: ResourceFilter, page: Page,
   if (filter.available_from === undefined && filter.available_to === undefined) {
     return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, page.limit + 1, page.offset])).rows
   }
-  // When a short walk does not fill the page, most resources are busy in the window, and
-  // only walking them all (no budget) gives the page.
+  // When a short walk does not fill the page, most resources are busy in the window: then
+  // the set-wise search gives the page.
   const values = [filter.type ?? null, filter.site_id ?? null, filter.available_from ?? null, filter.available_to ?? null,
     page.limit + 1, page.offset, options.rules ? windowRules(filter) : []]
-  const walk = async (budget: number | null) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget])).rows
-  return walkedPage(page, walk, () => walk(null))
+  return walkedPage(page,
+    async (budget) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget])).rows,
+    async () => (await db.query<Resource>(LIST_AVAILABLE_WHOLE, values)).rows)
 }
 
 export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {

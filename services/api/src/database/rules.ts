@@ -75,16 +75,23 @@ const FIRST_BREACH = `
   ORDER BY v.ordinal
   LIMIT 1`
 
-// For book-any-free's refusal: a resource of the type (and site) whose rules allow the
-// booking comes first; only when none does is the first by name's breach the answer.
+// For book-any-free's refusal: when a resource of the type (and site) has rules that allow
+// the booking, no row; only when none does is the first by name's breach the answer. The
+// resources are judged in name order and the search stops at the first one allowed
+// (usually the first: rules are mostly the type's), so that a refusal for want of a free
+// resource does not judge the whole fleet.
 const FIRST_BREACH_OF_ALL = `
   SELECT r.id AS resource_id, v.rule AS name, iso_duration(v.rule_limit) AS rule_limit, v.source
   FROM resource r
-  LEFT JOIN LATERAL (
+  CROSS JOIN LATERAL (
     SELECT * FROM booking_rule_violations(r.id, allocation_range($3, $4), now()) ORDER BY ordinal LIMIT 1
-  ) v ON true
+  ) v
   WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
-  ORDER BY v.rule IS NOT NULL, r.name, r.id
+    AND NOT EXISTS (
+      SELECT 1 FROM resource allowed
+      WHERE allowed.type = $1 AND ($2::bigint IS NULL OR allowed.site_id = $2)
+        AND NOT EXISTS (SELECT 1 FROM booking_rule_violations(allowed.id, allocation_range($3, $4), now())))
+  ORDER BY r.name, r.id
   LIMIT 1`
 
 // For a recurring series: the first member rule each occurrence breaks, by its 1-based
