@@ -52,7 +52,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin', idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS) } }
   }, async (request, reply) => {
-    const resource = await createResource(db, withType(request.body as ResourceInput))
+    const resource = await createResource(request.db, withType(request.body as ResourceInput))
     return reply.code(201).header('Location', `${base}/${resource.id}`).send(resource)
   })
 
