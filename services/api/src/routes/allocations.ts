@@ -191,7 +191,6 @@ function registerAllocationItemRoutes<P extends TSchema> (
 
 /** Allocations across resources: /api/allocations, book-any-free, and /api/allocations/:id. */
 export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = async (api, { typeNames }) => {
-  const db = api.pg.pool
   const tags = ['allocations']
 
   api.get('/api/allocations', {
@@ -206,7 +205,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query
     assertWindow(filter, 'from', 'to')
-    return sendPage(request, reply, await listAllocations(db, filter, { limit, offset }), { limit, offset })
+    return sendPage(request, reply, await listAllocations(api.readDb(), filter, { limit, offset }), { limit, offset })
   })
 
   api.post('/api/allocations', {
