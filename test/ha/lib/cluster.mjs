@@ -217,7 +217,7 @@ export class Cluster {
   /** Signals the node's Patroni and its PostgreSQL (each its own process group), as the death or freeze of its machine. */
   signalNode (node, signal) {
     const postmaster = this.postmasterPid(node)
-    for (const group of [node.patroni?.child.pid, postmaster]) {
+    for (const group of [node.patroni?.child.pid, postmaster && processGroup(postmaster)]) {
       if (!group) continue
       try {
         process.kill(-group, signal)
@@ -261,7 +261,7 @@ export class Cluster {
     for (const node of this.nodes) {
       const pid = node.dataDir && this.postmasterPid(node)
       if (pid && isAlive(pid)) {
-        try { process.kill(-pid, 'SIGKILL') } catch { /* gone */ }
+        try { process.kill(-processGroup(pid), 'SIGKILL') } catch { /* gone */ }
       }
     }
   }
@@ -270,7 +270,7 @@ export class Cluster {
   killNodes () {
     for (const node of this.nodes) {
       const postmaster = node.dataDir && this.postmasterPid(node)
-      for (const group of [node.patroni?.exited ? undefined : node.patroni?.child.pid, postmaster]) {
+      for (const group of [node.patroni?.exited ? undefined : node.patroni?.child.pid, postmaster && processGroup(postmaster)]) {
         if (!group) continue
         try {
           process.kill(-group, 'SIGCONT')
@@ -286,10 +286,25 @@ export class Cluster {
   }
 }
 
+/**
+ * The process group of `pid`. Patroni starts PostgreSQL from a helper process that makes a
+ * session (and group) of its own and exits: the postmaster and its backends stay in that
+ * group, which outlives Patroni (so that PostgreSQL survives a Patroni restart).
+ */
+function processGroup (pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+  } catch {
+    return undefined
+  }
+}
+
+/** Running, as opposed to gone or a zombie (a killed postgres whose parent died too waits for a reaper that may never come). */
 function isAlive (pid) {
   try {
-    process.kill(pid, 0)
-    return true
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
   } catch {
     return false
   }
