@@ -33,7 +33,7 @@ const IdempotencyHeaders = Type.Object({
     minLength: 1,
     maxLength: 255,
     pattern: '^[!-~]+$',
-    description: 'Makes a retry safe: a repeat with the same key and body within 24 hours gets the first response (status and body) and creates nothing. The same key with another body is 422; while the first request with the key is still running, 409 IDEMPOTENCY_KEY_IN_USE.',
+    description: 'Makes a retry safe: send one on every booking. A repeat with the same key and body within 24 hours gets the first response (status and body) and creates nothing; after a 503 (OUTCOME_UNKNOWN included) it gets the booking if the first was stored, and books if it was not. The same key with another body is 422; while the first request with the key is still running, 409 IDEMPOTENCY_KEY_IN_USE.',
     examples: ['3f1c2a9e-booking-J-1042']
   }))
 })
