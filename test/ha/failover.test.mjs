@@ -192,10 +192,10 @@ async function checkBookings (t, label, since = 0) {
       } else if (!((a.status === 503 && ['DATABASE_UNAVAILABLE', 'OUTCOME_UNKNOWN'].includes(a.code)) || a.status === 409) || !a.json) {
         refusals.push({ status: a.status, code: a.code, error: a.error })
       }
-      if (a.code === 'OUTCOME_UNKNOWN') unknown[req.key ? 'keyed' : 'keyless']++
+      if (a.code === 'OUTCOME_UNKNOWN' && a.sent >= since) unknown[req.key ? 'keyed' : 'keyless']++
     }
     const last = req.attempts.at(-1)
-    if (!req.key && last?.code === 'OUTCOME_UNKNOWN' && stored.length) unknown.keylessStored++
+    if (!req.key && last?.code === 'OUTCOME_UNKNOWN' && last.sent >= since && stored.length) unknown.keylessStored++
     // "Nothing was changed", said by the last answer a request got, must be true.
     if (last?.code === 'DATABASE_UNAVAILABLE' && !req.attempts.some((a) => a.status === 201 || a.code === 'OUTCOME_UNKNOWN') && stored.length) {
       unavailableButStored.push(req.body.data.req)
