@@ -19,7 +19,6 @@ export { sleep, waitFor }
 
 const isRoot = process.getuid?.() === 0
 const HA = join(ROOT, 'postgres_scripts', 'ha')
-export const PG_BIN = '/usr/lib/postgresql/15/bin'
 
 /** An unprivileged system user (made when missing) as { uid, gid }; the current user when not root. */
 function user (name) {
