@@ -1379,13 +1379,13 @@ COMMENT ON COLUMN public.idempotency_key.request_hash IS 'SHA-256 of the body wi
 -- Name: COLUMN idempotency_key.claim; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.idempotency_key.claim IS 'Which request holds the key, so only it stores its response or releases the key.';
+COMMENT ON COLUMN public.idempotency_key.claim IS 'Which request holds the key: a request stores its response only under its own claim.';
 
 --
 -- Name: COLUMN idempotency_key.status_code; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.idempotency_key.status_code IS 'The first response''s status; null while that request is still running.';
+COMMENT ON COLUMN public.idempotency_key.status_code IS 'The first response''s status. Null only inside the transaction of the request that holds the key (claimed, run and stored in one transaction), or in a claim an older version left when its process died, taken over after 5 minutes.';
 
 --
 -- Name: COLUMN idempotency_key.location; Type: COMMENT; Schema: public; Owner: -
@@ -2293,7 +2293,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (8, 'indexed-reads', 'c1a988115c9e17ba256569c489da30af', now()),
   (9, 'credential-notifications', 'ae45066ea3295c28aba7fc5ba2a8cd39', now()),
   (10, 'reasons-as-comments', '25525e90e317183cd46ae2060bee2e0b', now()),
-  (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now());
+  (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now()),
+  (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

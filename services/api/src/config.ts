@@ -8,6 +8,13 @@ export interface Config {
   host: string
   /** Unset: the server starts an embedded PostgreSQL itself. */
   databaseUrl: string | undefined
+  /**
+   * Where searches that need not see the caller's own latest write may read (a port that
+   * reaches hot standbys); unset: everything reads the primary.
+   */
+  databaseReadUrl: string | undefined
+  /** The most replication lag (ms) a search read from DATABASE_READ_URL may see; beyond it, the primary answers. */
+  databaseReadMaxLagMs: number
   embeddedDataDir: string
   embeddedPort: number
   /** Load postgres_scripts/mock_data.sql when the schema is created on an empty database. */
@@ -67,22 +74,22 @@ function safeDecode (text: string): string {
   }
 }
 
-function databaseUrl (env: NodeJS.ProcessEnv): string | undefined {
-  const raw = env.DATABASE_URL
+function databaseUrl (env: NodeJS.ProcessEnv, name: 'DATABASE_URL' | 'DATABASE_READ_URL'): string | undefined {
+  const raw = env[name]
   if (raw === undefined || raw === '') return undefined
   let url: URL
   try {
     url = new URL(raw)
   } catch {
-    throw new ConfigError('DATABASE_URL must be a URL such as postgres://user:password@host:5432/dbname')
+    throw new ConfigError(`${name} must be a URL such as postgres://user:password@host:5432/dbname`)
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}//"`)
+    throw new ConfigError(`${name} must start with postgres:// or postgresql://, got "${url.protocol}//"`)
   }
   // .env.prod.example's password is a placeholder: a server must never run on it. The
   // message names the variable, never the value.
   if (env.NODE_ENV === 'production' && /CHANGE_ME/i.test(safeDecode(url.password))) {
-    throw new ConfigError('DATABASE_URL still has the placeholder password of .env.prod.example (CHANGE_ME…): set a real one ' +
+    throw new ConfigError(`${name} still has the placeholder password of .env.prod.example (CHANGE_ME…): set a real one ` +
       '(docs/deployment.md, "First deployment")')
   }
   return raw
@@ -110,7 +117,10 @@ function bootstrapAdminToken (env: NodeJS.ProcessEnv, embedded: boolean): Config
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
-  const url = databaseUrl(env)
+  const url = databaseUrl(env, 'DATABASE_URL')
+  const readUrl = databaseUrl(env, 'DATABASE_READ_URL')
+  // Replicas of the embedded database do not exist: reading "from them" would read it.
+  if (readUrl !== undefined && url === undefined) throw new ConfigError('DATABASE_READ_URL needs DATABASE_URL (the primary its replicas follow)')
   const logLevel = env.LOG_LEVEL || 'info'
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
@@ -119,6 +129,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     port: integer(env, 'PORT', 3000, 0, 65535),
     host: env.HOST || '127.0.0.1',
     databaseUrl: url,
+    databaseReadUrl: readUrl,
+    databaseReadMaxLagMs: integer(env, 'DATABASE_READ_MAX_LAG_MS', 1000, 0, 3600000),
     embeddedDataDir: path.resolve(env.EMBEDDED_PG_DIR || path.join(repoRoot, '.data', 'postgres')),
     embeddedPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     seedMockData: boolean(env, 'SEED_MOCK_DATA', url === undefined),

@@ -91,15 +91,20 @@ async function request (method: string, url: string, body?: unknown): Promise<Re
   return { status: res.status, code: parsed?.code, id: parsed?.id, retryAfter: res.headers.get('retry-after'), body: parsed }
 }
 
-/** Every non-2xx is the JSON error shape, and a 503 says the database is away and when to retry. */
-function checkRefusal (t: { fail: (message: string) => void }, reply: Reply, where: string): void {
+/**
+ * Every non-2xx is the JSON error shape, and a 503 says the database is away and when to
+ * retry: DATABASE_UNAVAILABLE, or for a write whose session PostgreSQL ended while it ran
+ * (it may have committed) OUTCOME_UNKNOWN; a read never hears the latter.
+ */
+function checkRefusal (t: { fail: (message: string) => void }, reply: Reply, where: string, write = where.startsWith('POST')): void {
   if (reply.status < 300) return
   const body = reply.body as Record<string, unknown> | null
   if (!body || typeof body.statusCode !== 'number' || typeof body.code !== 'string' || typeof body.error !== 'string' || typeof body.message !== 'string') {
     t.fail(`${where}: ${reply.status} without the JSON error shape: ${JSON.stringify(body)}`)
   }
-  if (reply.status === 503 && (reply.code !== 'DATABASE_UNAVAILABLE' || reply.retryAfter === null)) {
-    t.fail(`${where}: 503 without DATABASE_UNAVAILABLE and Retry-After: ${JSON.stringify(body)}`)
+  const codes = write ? ['DATABASE_UNAVAILABLE', 'OUTCOME_UNKNOWN'] : ['DATABASE_UNAVAILABLE']
+  if (reply.status === 503 && (!codes.includes(reply.code ?? '') || reply.retryAfter === null)) {
+    t.fail(`${where}: 503 without ${codes.join(' or ')} and Retry-After: ${JSON.stringify(body)}`)
   }
 }
 

@@ -53,23 +53,73 @@ const types = {
   }
 }
 
+/** PostgreSQL cuts every statement off after this long (statement_timeout, set per connection). */
+const STATEMENT_TIMEOUT_MS = 30_000
+
 /**
  * Pool settings every connection of the service shares, so replies never depend on the
  * server's defaults. `waitMs` bounds how long a query waits for a connection (all in use,
  * or a new one not answering): then it fails, and the request is answered 503, never left hanging.
+ *
+ * A connection through HAProxy can also hang on a server that froze (SIGSTOP, a stalled
+ * disk, a network partition) with its socket still open: PostgreSQL's statement_timeout
+ * cannot fire there, and it never bounds a commit's wait for the synchronous standby
+ * either. `query_timeout` is node-postgres's own clock on every query, a little longer than
+ * statement_timeout so that PostgreSQL's own (clean) cancel always comes first when the
+ * server is alive; the client then fails the query and the pool drops the connection.
+ * TCP keepalive finds a peer that vanished without closing the socket (a dead machine).
  */
 export function poolOptions (connectionString: string, max: number, waitMs = 5000): pg.PoolConfig {
   return {
     connectionString,
     max,
     types,
+    Client: Connection,
     application_name: 'invsys-api',
     // Ask for UTC and ISO output per connection: parseTimestamptz relies on both.
-    options: '-c TimeZone=UTC -c DateStyle=ISO,YMD -c statement_timeout=30000',
+    options: `-c TimeZone=UTC -c DateStyle=ISO,YMD -c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
     connectionTimeoutMillis: waitMs,
+    query_timeout: STATEMENT_TIMEOUT_MS + 5000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 30000
   }
 }
+
+// Errors after which nothing the request asked for can have been committed. A failed
+// query is ambiguous when its connection died (the statement may have committed before
+// the answer was lost), unless it never left: the connection failed while being made,
+// or the statement ran inside a transaction that was never committed.
+const notCommitted = new WeakSet<object>()
+
+/** Marks `error` as one after which nothing can have been committed; returns it, to be thrown. */
+export function nothingCommitted<E> (error: E): E {
+  if (typeof error === 'object' && error !== null) notCommitted.add(error)
+  return error
+}
+
+/** True when `error` was marked by nothingCommitted: whatever it interrupted was surely not committed. */
+export function surelyNotCommitted (error: unknown): boolean {
+  return typeof error === 'object' && error !== null && notCommitted.has(error)
+}
+
+/**
+ * The pool's connection class: a connection that fails while it is being made (HAProxy
+ * with no primary to forward to closes it at once, a server still starting refuses it)
+ * has sent no statement, and its error says so. Through HAProxy such a failure reads
+ * "Connection terminated unexpectedly", exactly as a connection lost mid-statement does.
+ */
+class Connection extends pg.Client {
+  override connect (): Promise<pg.Client>
+  override connect (callback: ConnectCallback): void
+  override connect (callback?: ConnectCallback): Promise<pg.Client> | void {
+    if (callback === undefined) return super.connect().catch((error: unknown) => { throw nothingCommitted(error) })
+    const done = callback as (err: Error | null, client?: pg.Client) => void
+    super.connect((error: Error | null) => (error ? done(nothingCommitted(error)) : done(null, this)))
+  }
+}
+
+type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void)
 
 /**
  * A connection can fail at any moment (PostgreSQL stopped or restarted, a backend
@@ -140,21 +190,32 @@ export async function withTransaction<T> (db: Db, work: (client: pg.ClientBase) 
   }
   for (let attempt = 1; ; attempt++) {
     const client = await db.connect()
-    // A client whose ROLLBACK fails has lost its connection: it goes, not back to the pool.
+    // A client whose ROLLBACK fails has lost its connection, and one that found a server
+    // that cannot take writes (a standby, one shutting down) is of no further use: each
+    // goes, not back to the pool, which connects afresh (through HAProxy, to the primary).
     let broken: Error | undefined
+    let result: T
     try {
       await client.query('BEGIN')
       if (options.actor !== undefined) await client.query(SET_ACTOR, [String(options.actor)])
-      const result = await work(client)
-      await client.query('COMMIT')
-      return result
+      result = await work(client)
     } catch (error) {
       await client.query('ROLLBACK').catch((rollbackError: Error) => { broken = rollbackError })
       const code = (error as { code?: string }).code
-      if (attempt < 3 && code !== undefined && RETRYABLE.has(code)) continue
-      throw error
-    } finally {
+      if (code !== undefined && /^(25|57|08)/.test(code)) broken ??= error as Error
       client.release(broken)
+      if (attempt < 3 && code !== undefined && RETRYABLE.has(code)) continue
+      // Before COMMIT: the transaction is rolled back (or dies with its connection).
+      throw nothingCommitted(error)
+    }
+    try {
+      // The one ambiguous moment: a COMMIT whose answer is lost may have committed.
+      await client.query('COMMIT')
+      client.release()
+      return result
+    } catch (error) {
+      client.release(error as Error)
+      throw error
     }
   }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } fro
 import fp from 'fastify-plugin'
 import type { TSchema } from '@sinclair/typebox'
 import { authenticate } from '../database/accounts.js'
-import { poolOptions, type Db } from '../database/db.js'
+import { nothingCommitted, poolOptions, type Db } from '../database/db.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
 import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
@@ -131,7 +131,9 @@ export const auth = fp(async function auth (app: FastifyInstance) {
   app.addHook('onRequest', async (request, reply) => {
     const access = request.routeOptions.config.access
     if (access === undefined) return
+    // Before the handler: whatever fails here, the request itself has changed nothing yet.
     const { account, tokenId } = await accountFor(app.pg.pool, cache, request.headers.authorization, app.config.production)
+      .catch((error: unknown) => { throw nothingCommitted(error) })
     request.account = account
     request.tokenId = tokenId
     // Every later line about this request names the account: an audit trail in the logs.

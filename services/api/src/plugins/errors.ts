@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { surelyNotCommitted } from '../database/db.js'
 import { DomainError, holdExpired, type DomainCode, type DomainDetails } from '../database/outcomes.js'
 import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 
@@ -47,6 +48,7 @@ export const ERROR_CODES = {
   HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large', action: 'send smaller headers' },
   INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id', action: 'report it with the reply\'s X-Request-Id: the server logged the cause' },
   DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached, or did not answer in time; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' },
+  OUTCOME_UNKNOWN: { status: 503, meaning: 'the connection to the database was lost after the change was sent (a failover): it may or may not have been stored', action: 'send it again with the same Idempotency-Key (you get the stored response if it was stored), or read before retrying without one' },
   SERVER_BUSY: { status: 503, meaning: 'the server is overloaded and sheds requests; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' }
 } as const satisfies Record<string, ErrorInfo>
 
@@ -187,20 +189,56 @@ export const FOREIGN_KEY_MESSAGES: Record<string, { missing: string, inUse: stri
 /**
  * The database cannot be reached, or cannot answer now, which is not the client's fault:
  * connection failures, a server shutting down or starting (57P0x), out of connections or
- * other resources (53xxx), a statement cancelled by statement_timeout (57014) or a lock
- * not granted (55P03).
+ * other resources (53xxx), a statement cancelled by statement_timeout (57014), a lock
+ * not granted (55P03), or a write sent to a standby (25006: during a failover, a
+ * connection that still reached the old primary after it was demoted).
  */
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE',
-  'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03', '57P05', '57014', '55P03'])
+  'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03', '57P05', '57014', '55P03', '25006'])
+
+// node-postgres reports a dropped or never-made connection only in the message.
+const CONNECTION_LOST = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end|Query read timeout/
+
+/**
+ * Failures after which a statement that was sent may have been committed, its answer lost:
+ * the connection died mid-statement (its message, a reset, node-postgres's own query
+ * timeout), or PostgreSQL ended the session (57P01 administrator command, 57P02 crash of
+ * another backend), which is also how it ends one still waiting for the synchronous standby
+ * after committing locally ("canceling the wait for synchronous replication and terminating
+ * connection … already committed locally").
+ */
+const AMBIGUOUS_CODES = new Set(['ECONNRESET', 'EPIPE', '57P01', '57P02'])
+const AMBIGUOUS_MESSAGE = /Connection terminated unexpectedly|Query read timeout|Client has encountered a connection error/
 
 function isUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false
   const code = (error as { code?: unknown }).code
   if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08') || code.startsWith('53'))) return true
   const message = (error as { message?: unknown }).message
-  // node-postgres reports a dropped or never-made connection only in the message.
-  return typeof message === 'string' &&
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end|Query read timeout/.test(message)
+  return typeof message === 'string' && CONNECTION_LOST.test(message)
+}
+
+function isAmbiguous (error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || surelyNotCommitted(error)) return false
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  if (typeof code === 'string') return AMBIGUOUS_CODES.has(code)
+  return typeof message === 'string' && AMBIGUOUS_MESSAGE.test(message)
+}
+
+/** Methods whose request may change something: on them an ambiguous failure is OUTCOME_UNKNOWN. */
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/**
+ * How a client hears a write that failed: OUTCOME_UNKNOWN when its statement (or COMMIT)
+ * reached the database and the answer was lost, so that it may have been stored; otherwise
+ * as any error.
+ */
+export function writeFailure (error: unknown): HttpError {
+  if (isAmbiguous(error)) {
+    return new HttpError('OUTCOME_UNKNOWN', 'the connection to the database was lost after the change was sent: it may or may not have been stored; ' +
+      'retry with the same Idempotency-Key, or read before retrying')
+  }
+  return toHttpError(error as FastifyError, 'GET')
 }
 
 /** Maps a PostgreSQL error to the HTTP error it means, or undefined when it is our bug. */
@@ -250,10 +288,11 @@ const FRAMEWORK_CODES: Record<number, ErrorCode> = {
   431: 'HEADERS_TOO_LARGE'
 }
 
-function toHttpError (error: FastifyError): HttpError {
+function toHttpError (error: FastifyError, method: string): HttpError {
   if (error instanceof HttpError) return error
   if (error instanceof DomainError) return fromDomainError(error)
   if (error.validation) return new HttpError('VALIDATION_ERROR', error.message)
+  if (WRITE_METHODS.has(method) && isAmbiguous(error)) return writeFailure(error)
   const mapped = fromPgError(error)
   if (mapped) return mapped
   const status = error.statusCode
@@ -272,7 +311,21 @@ export function errorCodeOf (reply: FastifyReply): ErrorCode | undefined {
 
 function sendError (reply: FastifyReply, error: HttpError): FastifyReply {
   sentCodes.set(reply, error.code)
+  const retryAfter = RETRY_AFTER[error.code]
+  if (retryAfter !== undefined) reply.header('Retry-After', retryAfter)
   return reply.code(error.statusCode).send(errorBody(error))
+}
+
+/**
+ * For an onSend hook that finds, as the reply goes out, that it cannot stand (its
+ * transaction did not commit): the error's reply instead, as its payload.
+ */
+export function errorInstead (reply: FastifyReply, error: HttpError): string {
+  sentCodes.set(reply, error.code)
+  const retryAfter = RETRY_AFTER[error.code]
+  if (retryAfter !== undefined) reply.header('Retry-After', retryAfter)
+  reply.code(error.statusCode).removeHeader('location').header('content-type', 'application/json; charset=utf-8')
+  return JSON.stringify(errorBody(error))
 }
 
 /** The JSON body of every error reply: the code, what happened, and what to do about it (`hint`). */
@@ -298,7 +351,7 @@ export function sendFrameworkError (error: FastifyError, _request: FastifyReques
 }
 
 /** How long a client should wait before retrying a 503, in seconds. */
-const RETRY_AFTER: Partial<Record<ErrorCode, string>> = { DATABASE_UNAVAILABLE: '5', SERVER_BUSY: '1' }
+const RETRY_AFTER: Partial<Record<ErrorCode, string>> = { DATABASE_UNAVAILABLE: '5', OUTCOME_UNKNOWN: '5', SERVER_BUSY: '1' }
 
 /** A request line this long (bytes) means the URL, not the other headers, overflowed Node's header limit. */
 const LONG_REQUEST_LINE = 8192
@@ -385,7 +438,7 @@ function lingerOverTooLargeBody (request: FastifyRequest, reply: FastifyReply): 
 /** One place turns every thrown error into the JSON error body, and every miss into a JSON 404. */
 export const errorHandling = fp(async function errorHandling (app: FastifyInstance) {
   app.setErrorHandler(function (error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
-    const httpError = toHttpError(error)
+    const httpError = toHttpError(error, request.method)
     if (httpError.code === 'SERVER_BUSY') {
       // Shed on purpose, and perhaps by the thousand: one short line each.
       request.log.warn({ code: httpError.code }, 'request shed')
@@ -394,8 +447,6 @@ export const errorHandling = fp(async function errorHandling (app: FastifyInstan
     } else {
       request.log.info({ code: httpError.code, message: httpError.message }, 'request refused')
     }
-    const retryAfter = RETRY_AFTER[httpError.code]
-    if (retryAfter !== undefined) reply.header('Retry-After', retryAfter)
     if (httpError instanceof UnauthorizedError) reply.header('WWW-Authenticate', httpError.challenge)
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') lingerOverTooLargeBody(request, reply)
     return sendError(reply, httpError)

@@ -278,7 +278,7 @@ const LINK_HEADER = {
 }
 const LOCATION_HEADER = { description: 'The path of what was created', schema: { type: 'string' } }
 const CHALLENGE_HEADER = { description: 'Bearer realm="invsys", with error="invalid_token" for INVALID_TOKEN (RFC 6750)', schema: { type: 'string' } }
-const RETRY_AFTER_HEADER = { description: 'Seconds to wait before trying again (with DATABASE_UNAVAILABLE and IDEMPOTENCY_KEY_IN_USE)', schema: { type: 'integer' } }
+const RETRY_AFTER_HEADER = { description: 'Seconds to wait before trying again (with DATABASE_UNAVAILABLE, OUTCOME_UNKNOWN and IDEMPOTENCY_KEY_IN_USE)', schema: { type: 'integer' } }
 
 /** What a success says, when the route's schema does not say it itself. */
 function describeSuccess (method: string, status: string, operation: Operation, isArray: boolean): string {
@@ -339,7 +339,8 @@ const EXAMPLE_MESSAGES: Partial<Record<ErrorCode, string>> = {
   PAYLOAD_TOO_LARGE: 'Request body is too large',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported Media Type: text/plain',
   IDEMPOTENCY_KEY_REUSED: 'the Idempotency-Key was already used with a different body for this route; use a new key',
-  DATABASE_UNAVAILABLE: 'the database cannot be reached; try again shortly'
+  DATABASE_UNAVAILABLE: 'the database cannot be reached; try again shortly',
+  OUTCOME_UNKNOWN: 'the connection to the database was lost after the change was sent: it may or may not have been stored; retry with the same Idempotency-Key, or read before retrying'
 }
 
 const bodySchema = (operation: Operation): Json | undefined => operation.requestBody?.content?.['application/json']?.schema

@@ -93,7 +93,7 @@ export const resourceAllocationRoutes: FastifyPluginAsyncTypebox<Family> = async
   }, async (request, reply) => {
     const actor = actorOf(request)
     refuseKind(actor, request.body.kind)
-    const allocation = await createAllocation(db, request.params.id, type, newAllocation(request.body), actor, { rules: bookingRulesBind(actor) })
+    const allocation = await createAllocation(request.db, request.params.id, type, newAllocation(request.body), actor, { rules: bookingRulesBind(actor) })
     if (!allocation) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const location = type ? itemPath(request.params.id, allocation.id) : `/api/allocations/${allocation.id}`
     return reply.code(201).header('Location', location).send(allocation)
@@ -191,7 +191,6 @@ function registerAllocationItemRoutes<P extends TSchema> (
 
 /** Allocations across resources: /api/allocations, book-any-free, and /api/allocations/:id. */
 export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = async (api, { typeNames }) => {
-  const db = api.pg.pool
   const tags = ['allocations']
 
   api.get('/api/allocations', {
@@ -206,7 +205,7 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query
     assertWindow(filter, 'from', 'to')
-    return sendPage(request, reply, await listAllocations(db, filter, { limit, offset }), { limit, offset })
+    return sendPage(request, reply, await listAllocations(api.readDb(), filter, { limit, offset }), { limit, offset })
   })
 
   api.post('/api/allocations', {
@@ -222,12 +221,12 @@ export const allocationRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }
     const { type, site_id: siteId, ...fields } = request.body
     const actor = actorOf(request)
     refuseKind(actor, fields.kind)
-    const allocation = await bookAnyFree(db, { type, site_id: siteId }, newAllocation(fields), actor, { rules: bookingRulesBind(actor) })
+    const allocation = await bookAnyFree(request.db, { type, site_id: siteId }, newAllocation(fields), actor, { rules: bookingRulesBind(actor) })
     if (!allocation) {
       // Only on refusal, explain bad input that found no candidate to be refused by: an
       // empty span, or a site that does not exist.
-      if (await isEmptySpan(db, fields.starts_at, fields.ends_at)) throw new BadRequestError('body/starts_at must be before ends_at')
-      if (siteId !== undefined && !await getSite(db, siteId)) {
+      if (await isEmptySpan(request.db, fields.starts_at, fields.ends_at)) throw new BadRequestError('body/starts_at must be before ends_at')
+      if (siteId !== undefined && !await getSite(request.db, siteId)) {
         throw new DomainError('REFERENCE_NOT_FOUND', 'site_id does not name an existing site')
       }
       throw new DomainError('NO_AVAILABILITY', `no ${type}${siteId === undefined ? '' : ` at site ${siteId}`} is free for that whole time`)

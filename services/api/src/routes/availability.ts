@@ -19,7 +19,6 @@ function assertPositive (duration: string): void {
 
 /** GET <base>/:id/free: `base` is /api/resources or a per-type path such as /api/cars. */
 export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
-  const db = api.pg.pool
   const noun = type ?? 'resource'
 
   api.get(`${base}/:id/free`, {
@@ -35,8 +34,8 @@ export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
   }, async (request, reply) => {
     const { limit, offset, from, to } = request.query
     assertWindow(request.query, 'from', 'to')
-    const rows = await listFreeTime(db, request.params.id, type, { from, to }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
-    if (rows.length === 0 && offset === 0 && !await getResource(db, request.params.id, type)) {
+    const rows = await listFreeTime(api.readDb(), request.params.id, type, { from, to }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
+    if (rows.length === 0 && offset === 0 && !await getResource(api.readDb(), request.params.id, type)) {
       throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     }
     return sendPage(request, reply, rows, { limit, offset })
@@ -45,8 +44,6 @@ export const freeTimeRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
 
 /** GET /api/slots. */
 export const slotRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = async (api, { typeNames }) => {
-  const db = api.pg.pool
-
   api.get('/api/slots', {
     config: { access: 'member' },
     schema: {
@@ -60,7 +57,7 @@ export const slotRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
     const { limit, offset, ...search } = request.query
     assertWindow(search, 'from', 'to', { maxDays: MAX_SLOT_WINDOW_DAYS })
     assertPositive(search.duration)
-    const slots = await findSlots(db, search, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
+    const slots = await findSlots(api.readDb(), search, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
     return sendPage(request, reply, slots, { limit, offset })
   })
 }

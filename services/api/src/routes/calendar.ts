@@ -11,7 +11,6 @@ import { calendarWindow, DAY_MS } from './window.js'
 
 /** GET <base>/:id/calendar.ics: `base` is /api/resources or a per-type path such as /api/cars. */
 export const calendarRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
-  const db = api.pg.pool
   const noun = type ?? 'resource'
 
   api.get(`${base}/:id/calendar.ics`, {
@@ -33,6 +32,7 @@ export const calendarRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { b
       from: new Date(now - DEFAULT_DAYS_BACK * DAY_MS).toISOString(),
       to: new Date(now + DEFAULT_DAYS_AHEAD * DAY_MS).toISOString()
     })
+    const db = api.readDb()
     const resource = await getResource(db, request.params.id, type)
     if (!resource) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)
     const entries = await listCalendarEntries(db, resource.id, window.from, window.to)

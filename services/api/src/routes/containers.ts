@@ -25,7 +25,7 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Array(Container), ...errorResponses(...READ_ERRORS, 404) }
     }
   }, async (request, reply) => {
-    if (!await getResource(db, request.params.id, 'freezer')) throw noFreezer(request.params.id)
+    if (!await getResource(request.db, request.params.id, 'freezer')) throw noFreezer(request.params.id)
     const { limit, offset } = request.query
     return sendPage(request, reply, await listContainers(db, request.params.id, { limit, offset }), { limit, offset })
   })
@@ -41,8 +41,8 @@ export const containerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     // The database refuses a non-freezer too; asking first turns that into the 404 the path deserves.
-    if (!await getResource(db, request.params.id, 'freezer')) throw noFreezer(request.params.id)
-    const container = await createContainer(db, request.params.id, request.body.description ?? null)
+    if (!await getResource(request.db, request.params.id, 'freezer')) throw noFreezer(request.params.id)
+    const container = await createContainer(request.db, request.params.id, request.body.description ?? null)
     return reply.code(201).header('Location', `/api/containers/${container.id}`).send(container)
   })
 

@@ -139,7 +139,8 @@ export const feedRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> = as
     const { feed } = found
 
     const window = calendarWindow(request.query, defaultWindow(Date.now()))
-    const entries = await listFeedEntries(db, feed, window.from, window.to)
+    // The feed itself is found on the primary, so a revoked one stops at once; its entries may lag.
+    const entries = await listFeedEntries(app.readDb(), feed, window.from, window.to)
     const body = writeICalendar({
       name: feed.label,
       ...window,

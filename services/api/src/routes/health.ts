@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ping } from '../database/health.js'
+import { isPrimary } from '../database/health.js'
+import { HttpError } from '../plugins/errors.js'
 import { errorResponses } from '../schemas/common.js'
 
 const Status = Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] })
@@ -11,9 +12,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async () => ({ status: 'ok' as const }))
 
   app.get('/ready', {
-    schema: { tags: ['operations'], summary: 'The database answers', response: { 200: Status, ...errorResponses(503) } }
+    schema: { tags: ['operations'], summary: 'The primary database answers and takes writes', response: { 200: Status, ...errorResponses(503) } }
   }, async () => {
-    await ping(app.pg.pool)
+    // During a failover DATABASE_URL may still reach the old primary, demoted to a standby.
+    if (!await isPrimary(app.pg.pool)) throw new HttpError('DATABASE_UNAVAILABLE', 'the database reached is a standby (read-only): no primary yet')
     return { status: 'ok' as const }
   })
 }

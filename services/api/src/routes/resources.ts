@@ -44,7 +44,9 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
   }, async (request, reply) => {
     const { limit, offset, ...filter } = request.query as { limit: number, offset: number, type?: string, site_id?: number, available_from?: string, available_to?: string }
     assertWindow(filter, 'available_from', 'available_to')
-    const rows = await listResources(db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
+    // A search for free resources reads a replica; a plain list reads the primary, so that it shows what the caller just created.
+    const searching = filter.available_from !== undefined || filter.available_to !== undefined
+    const rows = await listResources(searching ? api.readDb() : db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
     return sendPage(request, reply, rows, { limit, offset })
   })
 
@@ -52,7 +54,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin', idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS) } }
   }, async (request, reply) => {
-    const resource = await createResource(db, withType(request.body as ResourceInput))
+    const resource = await createResource(request.db, withType(request.body as ResourceInput))
     return reply.code(201).header('Location', `${base}/${resource.id}`).send(resource)
   })
 

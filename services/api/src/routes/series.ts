@@ -22,7 +22,6 @@ function plan (body: SeriesInput): SeriesPlan {
 
 /** POST <base>/:id/series: `base` is /api/resources or a per-type path such as /api/cars. */
 export const resourceSeriesRoutes: FastifyPluginAsyncTypebox<Family> = async (api, { base, type, tags }) => {
-  const db = api.pg.pool
   const noun = type ?? 'resource'
 
   api.post(`${base}/:id/series`, {
@@ -40,7 +39,7 @@ export const resourceSeriesRoutes: FastifyPluginAsyncTypebox<Family> = async (ap
     const { mode = 'all_or_nothing', kind = 'booking', description = null, data = {}, rrule } = request.body
     refuseKind(actor, kind)
     const { timeZone, occurrences } = plan(request.body)
-    const series = await createSeries(db, request.params.id, type, {
+    const series = await createSeries(request.db, request.params.id, type, {
       rrule: rrule.trim().replace(/^rrule:/i, ''), time_zone: timeZone, mode, kind, description, data, occurrences
     }, actor, { rules: bookingRulesBind(actor) })
     if (!series) throw new NotFoundError(`no ${noun} with id ${request.params.id}`)

@@ -24,7 +24,7 @@ export const siteRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { access: 'admin', idempotent: true },
     schema: { tags, summary: 'Create a site', body: SiteInput, response: { 201: Site, ...errorResponses(...WRITE_ERRORS) } }
   }, async (request, reply) => {
-    const site = await createSite(db, request.body)
+    const site = await createSite(request.db, request.body)
     return reply.code(201).header('Location', `/api/sites/${site.id}`).send(site)
   })
 
