@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { ERROR_CODES } from '../src/plugins/errors.js'
 import { bearer, buildTestApp, call, createAccount, createResource, createSite, sql, type Response, type TestAccount } from './helpers.js'
 
 /**
@@ -52,6 +53,7 @@ t.test('a type\'s quotas count a member\'s bookings of every resource of the typ
     error: 'Unprocessable Entity',
     message: 'quota: its type\'s quota (counting every resource of the type) allows a member at most 2 bookings per day (in Europe/Lisbon); ' +
       'the day from 2031-01-06T00:00:00Z to 2031-01-07T00:00:00Z already has PT6H in 2 bookings, and this booking would add PT1H',
+    hint: ERROR_CODES.RULE_QUOTA.action,
     rule: {
       name: 'quota',
       limit: { period: 'day', max_duration: null, max_bookings: 2 },

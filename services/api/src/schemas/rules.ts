@@ -55,7 +55,7 @@ const OpenInterval = Type.Array(TimeOfDay, {
 })
 
 export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const
-export type Weekday = typeof WEEKDAYS[number]
+type Weekday = typeof WEEKDAYS[number]
 
 /** At most this many intervals a day: enough for a half-hourly timetable. */
 const MAX_INTERVALS_A_DAY = 48
@@ -88,7 +88,6 @@ const QuotaInput = Type.Object({
   max_duration: Type.Optional(Type.Union([RuleDuration, Type.Null()], { description: 'The most a member may have booked within one period, in elapsed time (P1D is 24 hours); null: no limit' })),
   max_bookings: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_QUOTA_BOOKINGS }), Type.Null()], { description: 'How many bookings a member may have within one period (one that spans two periods counts in both); null: no limit' }))
 }, { additionalProperties: false, description: 'At least one of max_duration and max_bookings', examples: [{ period: 'week', max_duration: 'PT10H', max_bookings: null }] })
-export type QuotaInput = Static<typeof QuotaInput>
 
 const Quota = Type.Object({
   period: QuotaPeriod,
