@@ -319,6 +319,83 @@ $$;
 COMMENT ON FUNCTION slot_grid_contains(interval, text, timestamptz) IS
   'Whether instant t is on the slot grid: a whole number of grid steps after a local midnight in zone (null: UTC), or where the clocks jump to over such a time. True when grid or t is null (no grid, an open end).';
 
+-- The grid time at or after (up) or at or before (down) wall-clock time w, on w's local day
+-- (for up, the next day's midnight when w is past the day's last grid time).
+CREATE FUNCTION slot_grid_local_step(grid interval, w timestamp, up boolean) RETURNS timestamp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT date_trunc('day', w) + grid * (CASE WHEN up THEN ceil(x.steps) ELSE floor(x.steps) END)::float8
+  FROM (SELECT extract(epoch FROM w - date_trunc('day', w)) / extract(epoch FROM grid) AS steps) AS x
+$$;
+COMMENT ON FUNCTION slot_grid_local_step(interval, timestamp, boolean) IS
+  'The wall-clock grid time at or after (up) or at or before w, a whole number of grid steps from w''s midnight.';
+
+-- Where search rounds a free gap to the grid. Nearly always the grid time is the wall-clock
+-- one less t's offset; when the clocks change in between, the change is found and the grid
+-- read on its far side (no grid time lies between t and the change: each would be that
+-- wall-clock one or further).
+CREATE FUNCTION slot_grid_next(grid interval, zone text, t timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  z text := coalesce(zone, 'UTC');
+  o interval;
+  u timestamptz;
+  change timestamptz;
+BEGIN
+  IF grid IS NULL OR t IS NULL OR NOT isfinite(t) THEN
+    RETURN t;
+  END IF;
+  o := time_zone_offset(z, t);
+  u := (slot_grid_local_step(grid, t AT TIME ZONE z, true) - o) AT TIME ZONE 'UTC';
+  IF time_zone_offset(z, u) = o THEN
+    RETURN u;
+  END IF;
+  change := time_zone_change(z, t, u);
+  IF slot_grid_contains(grid, z, change) THEN
+    RETURN change;
+  END IF;
+  RETURN (slot_grid_local_step(grid, change AT TIME ZONE z, true) - time_zone_offset(z, change)) AT TIME ZONE 'UTC';
+END
+$$;
+COMMENT ON FUNCTION slot_grid_next(interval, text, timestamptz) IS
+  'The first instant at or after t on the slot grid of zone (null: UTC); t itself when grid is null.';
+
+CREATE FUNCTION slot_grid_previous(grid interval, zone text, t timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  z text := coalesce(zone, 'UTC');
+  o interval;
+  u timestamptz;
+  change timestamptz;
+  before timestamptz;
+BEGIN
+  IF grid IS NULL OR t IS NULL OR NOT isfinite(t) THEN
+    RETURN t;
+  END IF;
+  o := time_zone_offset(z, t);
+  u := (slot_grid_local_step(grid, t AT TIME ZONE z, false) - o) AT TIME ZONE 'UTC';
+  IF time_zone_offset(z, u) = o THEN
+    RETURN u;
+  END IF;
+  change := time_zone_change(z, u, t);
+  IF slot_grid_contains(grid, z, change) THEN
+    RETURN change;
+  END IF;
+  before := ((change AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE 'UTC';
+  RETURN (slot_grid_local_step(grid, before AT TIME ZONE z, false) - time_zone_offset(z, before)) AT TIME ZONE 'UTC';
+END
+$$;
+COMMENT ON FUNCTION slot_grid_previous(interval, text, timestamptz) IS
+  'The last instant at or before t on the slot grid of zone (null: UTC); t itself when grid is null.';
+
+-- The part of a free gap a member can book on the grid: from its first grid time to its last.
+CREATE FUNCTION slot_grid_fit(grid interval, zone text, gap tstzrange) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN grid IS NULL OR isempty(gap) THEN gap
+              ELSE allocation_range(slot_grid_next(grid, zone, lower(gap)), slot_grid_previous(grid, zone, upper(gap))) END
+$$;
+COMMENT ON FUNCTION slot_grid_fit(interval, text, tstzrange) IS
+  'The part of gap from its first to its last time on the slot grid (empty when none or only one is in it); gap itself when grid is null.';
+
 -- ---------------------------------------------------------------------------------------
 -- The member rules, with opening hours and the grid (judged only when set; a psql booking or
 -- an admin's is not judged at all). An open-ended booking never lies within opening hours.
@@ -399,33 +476,71 @@ $$;
 COMMENT ON FUNCTION quota_usage(bigint, text, uuid, tstzrange, uuid, uuid, timestamptz) IS
   'What owner_id has booked within period (live bookings, by the part within it): of every resource of type, or of resource_id; leaving out except_id and the occurrences of series_id from series_from on.';
 
--- The first quota a member's booking of the resource over during would break, with the
--- period and what is already used there (no row: allowed). The type's quotas count the
+-- The quotas a member's booking of the resource over during would break, in the order they
+-- are judged (the type's, then the resource's, each in its order, each period by time), with
+-- the period and what is already used there (no row: allowed). The type's quotas count the
 -- member's bookings of every resource of the type, in the type's time zone; the resource's
 -- own count that resource, in its time zone; both bind. An open-ended booking fits no quota.
---
--- Quotas hold under concurrency: before counting, the function takes a transaction-scoped
--- advisory lock per member and quota scope (the type's first, then the resource's, always
--- in that order), so two simultaneous bookings by one member wait for each other here, and
--- the second counts the first once it has committed. It is VOLATILE for that reason: each of
--- its queries takes a new snapshot, taken after the lock is granted. It also sees the rows its
--- calling statement has inserted so far (a series' earlier occurrences).
---
 -- except_id leaves out the allocation being moved; series_id leaves out that series'
 -- occurrences from during's start on (to explain, after a series' insert, what that insert
--- saw when it judged an occurrence).
+-- saw when it judged an occurrence). No lock: booking_quota_breach() is the check that holds.
+CREATE FUNCTION booking_quota_breaches(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid DEFAULT NULL, series_id uuid DEFAULT NULL)
+RETURNS TABLE (source text, quota jsonb, time_zone text, period tstzrange, used_duration interval, used_bookings bigint, added_duration interval)
+LANGUAGE sql STABLE AS $$
+  WITH rules AS (
+    SELECT r.type, tr.quotas AS type_quotas, coalesce(tr.time_zone, 'UTC') AS type_zone,
+           rr.quotas AS own_quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC') AS own_zone
+    FROM resource r
+    LEFT JOIN resource_type_rule tr ON tr.type = r.type
+    LEFT JOIN resource_rule rr ON rr.resource_id = r.id
+    WHERE r.id = booking_quota_breaches.resource_id AND booking_quota_breaches.owner_id IS NOT NULL AND NOT isempty(during)
+  ), quota AS (
+    SELECT 1 AS scope, q.n, 'type' AS source, q.value AS quota, rules.type_zone AS zone, rules.type AS of_type, NULL::uuid AS of_resource
+    FROM rules CROSS JOIN jsonb_array_elements(coalesce(rules.type_quotas, '[]')) WITH ORDINALITY AS q(value, n)
+    UNION ALL
+    SELECT 2, q.n, 'resource', q.value, rules.own_zone, NULL, booking_quota_breaches.resource_id
+    FROM rules CROSS JOIN jsonb_array_elements(coalesce(rules.own_quotas, '[]')) WITH ORDINALITY AS q(value, n)
+  ), judged AS (
+    -- An open-ended booking is judged against the period its bounded end (or now) is in, and breaks it.
+    SELECT q.*, p.period, lower_inf(during) OR upper_inf(during) AS endless
+    FROM quota q
+    CROSS JOIN LATERAL (
+      SELECT qp AS period FROM quota_periods(q.quota ->> 'period', q.zone, during) AS qp
+      UNION ALL
+      SELECT qp FROM quota_periods(q.quota ->> 'period', q.zone,
+        tstzrange(coalesce(lower(during), upper(during) - interval '1 microsecond', now()), coalesce(lower(during), upper(during) - interval '1 microsecond', now()), '[]')) AS qp
+      WHERE lower_inf(during) OR upper_inf(during)
+    ) AS p
+  )
+  SELECT j.source, j.quota, j.zone, j.period, u.duration, u.bookings,
+         CASE WHEN NOT j.endless THEN upper(during * j.period) - lower(during * j.period) END
+  FROM judged j
+  CROSS JOIN LATERAL quota_usage(booking_quota_breaches.owner_id, j.of_type, j.of_resource, j.period, booking_quota_breaches.except_id,
+                                 booking_quota_breaches.series_id, lower(during)) AS u
+  WHERE j.endless
+     OR u.bookings + 1 > (j.quota ->> 'max_bookings')::bigint
+     OR u.duration + (upper(during * j.period) - lower(during * j.period)) > (j.quota ->> 'max_duration')::interval
+  ORDER BY j.scope, j.n, lower(j.period)
+$$;
+COMMENT ON FUNCTION booking_quota_breaches(uuid, tstzrange, bigint, uuid, uuid) IS
+  'The quotas owner_id''s booking of the resource over during would break, in order (no rows: allowed), each with its period (in time_zone) and what is already used in it. Reads as of now, without the lock booking_quota_breach() takes.';
+
+-- The first of them, judged so that it holds under concurrency: before counting, a
+-- transaction-scoped advisory lock per member and quota scope (the type's first, then the
+-- resource's, always in that order), so two simultaneous bookings by one member wait for
+-- each other here, and the second counts the first once it has committed. VOLATILE for
+-- that reason: its count is a query of its own, with a snapshot taken after the lock is
+-- granted, which also sees the rows its calling statement has inserted so far (a series'
+-- earlier occurrences). No quota, no lock.
 CREATE FUNCTION booking_quota_breach(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid DEFAULT NULL, series_id uuid DEFAULT NULL)
 RETURNS TABLE (source text, quota jsonb, time_zone text, period tstzrange, used_duration interval, used_bookings bigint, added_duration interval)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   found_type text;
   type_quotas jsonb;
-  type_zone text;
   own_quotas jsonb;
-  own_zone text;
 BEGIN
-  SELECT r.type, tr.quotas, coalesce(tr.time_zone, 'UTC'), rr.quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC')
-    INTO found_type, type_quotas, type_zone, own_quotas, own_zone
+  SELECT r.type, tr.quotas, rr.quotas INTO found_type, type_quotas, own_quotas
   FROM resource r
   LEFT JOIN resource_type_rule tr ON tr.type = r.type
   LEFT JOIN resource_rule rr ON rr.resource_id = r.id
@@ -441,38 +556,43 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('invsys quota ' || booking_quota_breach.owner_id || ' resource ' || booking_quota_breach.resource_id, 0));
   END IF;
   RETURN QUERY
-    WITH quota AS (
-      SELECT 1 AS scope, q.n, 'type' AS source, q.value AS quota, type_zone AS zone, found_type AS of_type, NULL::uuid AS of_resource
-      FROM jsonb_array_elements(coalesce(type_quotas, '[]')) WITH ORDINALITY AS q(value, n)
-      UNION ALL
-      SELECT 2, q.n, 'resource', q.value, own_zone, NULL, booking_quota_breach.resource_id
-      FROM jsonb_array_elements(coalesce(own_quotas, '[]')) WITH ORDINALITY AS q(value, n)
-    ), judged AS (
-      -- An open-ended booking is judged against the period its bounded end (or now) is in, and breaks it.
-      SELECT q.*, p.period, lower_inf(during) OR upper_inf(during) AS endless
-      FROM quota q
-      CROSS JOIN LATERAL (
-        SELECT qp AS period FROM quota_periods(q.quota ->> 'period', q.zone, during) AS qp
-        UNION ALL
-        SELECT qp FROM quota_periods(q.quota ->> 'period', q.zone,
-          tstzrange(coalesce(lower(during), upper(during) - interval '1 microsecond', now()), coalesce(lower(during), upper(during) - interval '1 microsecond', now()), '[]')) AS qp
-        WHERE lower_inf(during) OR upper_inf(during)
-      ) AS p
-    )
-    SELECT j.source, j.quota, j.zone, j.period, u.duration, u.bookings,
-           CASE WHEN NOT j.endless THEN upper(during * j.period) - lower(during * j.period) END
-    FROM judged j
-    CROSS JOIN LATERAL quota_usage(booking_quota_breach.owner_id, j.of_type, j.of_resource, j.period, except_id,
-                                   booking_quota_breach.series_id, lower(during)) AS u
-    WHERE j.endless
-       OR u.bookings + 1 > (j.quota ->> 'max_bookings')::bigint
-       OR u.duration + (upper(during * j.period) - lower(during * j.period)) > (j.quota ->> 'max_duration')::interval
-    ORDER BY j.scope, j.n, lower(j.period)
-    LIMIT 1;
+    SELECT * FROM booking_quota_breaches(booking_quota_breach.resource_id, during, booking_quota_breach.owner_id, except_id, booking_quota_breach.series_id) LIMIT 1;
 END
 $$;
 COMMENT ON FUNCTION booking_quota_breach(uuid, tstzrange, bigint, uuid, uuid) IS
-  'The first quota owner_id''s booking of the resource over during would break (no row: allowed), with the period (in time_zone) and what is already used in it. Takes a lock per member and quota scope until the transaction ends. E.g. SELECT * FROM booking_quota_breach(id, tstzrange(now(), now() + interval ''3 hours''), 42).';
+  'The first quota owner_id''s booking of the resource over during would break (no row: allowed), with the period (in time_zone) and what is already used in it. Takes a lock per member and quota scope until the transaction ends, so that concurrent bookings by one member are counted one after the other. E.g. SELECT * FROM booking_quota_breach(id, tstzrange(now(), now() + interval ''3 hours''), 42).';
+
+-- For search: the periods within span in which owner_id has less than `need` left under
+-- quotas (zero need: nothing left), as one multirange, to be taken out of what they are shown.
+CREATE FUNCTION quota_full_periods(quotas jsonb, zone text, owner_id bigint, of_type text, of_resource uuid, span tstzrange, need interval) RETURNS tstzmultirange
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(range_agg(p.period), '{}'::tstzmultirange)
+  FROM jsonb_array_elements(coalesce(quotas, '[]')) AS q(value)
+  CROSS JOIN LATERAL quota_periods(q.value ->> 'period', coalesce(zone, 'UTC'), span) AS p(period)
+  CROSS JOIN LATERAL quota_usage(quota_full_periods.owner_id, of_type, of_resource, p.period, NULL, NULL, NULL) AS u
+  WHERE quota_full_periods.owner_id IS NOT NULL
+    AND (u.bookings >= (q.value ->> 'max_bookings')::bigint
+         OR CASE WHEN need > '0' THEN u.duration + need > (q.value ->> 'max_duration')::interval
+                 ELSE u.duration >= (q.value ->> 'max_duration')::interval END)
+$$;
+COMMENT ON FUNCTION quota_full_periods(jsonb, text, bigint, text, uuid, tstzrange, interval) IS
+  'The calendar periods (in zone) within span in which owner_id has less than need left under quotas, counting bookings of every resource of of_type or of of_resource (need zero: nothing left).';
+
+-- What a member may book of the resource within the bounded span, by the calendar rules: its
+-- open time, less the periods in which their quotas (the type's and its own) leave less than
+-- `need`. The slot grid and the other rules are the caller's (search applies them to each gap).
+CREATE FUNCTION member_calendar_time(resource_id uuid, span tstzrange, owner_id bigint, need interval) RETURNS tstzmultirange
+LANGUAGE sql STABLE AS $$
+  SELECT opening_hours_open_time(e.opening_hours, e.time_zone, span)
+         - quota_full_periods(tr.quotas, coalesce(tr.time_zone, 'UTC'), member_calendar_time.owner_id, e.type, NULL, span, need)
+         - quota_full_periods(rr.quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC'), member_calendar_time.owner_id, NULL, e.resource_id, span, need)
+  FROM effective_rule e
+  LEFT JOIN resource_type_rule tr ON tr.type = e.type
+  LEFT JOIN resource_rule rr ON rr.resource_id = e.resource_id
+  WHERE e.resource_id = member_calendar_time.resource_id
+$$;
+COMMENT ON FUNCTION member_calendar_time(uuid, tstzrange, bigint, interval) IS
+  'The part of the bounded span in which owner_id may book the resource by its opening hours and quotas (with at least need left under each quota). E.g. SELECT unnest(member_calendar_time(id, tstzrange(now(), now() + interval ''7 days''), 42, interval ''1 hour'')) FROM resource.';
 
 -- The owner's bookings by time, for quotas: replaces the plain index on owner_id, whose
 -- lookups (a member's feed, foreign-key checks) the leading column still serves.

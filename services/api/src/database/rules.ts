@@ -127,7 +127,7 @@ const FIRST_BREACH = `
   LIMIT 1`
 
 // The first refusal of a member's booking of resource `r` over [$3, $4): its first broken
-// rule, else the first quota of member $5 it breaks.
+// rule, else the first quota of member $5 it breaks (read without the lock: an explanation).
 const firstBreachOf = (r: string) => `
     SELECT * FROM (
       SELECT ${RULE_BREACH}
@@ -136,7 +136,7 @@ const firstBreachOf = (r: string) => `
       WHERE e.resource_id = ${r}.id
       UNION ALL
       SELECT ${QUOTA_BREACH}
-      FROM booking_quota_breach(${r}.id, allocation_range($3, $4), $5::bigint) q
+      FROM booking_quota_breaches(${r}.id, allocation_range($3, $4), $5::bigint) q
     ) AS breach
     ORDER BY ordinal
     LIMIT 1`
@@ -155,7 +155,7 @@ const FIRST_BREACH_OF_ALL = `
       SELECT 1 FROM resource allowed
       WHERE allowed.type = $1 AND ($2::bigint IS NULL OR allowed.site_id = $2)
         AND NOT EXISTS (SELECT 1 FROM booking_rule_violations(allowed.id, allocation_range($3, $4), now()))
-        AND NOT EXISTS (SELECT 1 FROM booking_quota_breach(allowed.id, allocation_range($3, $4), $5::bigint)))
+        AND NOT EXISTS (SELECT 1 FROM booking_quota_breaches(allowed.id, allocation_range($3, $4), $5::bigint)))
   ORDER BY r.name, r.id
   LIMIT 1`
 
