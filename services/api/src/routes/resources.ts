@@ -47,7 +47,8 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     // A search for free resources reads a replica; a plain list reads the primary, so that it shows what the caller just created.
     const searching = filter.available_from !== undefined || filter.available_to !== undefined
     const actor = actorOf(request)
-    const rows = await listResources(searching ? api.readDb() : db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actor), actor: actor.id })
+    const rows = await listResources(searching ? api.readDb() : db, { ...filter, type: type ?? filter.type }, { limit, offset },
+      { rules: bookingRulesBind(actor), actor: actor.id })
     return sendPage(request, reply, rows, { limit, offset })
   })
 

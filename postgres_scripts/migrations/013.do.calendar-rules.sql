@@ -1,4 +1,4 @@
--- Version 11: the calendar-shaped booking rules. Besides how long and how early, an admin
+-- Version 13: the calendar-shaped booking rules. Besides how long and how early, an admin
 -- says *when* members may book: opening hours per weekday and a slot grid, read on the wall
 -- clock of a time zone, and fair-share quotas per calendar period. Like the other member
 -- rules they live here, so that the API and psql judge a booking the same way:
