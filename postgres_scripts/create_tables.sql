@@ -461,6 +461,93 @@ $$;
 COMMENT ON FUNCTION public.allocation_starts(during tstzrange) IS 'lower(during), or -infinity when it is open. Orders like lower(during) NULLS FIRST.';
 
 --
+-- Name: booking_quota_breach(uuid, tstzrange, bigint, uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.booking_quota_breach(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid DEFAULT NULL::uuid, series_id uuid DEFAULT NULL::uuid) RETURNS TABLE(source text, quota jsonb, time_zone text, period tstzrange, used_duration interval, used_bookings bigint, added_duration interval)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  found_type text;
+  type_quotas jsonb;
+  own_quotas jsonb;
+BEGIN
+  SELECT r.type, tr.quotas, rr.quotas INTO found_type, type_quotas, own_quotas
+  FROM resource r
+  LEFT JOIN resource_type_rule tr ON tr.type = r.type
+  LEFT JOIN resource_rule rr ON rr.resource_id = r.id
+  WHERE r.id = booking_quota_breach.resource_id;
+  IF found_type IS NULL OR booking_quota_breach.owner_id IS NULL OR isempty(during)
+     OR (coalesce(jsonb_array_length(type_quotas), 0) = 0 AND coalesce(jsonb_array_length(own_quotas), 0) = 0) THEN
+    RETURN;
+  END IF;
+  IF jsonb_array_length(type_quotas) > 0 THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('invsys quota ' || booking_quota_breach.owner_id || ' type ' || found_type, 0));
+  END IF;
+  IF jsonb_array_length(own_quotas) > 0 THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('invsys quota ' || booking_quota_breach.owner_id || ' resource ' || booking_quota_breach.resource_id, 0));
+  END IF;
+  RETURN QUERY
+    SELECT * FROM booking_quota_breaches(booking_quota_breach.resource_id, during, booking_quota_breach.owner_id, except_id, booking_quota_breach.series_id) LIMIT 1;
+END
+$$;
+
+--
+-- Name: FUNCTION booking_quota_breach(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid, series_id uuid); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.booking_quota_breach(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid, series_id uuid) IS 'The first quota owner_id''s booking of the resource over during would break (no row: allowed), with the period (in time_zone) and what is already used in it. Takes a lock per member and quota scope until the transaction ends, so that concurrent bookings by one member are counted one after the other. E.g. SELECT * FROM booking_quota_breach(id, tstzrange(now(), now() + interval ''3 hours''), 42).';
+
+--
+-- Name: booking_quota_breaches(uuid, tstzrange, bigint, uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.booking_quota_breaches(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid DEFAULT NULL::uuid, series_id uuid DEFAULT NULL::uuid) RETURNS TABLE(source text, quota jsonb, time_zone text, period tstzrange, used_duration interval, used_bookings bigint, added_duration interval)
+    LANGUAGE sql STABLE
+    AS $$
+  WITH rules AS (
+    SELECT r.type, tr.quotas AS type_quotas, coalesce(tr.time_zone, 'UTC') AS type_zone,
+           rr.quotas AS own_quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC') AS own_zone
+    FROM resource r
+    LEFT JOIN resource_type_rule tr ON tr.type = r.type
+    LEFT JOIN resource_rule rr ON rr.resource_id = r.id
+    WHERE r.id = booking_quota_breaches.resource_id AND booking_quota_breaches.owner_id IS NOT NULL AND NOT isempty(during)
+  ), quota AS (
+    SELECT 1 AS scope, q.n, 'type' AS source, q.value AS quota, rules.type_zone AS zone, rules.type AS of_type, NULL::uuid AS of_resource
+    FROM rules CROSS JOIN jsonb_array_elements(coalesce(rules.type_quotas, '[]')) WITH ORDINALITY AS q(value, n)
+    UNION ALL
+    SELECT 2, q.n, 'resource', q.value, rules.own_zone, NULL, booking_quota_breaches.resource_id
+    FROM rules CROSS JOIN jsonb_array_elements(coalesce(rules.own_quotas, '[]')) WITH ORDINALITY AS q(value, n)
+  ), judged AS (
+    -- An open-ended booking is judged against the period its bounded end (or now) is in, and breaks it.
+    SELECT q.*, p.period, lower_inf(during) OR upper_inf(during) AS endless
+    FROM quota q
+    CROSS JOIN LATERAL (
+      SELECT qp AS period FROM quota_periods(q.quota ->> 'period', q.zone, during) AS qp
+      UNION ALL
+      SELECT qp FROM quota_periods(q.quota ->> 'period', q.zone,
+        tstzrange(coalesce(lower(during), upper(during) - interval '1 microsecond', now()), coalesce(lower(during), upper(during) - interval '1 microsecond', now()), '[]')) AS qp
+      WHERE lower_inf(during) OR upper_inf(during)
+    ) AS p
+  )
+  SELECT j.source, j.quota, j.zone, j.period, u.duration, u.bookings,
+         CASE WHEN NOT j.endless THEN upper(during * j.period) - lower(during * j.period) END
+  FROM judged j
+  CROSS JOIN LATERAL quota_usage(booking_quota_breaches.owner_id, j.of_type, j.of_resource, j.period, booking_quota_breaches.except_id,
+                                 booking_quota_breaches.series_id, lower(during)) AS u
+  WHERE j.endless
+     OR u.bookings + 1 > (j.quota ->> 'max_bookings')::bigint
+     OR u.duration + (upper(during * j.period) - lower(during * j.period)) > (j.quota ->> 'max_duration')::interval
+  ORDER BY j.scope, j.n, lower(j.period)
+$$;
+
+--
+-- Name: FUNCTION booking_quota_breaches(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid, series_id uuid); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.booking_quota_breaches(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid, series_id uuid) IS 'The quotas owner_id''s booking of the resource over during would break, in order (no rows: allowed), each with its period (in time_zone) and what is already used in it. Reads as of now, without the lock booking_quota_breach() takes.';
+
+--
 -- Name: booking_rule_violations(uuid, tstzrange, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -479,7 +566,14 @@ CREATE FUNCTION public.booking_rule_violations(resource_id uuid, during tstzrang
     (4, 'min_notice', e.min_notice, e.min_notice_source,
      e.min_notice IS NOT NULL AND (lower_inf(during) OR lower(during) < judged_at + e.min_notice)),
     (5, 'max_advance', e.max_advance, e.max_advance_source,
-     NOT lower_inf(during) AND lower(during) > judged_at + e.max_advance)
+     NOT lower_inf(during) AND lower(during) > judged_at + e.max_advance),
+    (6, 'opening_hours', NULL::interval, e.opening_hours_source,
+     CASE WHEN e.opening_hours IS NULL OR isempty(during) THEN false
+          WHEN lower_inf(during) OR upper_inf(during) THEN true
+          ELSE NOT (during <@ opening_hours_open_time(e.opening_hours, e.time_zone, during)) END),
+    (7, 'slot_grid', e.slot_grid, e.slot_grid_source,
+     CASE WHEN e.slot_grid IS NULL OR isempty(during) THEN false
+          ELSE NOT (slot_grid_contains(e.slot_grid, e.time_zone, lower(during)) AND slot_grid_contains(e.slot_grid, e.time_zone, upper(during))) END)
   ) AS v (ordinal, rule, rule_limit, source, broken)
   WHERE e.resource_id = booking_rule_violations.resource_id AND v.broken
   ORDER BY v.ordinal
@@ -489,7 +583,7 @@ $$;
 -- Name: FUNCTION booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamp with time zone) IS 'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed). E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
+COMMENT ON FUNCTION public.booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamp with time zone) IS 'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed); quotas are judged by booking_quota_breach. E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
 
 --
 -- Name: iso_duration(interval); Type: FUNCTION; Schema: public; Owner: -
@@ -507,6 +601,62 @@ $$;
 --
 
 COMMENT ON FUNCTION public.iso_duration(i interval) IS 'An interval as an ISO 8601 duration (PT30M, P3D, P1DT2H), whatever the session''s IntervalStyle; null stays null.';
+
+--
+-- Name: local_instant(text, timestamp without time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.local_instant(zone text, wall_clock timestamp without time zone) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT lower(local_time_span(zone, wall_clock, wall_clock + interval '1 day'))
+$$;
+
+--
+-- Name: FUNCTION local_instant(zone text, wall_clock timestamp without time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.local_instant(zone text, wall_clock timestamp without time zone) IS 'The first instant at which the wall clock in zone reads wall_clock or later: the instant it names, the first of two when clocks go back, the instant they jump to when they skip it.';
+
+--
+-- Name: local_time_span(text, timestamp without time zone, timestamp without time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.local_time_span(zone text, from_local timestamp without time zone, to_local timestamp without time zone) RETURNS tstzmultirange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE
+    WHEN time_zone_offset(zone, (from_local - interval '14 hours') AT TIME ZONE 'UTC') = time_zone_offset(zone, (to_local + interval '12 hours') AT TIME ZONE 'UTC')
+    THEN tstzmultirange(allocation_range((from_local - time_zone_offset(zone, (from_local - interval '14 hours') AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC',
+                                         (to_local - time_zone_offset(zone, (from_local - interval '14 hours') AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC'))
+    ELSE local_time_span_across_change(zone, from_local, to_local)
+  END
+$$;
+
+--
+-- Name: FUNCTION local_time_span(zone text, from_local timestamp without time zone, to_local timestamp without time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.local_time_span(zone text, from_local timestamp without time zone, to_local timestamp without time zone) IS 'Every instant at which the wall clock in zone reads from from_local (inclusive) to to_local (exclusive): a time the clocks skip begins at the next instant that exists, and a time they repeat counts both times.';
+
+--
+-- Name: local_time_span_across_change(text, timestamp without time zone, timestamp without time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.local_time_span_across_change(zone text, from_local timestamp without time zone, to_local timestamp without time zone) RETURNS tstzmultirange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT tstzmultirange(allocation_range((from_local - o.before) AT TIME ZONE 'UTC', least((to_local - o.before) AT TIME ZONE 'UTC', o.change)))
+       + tstzmultirange(allocation_range(greatest((from_local - o.after) AT TIME ZONE 'UTC', o.change), (to_local - o.after) AT TIME ZONE 'UTC'))
+  FROM (SELECT (from_local - interval '14 hours') AT TIME ZONE 'UTC' AS lo, (to_local + interval '12 hours') AT TIME ZONE 'UTC' AS hi) AS b
+  CROSS JOIN LATERAL (SELECT time_zone_offset(zone, b.lo) AS before, time_zone_offset(zone, b.hi) AS after, time_zone_change(zone, b.lo, b.hi) AS change) AS o
+$$;
+
+--
+-- Name: FUNCTION local_time_span_across_change(zone text, from_local timestamp without time zone, to_local timestamp without time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.local_time_span_across_change(zone text, from_local timestamp without time zone, to_local timestamp without time zone) IS 'local_time_span() when zone''s offset changes within [from_local - 14 h, to_local + 12 h].';
 
 --
 -- Name: member_booking_span(uuid, tstzrange, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
@@ -544,6 +694,28 @@ $$;
 COMMENT ON FUNCTION public.member_booking_window(span tstzrange, min_notice interval, max_advance interval, judged_at timestamp with time zone) IS 'The part of span in which a member may book as of judged_at under the given min_notice and max_advance (null: no rule).';
 
 --
+-- Name: member_calendar_time(uuid, tstzrange, bigint, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.member_calendar_time(resource_id uuid, span tstzrange, owner_id bigint, need interval) RETURNS tstzmultirange
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT opening_hours_open_time(e.opening_hours, e.time_zone, span)
+         - quota_full_periods(tr.quotas, coalesce(tr.time_zone, 'UTC'), member_calendar_time.owner_id, e.type, NULL, span, need)
+         - quota_full_periods(rr.quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC'), member_calendar_time.owner_id, NULL, e.resource_id, span, need)
+  FROM effective_rule e
+  LEFT JOIN resource_type_rule tr ON tr.type = e.type
+  LEFT JOIN resource_rule rr ON rr.resource_id = e.resource_id
+  WHERE e.resource_id = member_calendar_time.resource_id
+$$;
+
+--
+-- Name: FUNCTION member_calendar_time(resource_id uuid, span tstzrange, owner_id bigint, need interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.member_calendar_time(resource_id uuid, span tstzrange, owner_id bigint, need interval) IS 'The part of the bounded span in which owner_id may book the resource by its opening hours and quotas (with at least need left under each quota). E.g. SELECT unnest(member_calendar_time(id, tstzrange(now(), now() + interval ''7 days''), 42, interval ''1 hour'')) FROM resource.';
+
+--
 -- Name: notify_credentials_changed(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -565,6 +737,232 @@ $$;
 --
 
 COMMENT ON FUNCTION public.notify_credentials_changed() IS 'NOTIFY invsys_credentials with the token or account that changed: API replicas forget what they keep about it.';
+
+--
+-- Name: opening_hours_in_order(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.opening_hours_in_order(hours jsonb) RETURNS json
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN hours IS NOT NULL THEN (
+    SELECT json_object_agg(d.day, coalesce((
+      SELECT json_agg(i.value ORDER BY (i.value ->> 0) COLLATE "C", (i.value ->> 1) COLLATE "C") FROM jsonb_array_elements(hours -> d.day) AS i), '[]'::json) ORDER BY d.n)
+    FROM unnest(ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) WITH ORDINALITY AS d(day, n)) END
+$$;
+
+--
+-- Name: FUNCTION opening_hours_in_order(hours jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.opening_hours_in_order(hours jsonb) IS 'Opening hours with every weekday, mon to sun, in order, and each day''s intervals by start (a day not given is []).';
+
+--
+-- Name: opening_hours_open_time(jsonb, text, tstzrange); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.opening_hours_open_time(hours jsonb, zone text, span tstzrange) RETURNS tstzmultirange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE
+    WHEN hours IS NULL THEN tstzmultirange(span)
+    WHEN isempty(span) OR lower_inf(span) OR upper_inf(span) THEN '{}'::tstzmultirange
+    ELSE tstzmultirange(span) * coalesce((
+      SELECT range_agg(local_time_span(z.zone, d + (i ->> 0)::time, d + (i ->> 1)::time))
+      FROM generate_series(((lower(span) AT TIME ZONE z.zone)::date - 1)::timestamp, (upper(span) AT TIME ZONE z.zone)::date::timestamp, interval '1 day') AS d
+      CROSS JOIN LATERAL jsonb_array_elements(hours -> (ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])[extract(isodow FROM d)::int]) AS i
+    ), '{}'::tstzmultirange)
+  END
+  FROM (SELECT coalesce(opening_hours_open_time.zone, 'UTC') AS zone) AS z
+$$;
+
+--
+-- Name: FUNCTION opening_hours_open_time(hours jsonb, zone text, span tstzrange); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.opening_hours_open_time(hours jsonb, zone text, span tstzrange) IS 'The part of the bounded span that is open under opening hours read in zone (null: UTC); all of span when hours is null.';
+
+--
+-- Name: opening_hours_valid(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.opening_hours_valid(hours jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $_$
+DECLARE
+  day text;
+  intervals jsonb;
+  item jsonb;
+  previous_end text;
+BEGIN
+  IF hours IS NULL THEN
+    RETURN true;
+  END IF;
+  IF jsonb_typeof(hours) <> 'object' THEN
+    RETURN false;
+  END IF;
+  FOR day, intervals IN SELECT key, value FROM jsonb_each(hours) LOOP
+    IF day <> ALL (ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']) OR jsonb_typeof(intervals) <> 'array' THEN
+      RETURN false;
+    END IF;
+    FOR item IN SELECT value FROM jsonb_array_elements(intervals) LOOP
+      IF jsonb_typeof(item) <> 'array' OR jsonb_array_length(item) <> 2
+         OR jsonb_typeof(item -> 0) <> 'string' OR jsonb_typeof(item -> 1) <> 'string'
+         OR NOT (item ->> 0) ~ '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$'
+         OR NOT (item ->> 1) ~ '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$'
+         OR (item ->> 0) COLLATE "C" >= (item ->> 1) THEN
+        RETURN false;
+      END IF;
+    END LOOP;
+    previous_end := NULL;
+    FOR item IN SELECT value FROM jsonb_array_elements(intervals) ORDER BY (value ->> 0) COLLATE "C" LOOP
+      IF (item ->> 0) COLLATE "C" < previous_end THEN
+        RETURN false;
+      END IF;
+      previous_end := item ->> 1;
+    END LOOP;
+  END LOOP;
+  RETURN true;
+END
+$_$;
+
+--
+-- Name: FUNCTION opening_hours_valid(hours jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.opening_hours_valid(hours jsonb) IS 'Whether hours is opening hours as stored: {"mon": [["08:00", "12:00"], ...], ...}, weekdays mon to sun, HH:MM from 00:00 to 24:00, each interval ending after it starts, none overlapping another of its day.';
+
+--
+-- Name: quota_full_periods(jsonb, text, bigint, text, uuid, tstzrange, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.quota_full_periods(quotas jsonb, zone text, owner_id bigint, of_type text, of_resource uuid, span tstzrange, need interval) RETURNS tstzmultirange
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT coalesce(range_agg(p.period), '{}'::tstzmultirange)
+  FROM jsonb_array_elements(coalesce(quotas, '[]')) AS q(value)
+  CROSS JOIN LATERAL quota_periods(q.value ->> 'period', coalesce(zone, 'UTC'), span) AS p(period)
+  CROSS JOIN LATERAL quota_usage(quota_full_periods.owner_id, of_type, of_resource, p.period, NULL, NULL, NULL) AS u
+  WHERE quota_full_periods.owner_id IS NOT NULL
+    AND (u.bookings >= (q.value ->> 'max_bookings')::bigint
+         OR CASE WHEN need > '0' THEN u.duration + need > (q.value ->> 'max_duration')::interval
+                 ELSE u.duration >= (q.value ->> 'max_duration')::interval END)
+$$;
+
+--
+-- Name: FUNCTION quota_full_periods(quotas jsonb, zone text, owner_id bigint, of_type text, of_resource uuid, span tstzrange, need interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.quota_full_periods(quotas jsonb, zone text, owner_id bigint, of_type text, of_resource uuid, span tstzrange, need interval) IS 'The calendar periods (in zone) within span in which owner_id has less than need left under quotas, counting bookings of every resource of of_type or of of_resource (need zero: nothing left).';
+
+--
+-- Name: quota_periods(text, text, tstzrange); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.quota_periods(period text, zone text, span tstzrange) RETURNS SETOF tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT tstzrange(local_instant(zone, p), local_instant(zone, p + s.step), '[)')
+  FROM (SELECT CASE period WHEN 'day' THEN interval '1 day' WHEN 'week' THEN interval '1 week' ELSE interval '1 month' END AS step) AS s
+  CROSS JOIN generate_series(date_trunc(period, (lower(span) AT TIME ZONE zone) - interval '1 day'), upper(span) AT TIME ZONE zone, s.step) AS p
+  WHERE NOT isempty(span) AND NOT lower_inf(span) AND NOT upper_inf(span)
+    AND tstzrange(local_instant(zone, p), local_instant(zone, p + s.step), '[)') && span
+$$;
+
+--
+-- Name: FUNCTION quota_periods(period text, zone text, span tstzrange); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.quota_periods(period text, zone text, span tstzrange) IS 'The calendar periods (day, week from Monday, month) of zone''s wall clock that the bounded span meets, as ranges of instants.';
+
+--
+-- Name: quota_usage(bigint, text, uuid, tstzrange, uuid, uuid, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.quota_usage(owner_id bigint, type text, resource_id uuid, period tstzrange, except_id uuid, series_id uuid, series_from timestamp with time zone) RETURNS TABLE(duration interval, bookings bigint)
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT coalesce(sum(upper(a.during * period) - lower(a.during * period)), '0'), count(*)
+  FROM allocation a
+  JOIN resource r ON r.id = a.resource_id
+  WHERE a.owner_id = quota_usage.owner_id
+    AND allocation_overlaps(a.during, period)
+    AND a.kind = 'booking' AND allocation_blocks(a.status, a.expires_at)
+    AND (quota_usage.type IS NULL OR r.type = quota_usage.type)
+    AND (quota_usage.resource_id IS NULL OR a.resource_id = quota_usage.resource_id)
+    AND a.id IS DISTINCT FROM except_id
+    AND (quota_usage.series_id IS NULL OR a.series_id IS DISTINCT FROM quota_usage.series_id OR lower(a.during) < series_from)
+$$;
+
+--
+-- Name: FUNCTION quota_usage(owner_id bigint, type text, resource_id uuid, period tstzrange, except_id uuid, series_id uuid, series_from timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.quota_usage(owner_id bigint, type text, resource_id uuid, period tstzrange, except_id uuid, series_id uuid, series_from timestamp with time zone) IS 'What owner_id has booked within period (live bookings, by the part within it): of every resource of type, or of resource_id; leaving out except_id and the occurrences of series_id from series_from on.';
+
+--
+-- Name: quotas_in_order(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.quotas_in_order(quotas jsonb) RETURNS json
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN quotas IS NOT NULL THEN coalesce((
+    SELECT json_agg(json_build_object('period', q.value ->> 'period',
+                                      'max_duration', iso_duration((q.value ->> 'max_duration')::interval),
+                                      'max_bookings', (q.value ->> 'max_bookings')::bigint) ORDER BY q.n)
+    FROM jsonb_array_elements(quotas) WITH ORDINALITY AS q(value, n)), '[]'::json) END
+$$;
+
+--
+-- Name: FUNCTION quotas_in_order(quotas jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.quotas_in_order(quotas jsonb) IS 'Quotas as the API shows them: [{"period", "max_duration" (ISO 8601, normalised), "max_bookings"}, ...] in the order given.';
+
+--
+-- Name: quotas_valid(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.quotas_valid(quotas jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+  item jsonb;
+BEGIN
+  IF quotas IS NULL THEN
+    RETURN true;
+  END IF;
+  IF jsonb_typeof(quotas) <> 'array' THEN
+    RETURN false;
+  END IF;
+  FOR item IN SELECT value FROM jsonb_array_elements(quotas) LOOP
+    IF jsonb_typeof(item) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(item) AS k WHERE k NOT IN ('period', 'max_duration', 'max_bookings'))
+       OR coalesce(item ->> 'period', '') NOT IN ('day', 'week', 'month')
+       OR coalesce(jsonb_typeof(item -> 'max_duration'), 'null') NOT IN ('null', 'string')
+       OR coalesce(jsonb_typeof(item -> 'max_bookings'), 'null') NOT IN ('null', 'number')
+       OR (coalesce(jsonb_typeof(item -> 'max_duration'), 'null') = 'null' AND coalesce(jsonb_typeof(item -> 'max_bookings'), 'null') = 'null') THEN
+      RETURN false;
+    END IF;
+    IF jsonb_typeof(item -> 'max_duration') = 'string' AND NOT (
+         pg_input_is_valid(item ->> 'max_duration', 'interval') AND (item ->> 'max_duration')::interval >= '0') THEN
+      RETURN false;
+    END IF;
+    IF jsonb_typeof(item -> 'max_bookings') = 'number' AND NOT (
+         (item ->> 'max_bookings')::numeric BETWEEN 0 AND 2147483647 AND (item ->> 'max_bookings')::numeric % 1 = 0) THEN
+      RETURN false;
+    END IF;
+  END LOOP;
+  RETURN true;
+END
+$$;
+
+--
+-- Name: FUNCTION quotas_valid(quotas jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.quotas_valid(quotas jsonb) IS 'Whether quotas is a list of quotas as stored: [{"period": "day"|"week"|"month", "max_duration": ISO 8601 duration or null, "max_bookings": whole number or null}, ...], at least one limit per quota, none negative.';
 
 --
 -- Name: resource_blocked_range(uuid, tstzrange); Type: FUNCTION; Schema: public; Owner: -
@@ -608,6 +1006,35 @@ $$;
 COMMENT ON FUNCTION public.resource_free_time(resource_id uuid, span tstzrange) IS 'The parts of span where a new allocation of the resource fits now: span minus its confirmed allocations and live holds, each widened by its buffers and the resource''s. E.g. SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
 
 --
+-- Name: resource_open_time(uuid, tstzrange); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_open_time(resource_id uuid, span tstzrange) RETURNS tstzmultirange
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+  hours jsonb;
+  zone text;
+BEGIN
+  SELECT e.opening_hours, e.time_zone INTO hours, zone FROM effective_rule e WHERE e.resource_id = resource_open_time.resource_id;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF hours IS NOT NULL AND (lower_inf(span) OR upper_inf(span)) THEN
+    RAISE EXCEPTION 'resource_open_time needs a bounded span: the resource has opening hours'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN opening_hours_open_time(hours, zone, span);
+END
+$$;
+
+--
+-- Name: FUNCTION resource_open_time(resource_id uuid, span tstzrange); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_open_time(resource_id uuid, span tstzrange) IS 'When members may book the resource within span under its opening hours (all of span when it has none; null when there is no such resource). E.g. SELECT unnest(resource_open_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
+
+--
 -- Name: site_keep_id_sequence_ahead(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -632,6 +1059,229 @@ $$;
 --
 
 COMMENT ON FUNCTION public.site_keep_id_sequence_ahead() IS 'A site inserted with a chosen id (PUT /api/sites/:id, or psql) moves the id sequence past it, so later generated ids do not run into it. The advisory lock keeps two such inserts from moving the sequence backwards past each other.';
+
+--
+-- Name: slot_grid_contains(interval, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_contains(grid interval, zone text, t timestamp with time zone) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT grid IS NULL OR t IS NULL OR NOT isfinite(t)
+      OR mod(extract(epoch FROM (t AT TIME ZONE coalesce(zone, 'UTC'))::time), extract(epoch FROM grid)) = 0
+      OR slot_grid_skipped_to(grid, coalesce(zone, 'UTC'), t)
+$$;
+
+--
+-- Name: FUNCTION slot_grid_contains(grid interval, zone text, t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_contains(grid interval, zone text, t timestamp with time zone) IS 'Whether instant t is on the slot grid: a whole number of grid steps after a local midnight in zone (null: UTC), or where the clocks jump to over such a time. True when grid or t is null (no grid, an open end).';
+
+--
+-- Name: slot_grid_fit(interval, text, tstzrange); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_fit(grid interval, zone text, gap tstzrange) RETURNS tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT CASE WHEN grid IS NULL OR isempty(gap) THEN gap
+              ELSE allocation_range(slot_grid_next(grid, zone, lower(gap)), slot_grid_previous(grid, zone, upper(gap))) END
+$$;
+
+--
+-- Name: FUNCTION slot_grid_fit(grid interval, zone text, gap tstzrange); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_fit(grid interval, zone text, gap tstzrange) IS 'The part of gap from its first to its last time on the slot grid (empty when none or only one is in it); gap itself when grid is null.';
+
+--
+-- Name: slot_grid_local_step(interval, timestamp without time zone, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_local_step(grid interval, w timestamp without time zone, up boolean) RETURNS timestamp without time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT date_trunc('day', w) + grid * (CASE WHEN up THEN ceil(x.steps) ELSE floor(x.steps) END)::float8
+  FROM (SELECT extract(epoch FROM w - date_trunc('day', w)) / extract(epoch FROM grid) AS steps) AS x
+$$;
+
+--
+-- Name: FUNCTION slot_grid_local_step(grid interval, w timestamp without time zone, up boolean); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_local_step(grid interval, w timestamp without time zone, up boolean) IS 'The wall-clock grid time at or after (up) or at or before w, a whole number of grid steps from w''s midnight.';
+
+--
+-- Name: slot_grid_next(interval, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_next(grid interval, zone text, t timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+  z text := coalesce(zone, 'UTC');
+  o interval;
+  u timestamptz;
+  change timestamptz;
+BEGIN
+  IF grid IS NULL OR t IS NULL OR NOT isfinite(t) THEN
+    RETURN t;
+  END IF;
+  o := time_zone_offset(z, t);
+  u := (slot_grid_local_step(grid, t AT TIME ZONE z, true) - o) AT TIME ZONE 'UTC';
+  IF time_zone_offset(z, u) = o THEN
+    RETURN u;
+  END IF;
+  change := time_zone_change(z, t, u);
+  IF slot_grid_contains(grid, z, change) THEN
+    RETURN change;
+  END IF;
+  RETURN (slot_grid_local_step(grid, change AT TIME ZONE z, true) - time_zone_offset(z, change)) AT TIME ZONE 'UTC';
+END
+$$;
+
+--
+-- Name: FUNCTION slot_grid_next(grid interval, zone text, t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_next(grid interval, zone text, t timestamp with time zone) IS 'The first instant at or after t on the slot grid of zone (null: UTC); t itself when grid is null.';
+
+--
+-- Name: slot_grid_previous(interval, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_previous(grid interval, zone text, t timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+  z text := coalesce(zone, 'UTC');
+  o interval;
+  u timestamptz;
+  change timestamptz;
+  before timestamptz;
+BEGIN
+  IF grid IS NULL OR t IS NULL OR NOT isfinite(t) THEN
+    RETURN t;
+  END IF;
+  o := time_zone_offset(z, t);
+  u := (slot_grid_local_step(grid, t AT TIME ZONE z, false) - o) AT TIME ZONE 'UTC';
+  IF time_zone_offset(z, u) = o THEN
+    RETURN u;
+  END IF;
+  change := time_zone_change(z, u, t);
+  IF slot_grid_contains(grid, z, change) THEN
+    RETURN change;
+  END IF;
+  before := ((change AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE 'UTC';
+  RETURN (slot_grid_local_step(grid, before AT TIME ZONE z, false) - time_zone_offset(z, before)) AT TIME ZONE 'UTC';
+END
+$$;
+
+--
+-- Name: FUNCTION slot_grid_previous(grid interval, zone text, t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_previous(grid interval, zone text, t timestamp with time zone) IS 'The last instant at or before t on the slot grid of zone (null: UTC); t itself when grid is null.';
+
+--
+-- Name: slot_grid_skipped_to(interval, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_skipped_to(grid interval, zone text, t timestamp with time zone) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT time_zone_offset(zone, t) > time_zone_offset(zone, ((t AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE 'UTC')
+     AND ceil((extract(epoch FROM (t AT TIME ZONE zone)::time)
+               - extract(epoch FROM time_zone_offset(zone, t) - time_zone_offset(zone, ((t AT TIME ZONE 'UTC') - interval '1 microsecond') AT TIME ZONE 'UTC'))) / extract(epoch FROM grid))
+         * extract(epoch FROM grid) < extract(epoch FROM (t AT TIME ZONE zone)::time)
+$$;
+
+--
+-- Name: FUNCTION slot_grid_skipped_to(grid interval, zone text, t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_skipped_to(grid interval, zone text, t timestamp with time zone) IS 'Whether the clocks in zone jumped forward at instant t over a wall-clock time on the grid (which then begins at t).';
+
+--
+-- Name: slot_grid_valid(interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.slot_grid_valid(grid interval) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT grid IS NULL OR (grid > '0' AND (grid = '1 day'
+    OR (grid < '1 day' AND mod(86400000000::numeric, extract(epoch FROM grid) * 1000000) = 0)))
+$$;
+
+--
+-- Name: FUNCTION slot_grid_valid(grid interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.slot_grid_valid(grid interval) IS 'Whether grid can be a slot grid: longer than zero, and either dividing a day evenly (PT15M, PT1H, PT90M) or one day (P1D).';
+
+--
+-- Name: time_zone_change(text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.time_zone_change(zone text, after timestamp with time zone, before timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+  lo bigint := floor(extract(epoch FROM after));
+  hi bigint := ceil(extract(epoch FROM before));
+  first interval := time_zone_offset(zone, to_timestamp(lo));
+  mid bigint;
+BEGIN
+  WHILE hi - lo > 1 LOOP
+    mid := lo + (hi - lo) / 2;
+    IF time_zone_offset(zone, to_timestamp(mid)) = first THEN
+      lo := mid;
+    ELSE
+      hi := mid;
+    END IF;
+  END LOOP;
+  RETURN to_timestamp(hi);
+END
+$$;
+
+--
+-- Name: FUNCTION time_zone_change(zone text, after timestamp with time zone, before timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.time_zone_change(zone text, after timestamp with time zone, before timestamp with time zone) IS 'The instant (to the second) at which zone''s UTC offset changes between after and before, when their offsets differ.';
+
+--
+-- Name: time_zone_known(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.time_zone_known(zone text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE lower(name) = lower(zone))
+$$;
+
+--
+-- Name: FUNCTION time_zone_known(zone text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.time_zone_known(zone text) IS 'Whether PostgreSQL knows zone as a time zone name (pg_timezone_names: IANA names such as Europe/Lisbon, ignoring case). Offsets such as +01:00 are not zones.';
+
+--
+-- Name: time_zone_offset(text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.time_zone_offset(zone text, t timestamp with time zone) RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT (t AT TIME ZONE zone) - (t AT TIME ZONE 'UTC')
+$$;
+
+--
+-- Name: FUNCTION time_zone_offset(zone text, t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.time_zone_offset(zone text, t timestamp with time zone) IS 'The UTC offset of zone at instant t, east of Greenwich positive: time_zone_offset(''Europe/Lisbon'', ''2031-07-01Z'') is 01:00:00.';
 
 --
 -- Name: touch_updated_at(); Type: FUNCTION; Schema: public; Owner: -
@@ -1129,8 +1779,16 @@ CREATE TABLE public.resource_rule (
     buffer_before interval,
     buffer_after interval,
     members_may_book_open_ended boolean,
+    time_zone text,
+    opening_hours jsonb,
+    slot_grid interval,
+    quotas jsonb,
     CONSTRAINT resource_rule_min_within_max CHECK ((min_duration <= max_duration)),
-    CONSTRAINT resource_rule_not_negative CHECK (((min_duration >= '00:00:00'::interval) AND (max_duration >= '00:00:00'::interval) AND (min_notice >= '00:00:00'::interval) AND (max_advance >= '00:00:00'::interval) AND (buffer_before >= '00:00:00'::interval) AND (buffer_after >= '00:00:00'::interval)))
+    CONSTRAINT resource_rule_not_negative CHECK (((min_duration >= '00:00:00'::interval) AND (max_duration >= '00:00:00'::interval) AND (min_notice >= '00:00:00'::interval) AND (max_advance >= '00:00:00'::interval) AND (buffer_before >= '00:00:00'::interval) AND (buffer_after >= '00:00:00'::interval))),
+    CONSTRAINT resource_rule_opening_hours_valid CHECK (public.opening_hours_valid(opening_hours)),
+    CONSTRAINT resource_rule_quotas_valid CHECK (public.quotas_valid(quotas)),
+    CONSTRAINT resource_rule_slot_grid_valid CHECK (public.slot_grid_valid(slot_grid)),
+    CONSTRAINT resource_rule_time_zone_known CHECK (((time_zone IS NULL) OR public.time_zone_known(time_zone)))
 );
 
 --
@@ -1188,6 +1846,30 @@ COMMENT ON COLUMN public.resource_rule.buffer_after IS 'Overrides resource_type_
 COMMENT ON COLUMN public.resource_rule.members_may_book_open_ended IS 'Overrides resource_type_rule.members_may_book_open_ended; null inherits.';
 
 --
+-- Name: COLUMN resource_rule.time_zone; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_rule.time_zone IS 'Overrides resource_type_rule.time_zone for this resource''s opening hours, grid and own quotas; null inherits.';
+
+--
+-- Name: COLUMN resource_rule.opening_hours; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_rule.opening_hours IS 'Overrides resource_type_rule.opening_hours; null inherits.';
+
+--
+-- Name: COLUMN resource_rule.slot_grid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_rule.slot_grid IS 'Overrides resource_type_rule.slot_grid; null inherits.';
+
+--
+-- Name: COLUMN resource_rule.quotas; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_rule.quotas IS 'How much one member may have booked of this resource per calendar period in its time_zone (same shape as resource_type_rule.quotas). Not inherited field by field: the type''s quotas bind as well.';
+
+--
 -- Name: resource_type_rule; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -1200,8 +1882,16 @@ CREATE TABLE public.resource_type_rule (
     buffer_before interval,
     buffer_after interval,
     members_may_book_open_ended boolean DEFAULT false NOT NULL,
+    time_zone text,
+    opening_hours jsonb,
+    slot_grid interval,
+    quotas jsonb,
     CONSTRAINT resource_type_rule_min_within_max CHECK ((min_duration <= max_duration)),
-    CONSTRAINT resource_type_rule_not_negative CHECK (((min_duration >= '00:00:00'::interval) AND (max_duration >= '00:00:00'::interval) AND (min_notice >= '00:00:00'::interval) AND (max_advance >= '00:00:00'::interval) AND (buffer_before >= '00:00:00'::interval) AND (buffer_after >= '00:00:00'::interval)))
+    CONSTRAINT resource_type_rule_not_negative CHECK (((min_duration >= '00:00:00'::interval) AND (max_duration >= '00:00:00'::interval) AND (min_notice >= '00:00:00'::interval) AND (max_advance >= '00:00:00'::interval) AND (buffer_before >= '00:00:00'::interval) AND (buffer_after >= '00:00:00'::interval))),
+    CONSTRAINT resource_type_rule_opening_hours_valid CHECK (public.opening_hours_valid(opening_hours)),
+    CONSTRAINT resource_type_rule_quotas_valid CHECK (public.quotas_valid(quotas)),
+    CONSTRAINT resource_type_rule_slot_grid_valid CHECK (public.slot_grid_valid(slot_grid)),
+    CONSTRAINT resource_type_rule_time_zone_known CHECK (((time_zone IS NULL) OR public.time_zone_known(time_zone)))
 );
 
 --
@@ -1259,6 +1949,30 @@ COMMENT ON COLUMN public.resource_type_rule.buffer_after IS 'Time kept free afte
 COMMENT ON COLUMN public.resource_type_rule.members_may_book_open_ended IS 'Whether members may book with an open start or end; admins always may.';
 
 --
+-- Name: COLUMN resource_type_rule.time_zone; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_type_rule.time_zone IS 'IANA time zone (e.g. Europe/Lisbon) on whose wall clock opening_hours, slot_grid and quotas are read; null: UTC.';
+
+--
+-- Name: COLUMN resource_type_rule.opening_hours; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_type_rule.opening_hours IS 'When members may book, per weekday: {"mon": [["08:00", "12:00"], ["13:00", "18:00"]], ...} in time_zone; a day left out or [] is closed, "24:00" ends a day; null: always open.';
+
+--
+-- Name: COLUMN resource_type_rule.slot_grid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_type_rule.slot_grid IS 'Members'' bookings start and end on steps of this length from each local midnight in time_zone (PT15M, PT1H; P1D: local days); null: no grid.';
+
+--
+-- Name: COLUMN resource_type_rule.quotas; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_type_rule.quotas IS 'How much one member may have booked of all resources of the type per calendar period in this type''s time_zone: [{"period": "day"|"week"|"month", "max_duration": "PT10H"|null, "max_bookings": 5|null}]; null or []: none. Binds besides any resource''s own.';
+
+--
 -- Name: effective_rule; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -1307,7 +2021,31 @@ CREATE VIEW public.effective_rule AS
             WHEN (rr.members_may_book_open_ended IS NOT NULL) THEN 'resource'::text
             WHEN (tr.members_may_book_open_ended IS NOT NULL) THEN 'type'::text
             ELSE 'none'::text
-        END AS members_may_book_open_ended_source
+        END AS members_may_book_open_ended_source,
+    COALESCE(rr.time_zone, tr.time_zone) AS time_zone,
+    COALESCE(rr.opening_hours, tr.opening_hours) AS opening_hours,
+    COALESCE(rr.slot_grid, tr.slot_grid) AS slot_grid,
+    COALESCE(rr.quotas, tr.quotas) AS quotas,
+        CASE
+            WHEN (rr.time_zone IS NOT NULL) THEN 'resource'::text
+            WHEN (tr.time_zone IS NOT NULL) THEN 'type'::text
+            ELSE 'none'::text
+        END AS time_zone_source,
+        CASE
+            WHEN (rr.opening_hours IS NOT NULL) THEN 'resource'::text
+            WHEN (tr.opening_hours IS NOT NULL) THEN 'type'::text
+            ELSE 'none'::text
+        END AS opening_hours_source,
+        CASE
+            WHEN (rr.slot_grid IS NOT NULL) THEN 'resource'::text
+            WHEN (tr.slot_grid IS NOT NULL) THEN 'type'::text
+            ELSE 'none'::text
+        END AS slot_grid_source,
+        CASE
+            WHEN (rr.quotas IS NOT NULL) THEN 'resource'::text
+            WHEN (tr.quotas IS NOT NULL) THEN 'type'::text
+            ELSE 'none'::text
+        END AS quotas_source
    FROM ((public.resource r
      LEFT JOIN public.resource_type_rule tr ON ((tr.type = r.type)))
      LEFT JOIN public.resource_rule rr ON ((rr.resource_id = r.id)));
@@ -1316,7 +2054,7 @@ CREATE VIEW public.effective_rule AS
 -- Name: VIEW effective_rule; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON VIEW public.effective_rule IS 'The booking rules in force for each resource: its own where set, else its type''s; null is no rule. Each *_source column says where a value comes from: resource, type or none.';
+COMMENT ON VIEW public.effective_rule IS 'The booking rules in force for each resource: its own where set, else its type''s; null is no rule (time_zone null: UTC). Each *_source column says where a value comes from: resource, type or none. quotas shows the resource''s own, else its type''s; the type''s bind besides the resource''s own (booking_quota_breach).';
 
 --
 -- Name: idempotency_key; Type: TABLE; Schema: public; Owner: -
@@ -1959,10 +2697,10 @@ COMMENT ON INDEX public.allocation_during_idx IS 'What is going on at an instant
 CREATE INDEX allocation_event_allocation_id_idx ON public.allocation_event USING btree (allocation_id, id);
 
 --
--- Name: allocation_owner_id_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: allocation_owner_span_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX allocation_owner_id_idx ON public.allocation USING btree (owner_id);
+CREATE INDEX allocation_owner_span_idx ON public.allocation USING btree (owner_id, public.allocation_ends(during), public.allocation_starts(during));
 
 --
 -- Name: allocation_resource_span_idx; Type: INDEX; Schema: public; Owner: -
@@ -2294,7 +3032,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (9, 'credential-notifications', 'ae45066ea3295c28aba7fc5ba2a8cd39', now()),
   (10, 'reasons-as-comments', '25525e90e317183cd46ae2060bee2e0b', now()),
   (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now()),
-  (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now());
+  (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now()),
+  (13, 'calendar-rules', '95869376c095aa0f241a030c344980e8', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

@@ -51,6 +51,16 @@ SELECT id, interval 'P7D', interval 'PT30M' FROM resource WHERE type = 'lorry' A
 INSERT INTO resource_rule (resource_id, min_duration, min_notice, max_advance)
 SELECT id, interval 'PT1H', interval 'PT2H', interval 'P30D' FROM resource WHERE type = 'computer' AND name = 'gpu-node-1';
 
+-- The calendar-shaped rules, as examples. Each member may have the computers for at most 20
+-- hours a week and in at most three bookings a day, counted in UK time; the sequencer
+-- workstation seq-ws-02 is booked in half hours within the Cambridge lab's opening hours.
+INSERT INTO resource_type_rule (type, time_zone, quotas) VALUES
+  ('computer', 'Europe/London', '[{"period": "week", "max_duration": "PT20H", "max_bookings": null}, {"period": "day", "max_duration": null, "max_bookings": 3}]');
+INSERT INTO resource_rule (resource_id, opening_hours, slot_grid)
+SELECT id, '{"mon": [["08:00", "18:00"]], "tue": [["08:00", "18:00"]], "wed": [["08:00", "18:00"]], "thu": [["08:00", "18:00"]], "fri": [["08:00", "18:00"]]}',
+       interval 'PT30M'
+FROM resource WHERE type = 'computer' AND name = 'seq-ws-02';
+
 INSERT INTO allocation (resource_id, during, kind, status, description, data, cancelled_at)
 SELECT r.id,
        tstzrange(date_trunc('hour', now()) + v.starts, date_trunc('hour', now()) + v.ends, '[)'),

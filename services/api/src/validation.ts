@@ -72,6 +72,8 @@ function describe (error: FastifySchemaValidationError, context: string): string
     case 'pattern':
       if (field.endsWith('/mac')) return `${field} must be a MAC address such as 08:00:2b:01:02:03`
       if (field.endsWith('/idempotency-key')) return `${field} must be 1 to 255 visible ASCII characters (no spaces)`
+      if (field.endsWith('/time_zone')) return `${field} must be an IANA time zone name such as Europe/Lisbon`
+      if (field.includes('/opening_hours/')) return `${field} must be a time of day, HH:MM from 00:00 to 24:00`
       if (field.endsWith('/duration')) return `${field} must be an ISO 8601 duration longer than zero, such as PT2H, P1D or P1DT2H30M`
       // Name's pattern only asks for one non-space character; any other pattern keeps Ajv's own words.
       if (params.pattern === '\\S') return `${field} must not be blank`
@@ -85,10 +87,13 @@ function describe (error: FastifySchemaValidationError, context: string): string
  * report every branch, so the most specific error is chosen and stated once.
  */
 export function formatValidationError (errors: FastifySchemaValidationError[], context: string): Error {
+  // A union of literals refused the value when every error at its place is one of its
+  // literals or the union itself (an enclosing nullable union adds its own errors above it).
   const literals = errors.filter((e) => e.keyword === 'const')
-  if (literals.length > 0 && literals.length === errors.length - 1) {
-    const allowed = literals.map((e) => String((e.params as { allowedValue: unknown }).allowedValue))
-    return new Error(`${context}${literals[0]!.instancePath} must be one of ${allowed.join(', ')}`)
+  const place = literals[0]?.instancePath
+  if (place !== undefined && errors.filter((e) => e.instancePath === place).every((e) => e.keyword === 'const' || e.keyword === 'anyOf')) {
+    const allowed = literals.filter((e) => e.instancePath === place).map((e) => String((e.params as { allowedValue: unknown }).allowedValue))
+    return new Error(`${context}${place} must be one of ${allowed.join(', ')}`)
   }
   const specific = errors.find((e) => e.keyword !== 'type' && e.keyword !== 'anyOf' && e.keyword !== 'const') ?? errors[0]
   return new Error(specific ? describe(specific, context) : `${context} is invalid`)

@@ -35,13 +35,18 @@ const me = (await app.inject({ url: '/api/me', headers: bearer(app.adminToken) }
 type Schema = Record<string, any>
 interface Operation { method: string, path: string, parameters: Array<{ in: string, name: string, required?: boolean, schema: Schema }>, body?: Schema }
 
-const document = app.swagger() as unknown as { paths: Record<string, Record<string, Schema>> }
+const document = app.swagger() as unknown as { paths: Record<string, Record<string, Schema>>, components?: { schemas?: Record<string, Schema> } }
+
+/** The schema a `$ref` to the document's components names, so that a body given by reference is generated as what it is. */
+const resolve = (schema: Schema | undefined): Schema | undefined =>
+  typeof schema?.$ref === 'string' ? document.components?.schemas?.[schema.$ref.replace('#/components/schemas/', '')] : schema
+
 const operations: Operation[] = Object.entries(document.paths).flatMap(([path, methods]) =>
   Object.entries(methods).map(([method, op]) => ({
     method: method.toUpperCase(),
     path,
     parameters: (op.parameters ?? []) as Operation['parameters'],
-    body: op.requestBody?.content?.['application/json']?.schema as Schema | undefined
+    body: resolve(op.requestBody?.content?.['application/json']?.schema as Schema | undefined)
   })))
 
 /** mulberry32: small, seeded, good enough to pick test values. */
@@ -126,7 +131,8 @@ function randomTime (r: Random): string {
 }
 
 /** A value the schema accepts, most of the time; `hostile` gives one it should refuse (or survive). */
-function valid (schema: Schema, r: Random, depth = 0): unknown {
+function valid (given: Schema, r: Random, depth = 0): unknown {
+  const schema = resolve(given) ?? {}
   if (schema.nullable && r.chance(0.15)) return null
   if (schema.anyOf) return valid(r.pick(schema.anyOf as Schema[]), r, depth)
   if (schema.enum) return r.pick(schema.enum as unknown[])
@@ -140,7 +146,10 @@ function valid (schema: Schema, r: Random, depth = 0): unknown {
     }
     case 'number': return r.next() * 1000
     case 'boolean': return r.chance(0.5)
-    case 'array': return Array.from({ length: r.int(0, 3) }, () => valid(schema.items ?? {}, r, depth + 1))
+    case 'array': {
+      const fewest = schema.minItems ?? 0
+      return Array.from({ length: r.int(fewest, Math.min(schema.maxItems ?? fewest + 3, fewest + 3)) }, () => valid(schema.items ?? {}, r, depth + 1))
+    }
     case 'object': {
       const out: Record<string, unknown> = {}
       for (const [name, property] of Object.entries<Schema>(schema.properties ?? {})) {
@@ -155,6 +164,8 @@ function valid (schema: Schema, r: Random, depth = 0): unknown {
       if (schema.format === 'uuid') return seen.uuid.size > 0 && r.chance(0.8) ? r.pick([...seen.uuid]) : crypto.randomUUID()
       if (schema.pattern?.startsWith('^P')) return r.pick(['PT1H', 'PT30M', 'P1D', 'P1DT2H30M', 'PT0S', 'P1W'])
       if (schema.pattern?.startsWith('^([0-9A-Fa-f]')) return r.pick(['08:00:2b:01:02:03', '08-00-2B-01-02-0A', '0800.2b01.0203'])
+      // Any other pattern random text would not match: the schema's own example does.
+      if (schema.pattern && schema.example !== undefined) return schema.example
       return `fuzz-${r.int(0, 1e9).toString(36)}`.slice(0, schema.maxLength ?? 100)
   }
 }

@@ -85,9 +85,22 @@ t.test('the hot reads look allocations up by index, never by reading the whole t
   uses('a month across resources: what starts within it, in page order', await explain(LIST, [null, 'lorry', null, ...month, null, 'confirmed', 51, 0]), 'allocation_starts_idx')
   uses('every allocation, a page at a time', await explain(LIST, [null, null, null, null, null, null, 'all', 51, 0]), 'allocation_starts_idx')
   // The exclusion constraint's index: the resource, and the range widened by the buffers.
-  uses('available resources, walking them', await explain(LIST_AVAILABLE, ['lorry', null, ...week.slice(0, 1), '2031-01-02T00:00:00Z', 51, 0, [], 204]), 'allocation_no_overlap')
-  uses('slots', await explain(SLOTS, ['lorry', null, ...week, 'PT2H', 51, 0, false]), 'allocation_no_overlap')
-  uses('slots at the window\'s start', await explain(SLOTS_AT_START, ['lorry', null, ...week, 'PT2H', 51, 0, false, 204]), 'allocation_no_overlap')
+  uses('available resources, walking them', await explain(LIST_AVAILABLE, ['lorry', null, ...week.slice(0, 1), '2031-01-02T00:00:00Z', 51, 0, [], 204, false, null]), 'allocation_no_overlap')
+  uses('slots', await explain(SLOTS, ['lorry', null, ...week, 'PT2H', 51, 0, false, null, false]), 'allocation_no_overlap')
+  uses('slots at the window\'s start', await explain(SLOTS_AT_START, ['lorry', null, ...week, 'PT2H', 51, 0, false, null, false, 204]), 'allocation_no_overlap')
+  // As a member, with the calendar-shaped rules in force on the type.
+  const { id: memberId } = await createAccount(app, 'member')
+  t.equal((await call(app, 'PUT', '/api/resource-types/lorry/rules', {
+    time_zone: 'Europe/Lisbon',
+    opening_hours: { mon: [['08:00', '18:00']], tue: [['08:00', '18:00']], wed: [['08:00', '18:00']], thu: [['08:00', '18:00']] },
+    slot_grid: 'PT30M',
+    quotas: [{ period: 'day', max_duration: 'PT8H' }]
+  })).statusCode, 200)
+  t.teardown(() => call(app, 'PUT', '/api/resource-types/lorry/rules', {}))
+  await sql(app, 'ANALYZE resource_type_rule')
+  uses('available resources, as a member', await explain(LIST_AVAILABLE, ['lorry', null, '2031-01-01T09:00:00Z', '2031-01-01T10:00:00Z', 51, 0, ['opening_hours', 'slot_grid'], 204, true, memberId]), 'allocation_no_overlap')
+  uses('slots, as a member', await explain(SLOTS, ['lorry', null, ...week, 'PT2H', 51, 0, true, memberId, true]), 'allocation_no_overlap')
+  uses('slots at the window\'s start, as a member', await explain(SLOTS_AT_START, ['lorry', null, ...week, 'PT2H', 51, 0, true, memberId, true, 204]), 'allocation_no_overlap')
   uses('free time (resource_free_time\'s own query)', await explain(`
     SELECT tstzmultirange($2) - coalesce(range_agg(a.during), '{}'::tstzmultirange)
     FROM allocation a
@@ -108,9 +121,9 @@ t.test('the hot reads look allocations up by index, never by reading the whole t
     return most
   }
   const day = ['2031-01-01T00:00:00Z', '2031-01-02T00:00:00Z']
-  const availableProbes = await probes(LIST_AVAILABLE, ['lorry', null, ...day, 11, 0, [], 200])
+  const availableProbes = await probes(LIST_AVAILABLE, ['lorry', null, ...day, 11, 0, [], 200, false, null])
   t.ok(availableProbes > 0 && availableProbes < 40, `available resources, a page of 10: ${availableProbes} resources probed`)
-  const slotProbes = await probes(SLOTS_AT_START, ['lorry', null, ...day, 'PT2H', 11, 0, false, 200])
+  const slotProbes = await probes(SLOTS_AT_START, ['lorry', null, ...day, 'PT2H', 11, 0, false, null, false, 200])
   t.ok(slotProbes > 0 && slotProbes < 40, `slots at the window's start, a page of 10: ${slotProbes} resources probed`)
 })
 
@@ -134,21 +147,31 @@ t.test('slots: the walk at the window\'s start and the full search give the page
     FROM resource WHERE name = 'slot-van-08';`)
   const window = { from: '2032-05-03T08:00:00Z', to: '2032-05-03T18:00:00Z' }
   const iso = (time: unknown) => (time as Date).toISOString().replace('.000Z', 'Z')
-  // The answer as psql would compute it, one resource_free_time() call per van.
-  const expected = async (duration: string, member: boolean) => (await sql(app, `
-    SELECT r.id AS resource_id, r.name AS resource_name, lower(gap) AS starts_at, upper(gap) AS ends_at
+  // The answer as psql would compute it, one resource_free_time() call per van; for a
+  // member, cut to resource_open_time() less the periods their quotas leave too little of,
+  // then to the slot grid.
+  const expected = async (duration: string, member: number | null) => (await sql(app, `
+    SELECT r.id AS resource_id, r.name AS resource_name, lower(f.slot) AS starts_at, upper(f.slot) AS ends_at
     FROM resource r
     JOIN effective_rule e ON e.resource_id = r.id
-    CROSS JOIN LATERAL unnest(resource_free_time(r.id, CASE WHEN $5 THEN member_booking_span(r.id, tstzrange($2, $3, '[)'), now())
-                                                           ELSE tstzrange($2, $3, '[)') END)) AS gap
-    WHERE r.type = $1 AND lower(gap) + $4::interval <= upper(gap)
-      AND (NOT $5 OR ((e.min_duration IS NULL OR lower(gap) + e.min_duration <= lower(gap) + $4::interval)
-                  AND (e.max_duration IS NULL OR lower(gap) + $4::interval <= lower(gap) + e.max_duration)))
-    ORDER BY lower(gap), r.name, r.id`, ['truck', window.from, window.to, duration, member]))
+    LEFT JOIN resource_type_rule tr ON tr.type = r.type
+    LEFT JOIN resource_rule rr ON rr.resource_id = r.id
+    CROSS JOIN LATERAL (SELECT CASE WHEN $5 THEN member_booking_span(r.id, tstzrange($2, $3, '[)'), now()) ELSE tstzrange($2, $3, '[)') END AS span) w
+    CROSS JOIN LATERAL unnest(resource_free_time(r.id, w.span) * CASE WHEN NOT $5 THEN tstzmultirange(w.span)
+      ELSE resource_open_time(r.id, w.span)
+           - quota_full_periods(tr.quotas, tr.time_zone, $6, r.type, NULL, w.span, $4::interval)
+           - quota_full_periods(rr.quotas, coalesce(rr.time_zone, tr.time_zone), $6, NULL, r.id, w.span, $4::interval) END) AS gap
+    CROSS JOIN LATERAL (SELECT CASE WHEN $5 THEN slot_grid_fit(e.slot_grid, e.time_zone, gap) ELSE gap END AS slot) f
+    WHERE r.type = $1 AND lower(f.slot) + $4::interval <= upper(f.slot)
+      AND (NOT $5 OR ((e.min_duration IS NULL OR lower(f.slot) + e.min_duration <= lower(f.slot) + $4::interval)
+                  AND (e.max_duration IS NULL OR lower(f.slot) + $4::interval <= lower(f.slot) + e.max_duration)
+                  AND slot_grid_contains(e.slot_grid, e.time_zone, lower(f.slot) + $4::interval)))
+    ORDER BY lower(f.slot), r.name, r.id`, ['truck', window.from, window.to, duration, member !== null, member]))
     .map((row) => ({ ...row, starts_at: iso(row.starts_at), ends_at: iso(row.ends_at) }))
-  const compare = async (label: string, member?: { token: string }) => {
+  const compare = async (label: string, member?: { token: string, id: number }, expectSome = false) => {
     for (const duration of ['PT30M', 'PT1H', 'PT2H', 'PT9H', 'PT10H']) {
-      const all = await expected(duration, member !== undefined)
+      const all = await expected(duration, member?.id ?? null)
+      if (expectSome && duration === 'PT1H') t.ok(all.length > 3, `${label}: ${all.length} one-hour slots to compare`)
       for (const limit of [1, 3, 7, 1000]) {
         for (const offset of [0, 1, 5, 20]) {
           const query = new URLSearchParams({ type: 'truck', ...window, duration, limit: String(limit), offset: String(offset) })
@@ -172,23 +195,56 @@ t.test('slots: the walk at the window\'s start and the full search give the page
     INSERT INTO allocation (resource_id, during, description)
     SELECT id, tstzrange('2032-05-03 11:00Z', '2032-05-03 12:00Z'), 'slot test buffered' FROM resource WHERE name = 'slot-van-30'`)
   await compare('buffers, as an admin')
-  await compare('buffers and member rules, as a member', await createAccount(app, 'member'))
+  const member = await createAccount(app, 'member')
+  await compare('buffers and member rules, as a member', member, true)
+  // The calendar-shaped rules on the type: Lisbon (UTC+1 in May) opening hours and a
+  // 15-minute grid, a day quota of 3 hours of which the member has used one on another van
+  // that Lisbon day; one van with an hourly grid and a quota of its own that leaves no room
+  // for 2 hours, another whose type hours it overrides.
+  t.equal((await call(app, 'PUT', '/api/resource-types/truck/rules', {
+    min_duration: 'PT30M',
+    max_duration: 'PT9H',
+    buffer_before: 'PT15M',
+    buffer_after: 'PT30M',
+    time_zone: 'Europe/Lisbon',
+    opening_hours: { mon: [['09:30', '12:00'], ['13:00', '19:15']] },
+    slot_grid: 'PT15M',
+    quotas: [{ period: 'day', max_duration: 'PT3H' }]
+  })).statusCode, 200)
+  t.equal((await call(app, 'PUT', `/api/resources/${van!.id}/rules`, { slot_grid: 'PT1H', quotas: [{ period: 'day', max_duration: 'PT1H30M' }] })).statusCode, 200)
+  const [other] = await sql<{ id: string }>(app, 'SELECT id FROM resource WHERE name = \'slot-van-02\'')
+  t.equal((await call(app, 'PUT', `/api/resources/${other!.id}/rules`, { time_zone: 'Asia/Kolkata', opening_hours: { mon: [['14:30', '21:30']] } })).statusCode, 200)
+  await sql(app, `INSERT INTO allocation (resource_id, during, owner_id, description)
+    VALUES ($1, tstzrange('2032-05-03 20:00Z', '2032-05-03 21:00Z'), $2, 'slot test: the member''s hour that day')`, [other!.id, member.id])
+  await compare('calendar rules, as an admin')
+  await compare('calendar rules, as a member', member, true)
 })
 
 t.test('available resources: a page of the walk is a page of every free resource', async (t) => {
   const windows: Array<[string, string]> = [['2032-05-03T08:00:00Z', '2032-05-03T09:00:00Z'], ['2032-05-03T08:00:00Z', '2032-05-03T18:00:00Z'], ['2032-05-03T13:00:00Z', '2032-05-03T14:30:00Z']]
-  for (const [from, to] of windows) {
-    // Each van judged alone, as psql would: resource_free_time() leaves the whole window free.
-    const all = (await sql<{ id: string }>(app, `
-      SELECT r.id FROM resource r
-      WHERE r.type = 'truck' AND resource_free_time(r.id, tstzrange($1, $2, '[)')) = tstzmultirange(tstzrange($1, $2, '[)'))
-      ORDER BY r.name, r.id`, [from, to])).map((row) => row.id)
-    t.ok(all.length > 0 && all.length < 30, `${from} to ${to}: ${all.length} of the 30 vans are free`)
-    for (const limit of [1, 2, 5, 1000]) {
-      for (const offset of [0, 3, 25]) {
-        const res = await call(app, 'GET', `/api/resources?${new URLSearchParams({ type: 'truck', available_from: from, available_to: to, limit: String(limit), offset: String(offset) })}`)
-        t.same(res.json().map((r: { id: string }) => r.id), all.slice(offset, offset + limit), `${from} to ${to}, limit ${limit}, offset ${offset}`)
+  // The truck rules the slot test left: a member sees fewer vans, by the opening hours, the grid and the quotas.
+  const member = await createAccount(app, 'member')
+  await sql(app, `INSERT INTO allocation (resource_id, during, owner_id, description)
+    SELECT id, tstzrange('2032-05-03 19:00Z', '2032-05-03 21:00Z'), $1, 'available test: the member''s 2 hours that day' FROM resource WHERE name = 'slot-van-05'`, [member.id])
+  for (const [from, to] of [...windows, ['2032-05-03T08:30:00Z', '2032-05-03T09:30:00Z'], ['2032-05-03T12:00:00Z', '2032-05-03T12:45:00Z']] as Array<[string, string]>) {
+    for (const who of [undefined, member]) {
+      // Each van judged alone, as psql would: resource_free_time() leaves the whole window
+      // free, and for a member no rule and no quota forbids booking it.
+      const all = (await sql<{ id: string }>(app, `
+        SELECT r.id FROM resource r
+        WHERE r.type = 'truck' AND resource_free_time(r.id, tstzrange($1, $2, '[)')) = tstzmultirange(tstzrange($1, $2, '[)'))
+          AND ($3::bigint IS NULL OR (NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, tstzrange($1, $2, '[)'), now()))
+                                      AND NOT EXISTS (SELECT 1 FROM booking_quota_breaches(r.id, tstzrange($1, $2, '[)'), $3))))
+        ORDER BY r.name, r.id`, [from, to, who?.id ?? null])).map((row) => row.id)
+      const label = `${from} to ${to}${who ? ', as a member' : ''}`
+      if (!who && windows.some(([f, e]) => f === from && e === to)) t.ok(all.length > 0 && all.length < 30, `${label}: ${all.length} of the 30 vans are free`)
+      for (const limit of [1, 2, 5, 1000]) {
+        for (const offset of [0, 3, 25]) {
+          const res = await call(app, 'GET', `/api/resources?${new URLSearchParams({ type: 'truck', available_from: from, available_to: to, limit: String(limit), offset: String(offset) })}`, undefined, who ?? {})
+          t.same(res.json().map((r: { id: string }) => r.id), all.slice(offset, offset + limit), `${label}, limit ${limit}, offset ${offset}`)
+        }
       }
+      if (who && from === '2032-05-03T08:30:00Z') t.ok(all.length > 5, `${label}: ${all.length} vans for the member to compare`)
     }
   }
 })

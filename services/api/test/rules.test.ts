@@ -14,7 +14,21 @@ const iso = (ms: number) => new Date(ms).toISOString()
 const utc = (ms: number) => iso(ms).replace('.000Z', 'Z')
 const at = (text: string) => Date.parse(text)
 
-const NO_RULES = { min_duration: null, max_duration: null, min_notice: null, max_advance: null, buffer_before: null, buffer_after: null, members_may_book_open_ended: false }
+const NO_RULES = {
+  min_duration: null,
+  max_duration: null,
+  min_notice: null,
+  max_advance: null,
+  buffer_before: null,
+  buffer_after: null,
+  members_may_book_open_ended: false,
+  time_zone: null,
+  opening_hours: null,
+  slot_grid: null,
+  quotas: null
+}
+/** Where the calendar-shaped rules come from when nobody has set them. */
+const NO_CALENDAR_SOURCES = { time_zone: 'none', opening_hours: 'none', slot_grid: 'none', quotas: 'none' }
 
 async function setRules (resourceId: string, rules: Record<string, unknown>): Promise<void> {
   const res = await call(app, 'PUT', `/api/resources/${resourceId}/rules`, rules)
@@ -45,7 +59,7 @@ t.test('no rules by default: everything reads null, and booking behaves as befor
     resource_id: car.id,
     type: 'car',
     ...NO_RULES,
-    sources: { min_duration: 'none', max_duration: 'none', min_notice: 'none', max_advance: 'none', buffer_before: 'none', buffer_after: 'none', members_may_book_open_ended: 'none' }
+    sources: { min_duration: 'none', max_duration: 'none', min_notice: 'none', max_advance: 'none', buffer_before: 'none', buffer_after: 'none', members_may_book_open_ended: 'none', ...NO_CALENDAR_SOURCES }
   })
   const first = await bookSpan(car.id, at('2031-01-01T09:00:00Z'), at('2031-01-01T10:00:00Z'), asMember)
   t.equal(first.statusCode, 201)
@@ -68,7 +82,7 @@ t.test('no rules by default: everything reads null, and booking behaves as befor
 })
 
 t.test('rules per type, overridden per resource; null inherits; each field says where it comes from', async (t) => {
-  const example = { min_duration: 'PT30M', max_duration: 'P3D', min_notice: 'PT2H', max_advance: 'P90D', buffer_before: null, buffer_after: 'PT1H', members_may_book_open_ended: false }
+  const example = { ...NO_RULES, min_duration: 'PT30M', max_duration: 'P3D', min_notice: 'PT2H', max_advance: 'P90D', buffer_before: null, buffer_after: 'PT1H', members_may_book_open_ended: false }
   t.equal((await call(app, 'PUT', '/api/resource-types/lorry/rules', example, asMember)).statusCode, 403, 'members may not set rules')
   const put = await call(app, 'PUT', '/api/resource-types/lorry/rules', example)
   t.equal(put.statusCode, 200)
@@ -81,7 +95,7 @@ t.test('rules per type, overridden per resource; null inherits; each field says 
     resource_id: lorry.id,
     type: 'lorry',
     ...example,
-    sources: { min_duration: 'type', max_duration: 'type', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'type', members_may_book_open_ended: 'type' }
+    sources: { min_duration: 'type', max_duration: 'type', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'type', members_may_book_open_ended: 'type', ...NO_CALENDAR_SOURCES }
   })
 
   t.equal((await call(app, 'PUT', `/api/lorries/${lorry.id}/rules`, { max_duration: 'P7D' }, asMember)).statusCode, 403)
@@ -94,7 +108,7 @@ t.test('rules per type, overridden per resource; null inherits; each field says 
     max_duration: 'P7D',
     buffer_after: 'PT30M',
     members_may_book_open_ended: true,
-    sources: { min_duration: 'type', max_duration: 'resource', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'resource', members_may_book_open_ended: 'resource' }
+    sources: { min_duration: 'type', max_duration: 'resource', min_notice: 'type', max_advance: 'type', buffer_before: 'none', buffer_after: 'resource', members_may_book_open_ended: 'resource', ...NO_CALENDAR_SOURCES }
   }
   t.same(override.json(), expected, 'PUT answers with the rules now in force')
   t.same((await call(app, 'GET', `/api/resources/${lorry.id}/rules`, undefined, asMember)).json(), expected)

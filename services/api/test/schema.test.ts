@@ -54,6 +54,11 @@ t.test('the mock data reads like a small real operation', async (t) => {
   const { rows: [lorry] } = await db.query(`
     SELECT iso_duration(a.buffer_after) AS buffer_after FROM allocation a JOIN resource r ON r.id = a.resource_id WHERE r.name = 'LR-7 Elbe'`)
   t.equal(lorry.buffer_after, 'PT30M', 'and the lorry\'s booking keeps its buffer')
+  const { rows: calendar } = await db.query(`
+    SELECT resource_name, time_zone, opening_hours IS NOT NULL AS hours, iso_duration(slot_grid) AS slot_grid, quotas_source
+    FROM effective_rule WHERE opening_hours IS NOT NULL OR slot_grid IS NOT NULL ORDER BY resource_name`)
+  t.same(calendar, [{ resource_name: 'seq-ws-02', time_zone: 'Europe/London', hours: true, slot_grid: 'PT30M', quotas_source: 'type' }],
+    'one resource has opening hours and a slot grid, and its type a quota, as examples')
 })
 
 t.test('create_tables.sql can be run again on a populated database (it is the dev reset)', async (t) => {

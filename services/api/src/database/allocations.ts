@@ -26,9 +26,9 @@ interface AllocationFields {
 }
 
 /**
- * Whether the booking rules that bind members (length, notice, advance, open ends) are
- * judged for this write: policy decides (src/policy.ts). Buffers are always enforced,
- * by the exclusion constraint.
+ * Whether the booking rules that bind members (length, notice, advance, open ends, opening
+ * hours, slot grid, quotas) are judged for this write: policy decides (src/policy.ts).
+ * Buffers are always enforced, by the exclusion constraint.
  */
 export interface RuleOptions { rules: boolean }
 
@@ -118,7 +118,9 @@ export const LIST_OF_RESOURCE = `
 // The booking is this one statement, in no transaction of its own: it names the actor for
 // the triggers (the history) itself, as withTransaction would, before any row is written
 // (the insert reads its rows through the join with acting), and the setting ends with the
-// statement. $11: the member rules must allow it, judged with the insert's own now().
+// statement. $11: the member rules must allow it, judged with the insert's own now(), and
+// the actor's quotas (booking_quota_breach() holds its lock per member and quota scope until
+// this statement commits, so a simultaneous booking by the same member counts this one).
 // No row: the rules, an overlap, or no such resource; the caller finds out which.
 export const INSERT = `
   WITH acting AS (
@@ -130,6 +132,7 @@ export const INSERT = `
     FROM resource r CROSS JOIN acting
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
       AND (NOT $11::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($3, $4), now())))
+      AND (NOT $11::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(r.id, allocation_range($3, $4), $10::bigint)))
     ON CONFLICT DO NOTHING
     RETURNING *
   )
@@ -142,8 +145,9 @@ export const INSERT = `
 // Free means free with buffers: no live allocation's widened range meets the new one's,
 // widened by the candidate's own buffers, judged set-wise (freeOver), so that finding none
 // free costs a pass over what is busy then, not a probe per resource. The resources are
-// read in name order from resource_type_name_idx. $12: the member rules must allow it too,
-// judged only for resources that are free.
+// read in name order from resource_type_name_idx. $12: the member rules and the actor's
+// quotas must allow it too (the quota locks held as in INSERT), judged only for resources
+// that are free.
 // The actor is named as in INSERT, so each attempt is a booking whole on its own.
 const BOOK_ANY = `
   WITH acting AS (
@@ -154,6 +158,7 @@ const BOOK_ANY = `
       AND r.id <> ALL ($3::uuid[])
       AND ${freeOver('$1', 'allocation_range($4, $5)')}
       AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($4, $5), now())))
+      AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(r.id, allocation_range($4, $5), $11::bigint)))
     ORDER BY r.name, r.id
     LIMIT 1
   ), inserted AS (
@@ -253,7 +258,7 @@ export async function createAllocation (
       fields.starts_at, fields.ends_at, fields.kind, fields.description, fields.data, fields.status, fields.hold_seconds,
       actor.id, options.rules]))
     if (rows[0]) return rows[0]
-    if (options.rules) await refuseBrokenRules(db, resourceId, type, fields)
+    if (options.rules) await refuseBrokenRules(db, resourceId, type, fields, { owner: actor.id })
     const conflicts = await overlappingAllocations(db, resourceId, fields.starts_at, fields.ends_at)
     if (conflicts.length > 0) throw allocationConflict(conflicts)
     if (!await getResource(db, resourceId, type)) return undefined
@@ -287,7 +292,7 @@ export async function bookAnyFree (db: Db, where: AnyResource, fields: NewAlloca
   for (;;) {
     const attempt = await bookFirstCandidate(db, where, tried, fields, actor, options)
     if (!attempt) {
-      if (options.rules) await refuseWhenEveryResourceBreaksRules(db, where.type, where.site_id, fields)
+      if (options.rules) await refuseWhenEveryResourceBreaksRules(db, where.type, where.site_id, fields, actor.id)
       return undefined
     }
     const { candidate_id: candidate, ...allocation } = attempt
@@ -367,11 +372,16 @@ const MOVE = `
   SELECT allocation_range($1, $2) IS DISTINCT FROM allocation_range($3, $4) AS moved,
          $1::timestamptz IS DISTINCT FROM $3::timestamptz AS start_moved`
 
-/** A move is judged by the member rules as a new booking would be, except that keeping the start skips notice and advance. */
+/**
+ * A move is judged by the member rules as a new booking would be, except that keeping the
+ * start skips notice and advance; the owner's quotas count it in place of where it was.
+ */
 async function refuseBrokenMove (db: Db, current: Allocation, moved: AllocationFields & { resource_id: string }): Promise<void> {
   const { rows: [change] } = await db.query<{ moved: boolean, start_moved: boolean }>(MOVE,
     [moved.starts_at, moved.ends_at, current.starts_at, current.ends_at])
-  if (change!.moved) await refuseBrokenRules(db, current.resource_id, undefined, moved, change!.start_moved)
+  if (change!.moved) {
+    await refuseBrokenRules(db, current.resource_id, undefined, moved, { owner: current.owner_id, except: current.id }, change!.start_moved)
+  }
 }
 
 /**

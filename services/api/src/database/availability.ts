@@ -17,25 +17,51 @@ const lengthAllowed = (start: string, duration: string, member: string) => `
     (e.min_duration IS NULL OR ${start} + e.min_duration <= ${start} + ${duration}) AND
     (e.max_duration IS NULL OR ${start} + ${duration} <= ${start} + e.max_duration)))`
 
+/**
+ * The calendar-shaped rules, for a member ($member true): `gap` (a free range of resource
+ * `e`, a row with its effective rules) cut to the part a booking may start and end in on
+ * the slot grid. Slots and free time on a grid start and end on it.
+ */
+const onGrid = (gap: string, member: string) =>
+  `CASE WHEN ${member}::boolean THEN slot_grid_fit(e.slot_grid, e.time_zone, ${gap}) ELSE ${gap} END`
+
+/** For a member, whether a booking of `e` ending at `end` (a slot's start plus the duration) ends on the grid. */
+const endsOnGrid = (end: string, member: string) =>
+  `(NOT ${member}::boolean OR slot_grid_contains(e.slot_grid, e.time_zone, ${end}))`
+
+// The member's calendar for one resource (`e`, a row of effective_rule) within `span`: its
+// open time less the periods in which member $owner's quotas leave less than `need`
+// (member_calendar_time()); all of span for an admin.
+const calendar = (span: string, member: string, owner: string, need: string) =>
+  `CASE WHEN ${member}::boolean THEN member_calendar_time(e.resource_id, ${span}, ${owner}::bigint, ${need}) ELSE tstzmultirange(${span}) END`
+
 // Joining the resource makes an unknown id (or one of another type) give no rows, like a
 // fully booked window; the caller tells the two apart only when the page is empty. A
-// member is not shown gaps shorter than min_duration: nothing fits there for them.
+// member is not shown gaps shorter than min_duration, nor closed time, nor time in periods
+// whose quotas leave them less than min_duration; each gap is cut to the slot grid.
 const FREE = `
-  SELECT lower(gap) AS starts_at, upper(gap) AS ends_at
+  SELECT lower(f.gap) AS starts_at, upper(f.gap) AS ends_at
   FROM effective_rule e
-  CROSS JOIN LATERAL unnest(resource_free_time(e.resource_id, ${searchSpan('$3', '$4', '$7')})) AS gap
+  CROSS JOIN LATERAL unnest(resource_free_time(e.resource_id, ${searchSpan('$3', '$4', '$7')})
+                            * ${calendar(searchSpan('$3', '$4', '$7'), '$7', '$8', "coalesce(e.min_duration, '0')")}) AS gap
+  CROSS JOIN LATERAL (SELECT ${onGrid('gap', '$7')} AS gap) f
   WHERE e.resource_id = $1 AND ($2::text IS NULL OR e.type = $2)
-    AND (NOT $7::boolean OR e.min_duration IS NULL OR lower(gap) + e.min_duration <= upper(gap))
-  ORDER BY lower(gap)
+    AND NOT isempty(f.gap)
+    AND (NOT $7::boolean OR e.min_duration IS NULL OR lower(f.gap) + e.min_duration <= upper(f.gap))
+  ORDER BY lower(f.gap)
   LIMIT $5 OFFSET $6`
 
 // The resources of type $1 (at site $2) with their rules and search span: what SLOTS and
-// SLOTS_AT_START look at, as `e`.
+// SLOTS_AT_START look at, as `e`; own_quotas and own_zone are the resource's own quotas
+// and the zone they are read in (the type's quotas are read once, in SLOTS).
 const SEARCHED = `
     SELECT r.id, r.name, e.buffer_before, e.buffer_after, e.min_duration, e.max_duration,
+           e.opening_hours, e.time_zone, e.slot_grid, rr.quotas AS own_quotas, coalesce(rr.time_zone, tr.time_zone, 'UTC') AS own_zone,
            ${searchSpan('$3', '$4', '$8')} AS span
     FROM resource r
     JOIN effective_rule e ON e.resource_id = r.id
+    LEFT JOIN resource_rule rr ON rr.resource_id = r.id
+    LEFT JOIN resource_type_rule tr ON tr.type = r.type
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)`
 
 // The allocations `a` that block `resource` (a row with the resource's id and its
@@ -80,41 +106,75 @@ const TAKEN = `allocation_blocked_range(a.during,
 // The duration is added to each gap's start rather than compared with its length, so that
 // months and days keep their calendar meaning (P1M from 31 January ends on 28 February).
 // For a member, a resource whose min_duration or max_duration rules out a booking of
-// that duration has no slots.
+// that duration has no slots. When the calendar-shaped rules bind ($10: a member, and
+// the type or one of its resources has some), they apply as member_calendar_time() applies
+// them, in parts so that each is worked out once, not once per resource: the open time of
+// each distinct opening hours (most resources share their type's) over the window, the
+// periods in which the type's quotas leave member $9 less than the duration, and, only for
+// the resources with quotas of their own, theirs. Each gap is then cut to the slot grid,
+// and a slot whose booking of the duration would end off the grid is left out.
 export const SLOTS = `
-  WITH searched AS (${SEARCHED})
-  SELECT e.id AS resource_id, e.name AS resource_name, lower(gap) AS starts_at, upper(gap) AS ends_at
+  WITH searched AS (${SEARCHED}),
+  open AS MATERIALIZED (
+    SELECT h.opening_hours, h.time_zone, opening_hours_open_time(h.opening_hours, h.time_zone, tstzrange($3, $4, '[)')) AS open
+    FROM (SELECT DISTINCT opening_hours, time_zone FROM searched WHERE $10::boolean AND opening_hours IS NOT NULL) AS h
+  ),
+  type_full AS MATERIALIZED (
+    SELECT quota_full_periods(tr.quotas, tr.time_zone, $9::bigint, $1, NULL, tstzrange($3, $4, '[)'), $5::interval) AS periods
+    FROM resource_type_rule tr
+    WHERE $10::boolean AND tr.type = $1
+  )
+  SELECT e.id AS resource_id, e.name AS resource_name, lower(f.slot) AS starts_at, upper(f.slot) AS ends_at
   FROM searched e
+  LEFT JOIN open o ON o.opening_hours = e.opening_hours AND o.time_zone IS NOT DISTINCT FROM e.time_zone
   CROSS JOIN LATERAL (
-    SELECT tstzmultirange(e.span) - coalesce(range_agg(${TAKEN}), '{}') AS free
+    SELECT tstzmultirange(e.span) * coalesce(o.open, tstzmultirange(e.span))
+           - coalesce((SELECT periods FROM type_full), '{}')
+           - CASE WHEN $10::boolean AND jsonb_array_length(e.own_quotas) > 0
+                  THEN quota_full_periods(e.own_quotas, e.own_zone, $9::bigint, NULL, e.id, e.span, $5::interval) ELSE '{}' END
+           - coalesce(range_agg(${TAKEN}), '{}') AS free
     FROM allocation a
     WHERE ${blocking('e.span')}
-  ) f
-  CROSS JOIN LATERAL unnest(f.free) AS gap
-  WHERE lower(gap) + $5::interval <= upper(gap)
-    AND ${lengthAllowed('lower(gap)', '$5::interval', '$8')}
-  ORDER BY lower(gap), e.name, e.id
+  ) f0
+  CROSS JOIN LATERAL unnest(f0.free) AS gap
+  CROSS JOIN LATERAL (SELECT ${onGrid('gap', '$10')} AS slot) f
+  WHERE lower(f.slot) + $5::interval <= upper(f.slot)
+    AND ${lengthAllowed('lower(f.slot)', '$5::interval', '$8')}
+    AND ${endsOnGrid('lower(f.slot) + $5::interval', '$10')}
+  ORDER BY lower(f.slot), e.name, e.id
   LIMIT $6 OFFSET $7`
 
 // The slots that start at the window's start come first in SLOTS' order (no gap starts
 // earlier), by name: every resource whose search span starts there and that is free for
 // the duration from there, its gap ending where the first blocking allocation (widened as
-// in SLOTS) begins, or where the span ends. This walks the resources by name, one probe
-// each, and stops at the end of the page or after $9 resources (OFFSET 0 keeps the probe
-// a subplan per resource reached). When most resources are free at the window's start,
-// the usual case, it fills the page at a cost that grows with neither the allocations nor
-// the resources (walkedPage).
+// in SLOTS) begins, or where the span ends. When the calendar-shaped rules bind ($10), the
+// span is the first range of what they leave of it (member_calendar_time(), one call per
+// resource reached), its start must be on the grid and the gap's end is cut to it. This
+// walks the resources by name, one probe each, and stops at the end of the page or after
+// $11 resources (OFFSET 0 keeps the probe a subplan per resource reached). When most
+// resources are free at the window's start, the usual case, it fills the page at a cost
+// that grows with neither the allocations nor the resources (walkedPage).
 export const SLOTS_AT_START = `
   WITH walk AS (${SEARCHED}
     ORDER BY r.name, r.id
-    LIMIT $9
+    LIMIT $11
+  ), reached AS (
+    SELECT w.*, CASE WHEN $10::boolean
+                     THEN (SELECT first FROM unnest(member_calendar_time(w.id, w.span, $9::bigint, $5::interval)) AS first LIMIT 1)
+                     ELSE w.span END AS first
+    FROM walk w
   )
-  SELECT e.id AS resource_id, e.name AS resource_name, lower(e.span) AS starts_at,
-         least(upper(e.span), (SELECT min(lower(${TAKEN})) FROM allocation a WHERE ${blocking('e.span')})) AS ends_at
-  FROM walk e
-  WHERE lower(e.span) = $3::timestamptz
-    AND $3::timestamptz + $5::interval <= upper(e.span)
+  SELECT e.id AS resource_id, e.name AS resource_name, $3::timestamptz AS starts_at, x.ends_at
+  FROM reached e
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN $10::boolean THEN slot_grid_previous(e.slot_grid, e.time_zone, g.ends_at) ELSE g.ends_at END AS ends_at
+    FROM (SELECT least(upper(e.first), (SELECT min(lower(${TAKEN})) FROM allocation a WHERE ${blocking('e.span')})) AS ends_at) g
+  ) x
+  WHERE lower(e.first) = $3::timestamptz
+    AND (NOT $10::boolean OR slot_grid_contains(e.slot_grid, e.time_zone, $3::timestamptz))
+    AND $3::timestamptz + $5::interval <= x.ends_at
     AND ${lengthAllowed('$3::timestamptz', '$5::interval', '$8')}
+    AND ${endsOnGrid('$3::timestamptz + $5::interval', '$10')}
     AND NOT EXISTS (
       SELECT 1 FROM allocation a
       WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')")}
@@ -260,8 +320,11 @@ const MAX_TICKS = 8
 
 export interface Window { from: string, to: string }
 
-/** Whether the search is for someone the member booking rules bind (policy decides). */
-export interface SearchOptions { rules: boolean }
+/**
+ * Whether the search is for someone the member booking rules bind (policy decides), and
+ * who asks: a member's quotas count their own bookings.
+ */
+export interface SearchOptions { rules: boolean, actor: number }
 
 /**
  * The free parts of [from, to) for one resource (of `type`, when given), earliest first:
@@ -269,7 +332,7 @@ export interface SearchOptions { rules: boolean }
  * also only where a member may book (notice, advance, min_duration).
  */
 export async function listFreeTime (db: Db, resourceId: string, type: string | undefined, window: Window, page: Page, options: SearchOptions): Promise<FreeTime[]> {
-  return (await db.query<FreeTime>(prepared('free-time', FREE, [resourceId, type ?? null, window.from, window.to, page.limit + 1, page.offset, options.rules]))).rows
+  return (await db.query<FreeTime>(prepared('free-time', FREE, [resourceId, type ?? null, window.from, window.to, page.limit + 1, page.offset, options.rules, options.actor]))).rows
 }
 
 export interface SlotSearch extends Window {
@@ -279,17 +342,31 @@ export interface SlotSearch extends Window {
   duration: string
 }
 
+// Whether the calendar-shaped rules can cut a search of type $1: its type, or one of its
+// resources, has opening hours, a slot grid or quotas (a time zone alone changes nothing).
+const CALENDAR_RULES = `
+  SELECT EXISTS (
+    SELECT 1 FROM resource_type_rule tr
+    WHERE tr.type = $1 AND (tr.opening_hours IS NOT NULL OR tr.slot_grid IS NOT NULL OR jsonb_array_length(tr.quotas) > 0)
+  ) OR EXISTS (
+    SELECT 1 FROM resource_rule rr JOIN resource r ON r.id = rr.resource_id
+    WHERE r.type = $1 AND (rr.opening_hours IS NOT NULL OR rr.slot_grid IS NOT NULL OR jsonb_array_length(rr.quotas) > 0)
+  ) AS apply`
+
 /**
  * Free gaps at least `duration` long across the resources of a type (and site), earliest
  * first, buffers kept clear. With `options.rules`, only what a member may book. The slots
  * at the window's start sort before all others, so when a short walk finds enough of them
- * to fill the page (and the row after it), they are the page; otherwise the full search.
+ * to fill the page (and the row after it), they are the page; otherwise the full search:
+ * tick by tick, or SLOTS when calendar-shaped rules bind the member, since they start gaps
+ * (an opening, a grid time, a period with room) where no tick looks.
  */
 export async function findSlots (db: Db, search: SlotSearch, page: Page, options: SearchOptions): Promise<Slot[]> {
-  const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules]
+  const calendar = options.rules && (await db.query<{ apply: boolean }>(prepared('slots-calendar-rules', CALENDAR_RULES, [search.type]))).rows[0]!.apply
+  const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules, options.actor, calendar]
   return walkedPage(page,
     async (budget) => (await db.query<Slot>(SLOTS_AT_START, [...values, budget])).rows,
-    () => slotsByTick(db, values, page))
+    async () => calendar ? (await db.query<Slot>(SLOTS, values)).rows : slotsByTick(db, values, page))
 }
 
 interface NextTick { tick: string | null, bu: string | null, earlier: boolean | null, cut: boolean }

@@ -21,6 +21,9 @@ export type DomainCode =
   | 'RULE_MIN_NOTICE' // starts sooner than min_notice from now
   | 'RULE_MAX_ADVANCE' // starts later than max_advance from now
   | 'RULE_OPEN_ENDED' // open-ended while members_may_book_open_ended is false
+  | 'RULE_OPENING_HOURS' // not entirely within the resource's opening hours
+  | 'RULE_SLOT_GRID' // does not start and end on the resource's slot grid
+  | 'RULE_QUOTA' // more than a quota allows the member in a period: `rule` names the quota, the period and what is used
   | 'SERIES_CONFLICT' // occurrences of an all-or-nothing series collide: `occurrences` lists each with what it hits
   | 'SERIES_OVERLAPS_ITSELF' // with the resource's buffers, occurrences of one series would block each other
 
@@ -39,6 +42,11 @@ export class DomainError extends Error {
   constructor (readonly code: DomainCode, message: string, readonly details: DomainDetails = {}) {
     super(message)
   }
+}
+
+/** A booking rule refused a member's booking: `rule` says which, its limit and where it comes from. */
+export function ruleViolation (code: DomainCode, message: string, rule: RuleBreach): DomainError {
+  return new DomainError(code, message, { rule })
 }
 
 export function allocationConflict (conflicts: Allocation[]): DomainError {

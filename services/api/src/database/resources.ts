@@ -21,10 +21,24 @@ const LIST = `
   ORDER BY r.type, r.name, r.id
   LIMIT $3 OFFSET $4`
 
+// For a member ($member true), what the window of an availability search must also pass
+// beyond the rules named in $7 (which judge a side left open as no side): with one end
+// given, that end must be open (the instant after available_from, the one before
+// available_to); with both, member $actor's quotas must allow booking it (read without the
+// quota lock: a search, not a booking).
+const memberWindow = (member: string, actor: string) => `
+    (NOT ${member}::boolean OR (
+      ($3::timestamptz IS NULL OR $4::timestamptz IS NOT NULL
+        OR NOT isempty(resource_open_time(r.id, tstzrange($3::timestamptz, $3::timestamptz + interval '1 microsecond', '[)'))))
+      AND ($4::timestamptz IS NULL OR $3::timestamptz IS NOT NULL
+        OR NOT isempty(resource_open_time(r.id, tstzrange($4::timestamptz - interval '1 microsecond', $4::timestamptz, '[)'))))
+      AND ($3::timestamptz IS NULL OR $4::timestamptz IS NULL
+        OR NOT EXISTS (SELECT 1 FROM booking_quota_breaches(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), ${actor}::bigint)))))`
+
 // available_from/available_to: keep only resources where the window could be booked: no
 // blocking allocation (confirmed, or a hold that has not run out) in the way once both
 // are widened by their buffers, and none of the member rules named in $7 broken (empty
-// for admins); an omitted side is unbounded.
+// for admins); an omitted side is unbounded; for a member ($9, member $10), memberWindow().
 // A walk: at most $8 resources in page order, each looked up in the
 // exclusion constraint's index (resource_id, widened range) until the page is full, so a
 // page costs one index probe per resource passed over: a handful when most are free.
@@ -54,13 +68,15 @@ export const LIST_AVAILABLE = `
     AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
       SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
       WHERE v.rule = ANY ($7::text[])))
+    AND ${memberWindow('$9', '$10')}
   ORDER BY r.type, r.name, r.id
   LIMIT $5 OFFSET $6`
 
 // The same page when a short walk did not fill it (most resources are busy in the window):
 // every resource of the type judged set-wise (freeOver), in page order. The ids come from
 // the resource index alone (resource_type_name_idx), and only the page's rows are read
-// whole. The member rules in $7 are judged only for resources free in the window.
+// whole. The member rules in $7 (and memberWindow(), $8, $9) are judged only for
+// resources free in the window.
 const LIST_AVAILABLE_WHOLE = `
   WITH page AS (
     SELECT r.id
@@ -70,6 +86,7 @@ const LIST_AVAILABLE_WHOLE = `
       AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
         SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
         WHERE v.rule = ANY ($7::text[])))
+      AND ${memberWindow('$8', '$9')}
     ORDER BY r.type, r.name, r.id
     LIMIT $5 OFFSET $6
   )
@@ -123,16 +140,18 @@ function values (resource: ResourceFields) {
 
 /**
  * Which member rules judge an availability window: a window is a search, not a booking,
- * so a side left open is not held against it. A given start is judged by notice and
- * advance; a window with both ends by its length too.
+ * so a side left open is not held against it. A given end must be on the slot grid; a
+ * given start is judged by notice and advance; a window with both ends by its length and
+ * the opening hours too (with one end, LIST_AVAILABLE asks that the end given is open).
  */
 function windowRules (filter: ResourceFilter): string[] {
-  if (filter.available_from === undefined) return []
-  return filter.available_to === undefined ? ['min_notice', 'max_advance'] : ['min_notice', 'max_advance', 'min_duration', 'max_duration']
+  const bothEnds = ['min_notice', 'max_advance', 'min_duration', 'max_duration', 'opening_hours', 'slot_grid']
+  if (filter.available_from === undefined) return filter.available_to === undefined ? [] : ['slot_grid']
+  return filter.available_to === undefined ? ['min_notice', 'max_advance', 'slot_grid'] : bothEnds
 }
 
-/** With `options.rules` (a member), available_from/to also keep only windows the member rules allow. */
-export async function listResources (db: Db, filter: ResourceFilter, page: Page, options: { rules: boolean }): Promise<Resource[]> {
+/** With `options.rules` (a member, `options.actor`), available_from/to also keep only windows the member rules and their quotas allow. */
+export async function listResources (db: Db, filter: ResourceFilter, page: Page, options: { rules: boolean, actor: number }): Promise<Resource[]> {
   if (filter.available_from === undefined && filter.available_to === undefined) {
     return (await db.query<Resource>(LIST, [filter.type ?? null, filter.site_id ?? null, page.limit + 1, page.offset])).rows
   }
@@ -141,8 +160,8 @@ export async function listResources (db: Db, filter: ResourceFilter, page: Page,
   const values = [filter.type ?? null, filter.site_id ?? null, filter.available_from ?? null, filter.available_to ?? null,
     page.limit + 1, page.offset, options.rules ? windowRules(filter) : []]
   return walkedPage(page,
-    async (budget) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget])).rows,
-    async () => (await db.query<Resource>(LIST_AVAILABLE_WHOLE, values)).rows)
+    async (budget) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget, options.rules, options.actor])).rows,
+    async () => (await db.query<Resource>(LIST_AVAILABLE_WHOLE, [...values, options.rules, options.actor])).rows)
 }
 
 export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {

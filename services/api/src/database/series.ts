@@ -1,8 +1,8 @@
 import type pg from 'pg'
 import { withTransaction, type Db } from './db.js'
 import { selectFrom, type Guard, type RuleOptions } from './allocations.js'
-import { DomainError, seriesConflict, type OccurrenceConflict } from './outcomes.js'
-import { brokenRulesOfEach } from './rules.js'
+import { DomainError, ruleViolation, seriesConflict, type OccurrenceConflict } from './outcomes.js'
+import { brokenRulesOfEach, quotaBreachesOfEach, type SpanBreach } from './rules.js'
 import type { Actor } from '../schemas/accounts.js'
 import type { Allocation } from '../schemas/allocations.js'
 import type { Series, SkippedOccurrence } from '../schemas/series.js'
@@ -53,15 +53,24 @@ const INSERT_SERIES = `
 // inserting in order of time can never wait on each other in a cycle: each waits only
 // on a row that starts before the one it is stuck at. The exclusion constraint judges
 // each row exactly as it judges a single booking (and run-out holds in the way are
-// expired by the same trigger first). $4 is the acting account.
+// expired by the same trigger first). $4 is the acting account. $5: the owner's quotas
+// must allow each occurrence, counting the occurrences inserted before it: the quota
+// check is applied above the ordered subquery (PostgreSQL does not push a volatile
+// function below it), so it runs for each row as the insert asks for it, after the row
+// before was inserted, and booking_quota_breach() sees that row.
 const BOOK = `
   WITH inserted AS (
     INSERT INTO allocation (resource_id, during, kind, description, data, status, owner_id, updated_by, series_id)
-    SELECT s.resource_id, allocation_range(o.starts_at, o.ends_at), s.kind, s.description, s.data, 'confirmed', s.owner_id, $4, s.id
-    FROM series s
-    CROSS JOIN unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS o(starts_at, ends_at, n)
-    WHERE s.id = $1
-    ORDER BY o.n
+    SELECT o.resource_id, o.during, o.kind, o.description, o.data, 'confirmed', o.owner_id, $4, o.series_id
+    FROM (
+      SELECT s.resource_id, allocation_range(o.starts_at, o.ends_at) AS during, s.kind, s.description, s.data, s.owner_id, s.id AS series_id
+      FROM series s
+      CROSS JOIN unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS o(starts_at, ends_at, n)
+      WHERE s.id = $1
+      ORDER BY o.n
+      OFFSET 0
+    ) AS o
+    WHERE NOT $5::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(o.resource_id, o.during, o.owner_id, NULL, o.series_id))
     ON CONFLICT DO NOTHING
     RETURNING *
   )
@@ -118,14 +127,26 @@ async function findMissing (db: pg.ClientBase, seriesId: string, resourceId: str
   return [...missing.values()]
 }
 
+/** The refusal of an all-or-nothing series by the first of `breaches`, saying how many occurrences break a rule. */
+function seriesRuleViolation (breaches: SpanBreach[]): DomainError {
+  const [{ starts_at: startsAt, refusal }] = breaches as [SpanBreach]
+  const n = breaches.length
+  return ruleViolation(refusal.code, `${n} occurrence${n === 1 ? '' : 's'} of the series break${n === 1 ? 's' : ''} a booking rule; ` +
+    `the first, at ${startsAt}: ${refusal.message}`, refusal.details.rule!)
+}
+
+const skippedByRule = ({ starts_at: startsAt, ends_at: endsAt, refusal }: SpanBreach): SkippedOccurrence =>
+  ({ starts_at: startsAt, ends_at: endsAt, reason: 'rule', rule: refusal.details.rule!, conflicts: [] })
+
 /**
  * Books every occurrence for `actor`, who owns the series and them, in one transaction.
  * With `options.rules`, each occurrence is first judged by the booking rules that bind
- * members, as a single booking is (notice and advance as of this transaction's now()).
- * all_or_nothing: an occurrence a rule forbids fails the whole request with its RULE_*
- * refusal, and any occurrence that collides with SERIES_CONFLICT (the transaction rolls
- * back: no series, no occurrence). skip_conflicts: the allowed, free ones are booked,
- * the others recorded as skipped, with the rule or the allocations in their way.
+ * members, as a single booking is (notice and advance as of this transaction's now()),
+ * and by the member's quotas as it is inserted, counting the occurrences before it.
+ * all_or_nothing: an occurrence a rule or quota forbids fails the whole request with its
+ * RULE_* refusal, and any occurrence that collides with SERIES_CONFLICT (the transaction
+ * rolls back: no series, no occurrence). skip_conflicts: the allowed, free ones are
+ * booked, the others recorded as skipped, with the rule or the allocations in their way.
  * Undefined when the resource does not exist (or is not of `type`).
  */
 export async function createSeries (
@@ -140,22 +161,16 @@ export async function createSeries (
     let pending = fields.occurrences
     if (options.rules) {
       const breaches = await brokenRulesOfEach(client, created.resource_id, pending)
-      const [firstBreach] = breaches
-      if (firstBreach && fields.mode === 'all_or_nothing') {
-        const { refusal } = firstBreach
-        const n = breaches.length
-        throw new DomainError(refusal.code, `${n} occurrence${n === 1 ? '' : 's'} of the series break${n === 1 ? 's' : ''} a booking rule; ` +
-          `the first, at ${firstBreach.starts_at}: ${refusal.message}`, { rule: refusal.details.rule })
-      }
-      skipped.push(...breaches.map(({ starts_at: startsAt, ends_at: endsAt, refusal }) =>
-        ({ starts_at: startsAt, ends_at: endsAt, reason: 'rule' as const, rule: refusal.details.rule!, conflicts: [] })))
+      if (breaches.length > 0 && fields.mode === 'all_or_nothing') throw seriesRuleViolation(breaches)
+      skipped.push(...breaches.map(skippedByRule))
       const broken = new Set(breaches.map((b) => b.index))
       pending = pending.filter((_, i) => !broken.has(i))
     }
-    // An occurrence found missing with nothing in its way lost its slot to an allocation
-    // cancelled in between: it is tried again, as a single booking would be.
+    // An occurrence found missing with nothing in its way was refused by a quota, or lost
+    // its slot to an allocation cancelled in between: the latter is tried again, as a
+    // single booking would be.
     for (let attempt = 1; pending.length > 0; attempt++) {
-      const { rowCount } = await client.query(BOOK, [created.id, pending.map((o) => o.starts_at), pending.map((o) => o.ends_at), actor.id])
+      const { rowCount } = await client.query(BOOK, [created.id, pending.map((o) => o.starts_at), pending.map((o) => o.ends_at), actor.id, options.rules])
       if (rowCount === pending.length) break
       const missing = await findMissing(client, created.id, created.resource_id, pending)
       const crowded = missing.find((m) => m.conflicts.some((c) => c.series_id === created.id))
@@ -163,8 +178,15 @@ export async function createSeries (
         throw new DomainError('SERIES_OVERLAPS_ITSELF', `with the resource's buffers (GET …/rules), the occurrence at ${crowded.starts_at} ` +
           'comes too close to an earlier one of the same series: space the occurrences further apart or make them shorter')
       }
-      const retry = attempt < 5 ? missing.filter((m) => m.conflicts.length === 0) : []
-      skipped.push(...missing.filter((m) => !retry.includes(m)).map((m) => ({ ...m, reason: 'conflict' as const })))
+      const unobstructed = missing.filter((m) => m.conflicts.length === 0)
+      const overQuota = options.rules && unobstructed.length > 0
+        ? await quotaBreachesOfEach(client, created.resource_id, created.id, actor.id, unobstructed)
+        : []
+      if (overQuota.length > 0 && fields.mode === 'all_or_nothing') throw seriesRuleViolation(overQuota)
+      skipped.push(...overQuota.map(skippedByRule))
+      const refused = new Set(overQuota.map((b) => unobstructed[b.index]))
+      const retry = attempt < 5 ? unobstructed.filter((m) => !refused.has(m)) : []
+      skipped.push(...missing.filter((m) => !retry.includes(m) && !refused.has(m)).map((m) => ({ ...m, reason: 'conflict' as const })))
       if (fields.mode === 'all_or_nothing' && skipped.length > 0) break
       pending = retry.map(({ starts_at: startsAt, ends_at: endsAt }) => ({ starts_at: startsAt, ends_at: endsAt }))
     }

@@ -45,6 +45,9 @@ export const ERROR_CODES = {
   RULE_MIN_NOTICE: { status: 422, meaning: 'a member\'s booking starts sooner than min_notice from now; rule says which and its limit', action: 'book a time further ahead, or ask an admin to book it' },
   RULE_MAX_ADVANCE: { status: 422, meaning: 'a member\'s booking starts later than max_advance from now; rule says which and its limit', action: 'book it later, once the start is within max_advance, or ask an admin to book it' },
   RULE_OPEN_ENDED: { status: 422, meaning: 'a member\'s booking is open-ended and the resource\'s members_may_book_open_ended is false', action: 'give both starts_at and ends_at, or ask an admin to book it open-ended' },
+  RULE_OPENING_HOURS: { status: 422, meaning: 'a member\'s booking is not entirely within the resource\'s opening hours; rule gives them and their time zone', action: 'book within the opening hours (GET /api/resources/{id}/rules; GET …/free shows what is open and free), or ask an admin to book it' },
+  RULE_SLOT_GRID: { status: 422, meaning: 'a member\'s booking does not start and end on the resource\'s slot grid; rule gives the grid and its time zone', action: 'start and end on the grid, counted from local midnight (GET /api/slots shows slots that start on it), or ask an admin to book it' },
+  RULE_QUOTA: { status: 422, meaning: 'a member\'s booking would exceed a quota; rule names the quota, the period and what is already used in it', action: 'book less within that period, cancel another booking in it, or book in another period' },
   HEADERS_TOO_LARGE: { status: 431, meaning: 'the request headers are too large', action: 'send smaller headers' },
   INTERNAL_ERROR: { status: 500, meaning: 'a fault of ours; it is logged with the request id', action: 'report it with the reply\'s X-Request-Id: the server logged the cause' },
   DATABASE_UNAVAILABLE: { status: 503, meaning: 'the database cannot be reached, or did not answer in time; retry after Retry-After seconds', action: 'send it again after Retry-After seconds: nothing was changed' },
@@ -117,6 +120,9 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   RULE_MIN_NOTICE: 'RULE_MIN_NOTICE',
   RULE_MAX_ADVANCE: 'RULE_MAX_ADVANCE',
   RULE_OPEN_ENDED: 'RULE_OPEN_ENDED',
+  RULE_OPENING_HOURS: 'RULE_OPENING_HOURS',
+  RULE_SLOT_GRID: 'RULE_SLOT_GRID',
+  RULE_QUOTA: 'RULE_QUOTA',
   SERIES_CONFLICT: 'SERIES_CONFLICT',
   SERIES_OVERLAPS_ITSELF: 'BAD_REQUEST'
 }
@@ -157,7 +163,15 @@ export const CONSTRAINT_MESSAGES: Record<string, string> = {
   resource_rule_not_negative: 'rule durations must not be negative',
   resource_type_rule_min_within_max: 'min_duration must not be longer than max_duration',
   resource_rule_min_within_max: 'min_duration must not be longer than max_duration',
-  allocation_buffers_not_negative: 'buffer_before and buffer_after must not be negative'
+  allocation_buffers_not_negative: 'buffer_before and buffer_after must not be negative',
+  resource_type_rule_time_zone_known: 'time_zone must be a time zone PostgreSQL knows: an IANA name such as Europe/Lisbon or America/New_York (an offset such as +01:00 is not a zone)',
+  resource_rule_time_zone_known: 'time_zone must be a time zone PostgreSQL knows: an IANA name such as Europe/Lisbon or America/New_York (an offset such as +01:00 is not a zone)',
+  resource_type_rule_opening_hours_valid: 'opening_hours must be {"mon": [["08:00", "18:00"], …], …}: weekdays mon to sun, HH:MM from 00:00 to 24:00, each interval ending after it starts and none overlapping another of its day',
+  resource_rule_opening_hours_valid: 'opening_hours must be {"mon": [["08:00", "18:00"], …], …}: weekdays mon to sun, HH:MM from 00:00 to 24:00, each interval ending after it starts and none overlapping another of its day',
+  resource_type_rule_slot_grid_valid: 'slot_grid must be longer than zero and either divide a day evenly (PT15M, PT1H, PT90M) or be P1D',
+  resource_rule_slot_grid_valid: 'slot_grid must be longer than zero and either divide a day evenly (PT15M, PT1H, PT90M) or be P1D',
+  resource_type_rule_quotas_valid: 'quotas must be [{"period": "day"|"week"|"month", "max_duration": duration or null, "max_bookings": number or null}, …], at least one limit each, none negative',
+  resource_rule_quotas_valid: 'quotas must be [{"period": "day"|"week"|"month", "max_duration": duration or null, "max_bookings": number or null}, …], at least one limit each, none negative'
 }
 
 /**

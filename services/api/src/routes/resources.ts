@@ -37,7 +37,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     schema: {
       tags,
       summary: `List ${type ? family.base.slice(5) : 'resources'}`,
-      description: 'available_from/available_to keep only resources where that window could be booked: no live allocation in the way, buffers included (either side may be left open). For a member, the booking rules must allow it too: a given available_from is judged by min_notice and max_advance, a window with both ends also by min_duration and max_duration.',
+      description: 'available_from/available_to keep only resources where that window could be booked: no live allocation in the way, buffers included (either side may be left open). For a member, the booking rules must allow it too: a given end must be on the slot grid and open (the instant after available_from, the one before available_to); a given available_from is judged by min_notice and max_advance; a window with both ends also by min_duration, max_duration, the opening hours and the member\'s quotas.',
       querystring: listQuery,
       response: { 200: Type.Array(Resource), ...errorResponses(...READ_ERRORS) }
     }
@@ -46,7 +46,9 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     assertWindow(filter, 'available_from', 'available_to')
     // A search for free resources reads a replica; a plain list reads the primary, so that it shows what the caller just created.
     const searching = filter.available_from !== undefined || filter.available_to !== undefined
-    const rows = await listResources(searching ? api.readDb() : db, { ...filter, type: type ?? filter.type }, { limit, offset }, { rules: bookingRulesBind(actorOf(request)) })
+    const actor = actorOf(request)
+    const rows = await listResources(searching ? api.readDb() : db, { ...filter, type: type ?? filter.type }, { limit, offset },
+      { rules: bookingRulesBind(actor), actor: actor.id })
     return sendPage(request, reply, rows, { limit, offset })
   })
 
