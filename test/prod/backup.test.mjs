@@ -15,7 +15,8 @@ import process from 'node:process'
 import t from 'tap'
 import { freePort, waitFor } from './lib/http.mjs'
 import { ROOT } from './lib/paths.mjs'
-import { Processes, sleep, tail, untapped } from './lib/procs.mjs'
+import { untapped } from '../../scripts/lib/local.mjs'
+import { Processes, sleep, tail } from './lib/procs.mjs'
 import { debianPostgres } from './lib/tools.mjs'
 
 const work = mkdtempSync(join(tmpdir(), 'invsys-prodbackup-'))

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { ConfigError, loadConfig, repoRoot } from '../src/config.js'
 import { createToken } from '../src/database/accounts.js'
 import { DEVELOPMENT_ADMIN_TOKEN, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
-import { buildTestApp, listen, tempDir } from './helpers.js'
+import { buildTestApp, listen, tempDir, untapped } from './helpers.js'
 
 /**
  * The documents run as written. Every ```sh block of README.md and of every page in docs/
@@ -258,7 +258,7 @@ async function runSteps (steps: Step[], base: string, dir: string): Promise<Ran[
   ].join('\n')
   await fs.writeFile(path.join(dir, 'docs.sh'), script)
   const output = await new Promise<string>((resolve, reject) => {
-    const child = spawn('bash', [path.join(dir, 'docs.sh')], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir, LANG: 'C.UTF-8' } })
+    const child = spawn(...untapped('bash', [path.join(dir, 'docs.sh')]), { cwd: dir, env: { PATH: process.env.PATH, HOME: dir, LANG: 'C.UTF-8' } })
     const chunks: Buffer[] = []
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk))

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import net from 'node:net'
 import t from 'tap'
 import { MAX_JSON_DEPTH } from '../src/plugins/limits.js'
-import { bearer, buildTestApp, call, createResource, listen, sleep, sql } from './helpers.js'
+import { bearer, buildTestApp, call, createResource, listen, sleep, sql, untapped } from './helpers.js'
 
 /**
  * Inputs a fuzzer found to answer 500 or a body without the error shape, and rows psql
@@ -186,7 +186,7 @@ function sendTooLarge (client: 'fetch' | 'expect-continue', megabytes: number, t
     }
     console.log(JSON.stringify(codes))`
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script, `${base}/api/sites`, app.adminToken, client, String(megabytes), String(times)],
+    execFile(...untapped(process.execPath, ['--input-type=module', '-e', script, `${base}/api/sites`, app.adminToken, client, String(megabytes), String(times)]),
       { maxBuffer: 1024 * 1024 }, (error, stdout) => { if (error) reject(new Error(error.message)); else resolve(JSON.parse(stdout) as string[]) })
   })
 }

@@ -9,9 +9,9 @@ import { prepareDatabase } from '../src/boot/prepare.js'
 import { loadConfig } from '../src/config.js'
 import { generateToken } from '../src/tokens.js'
 import { findSharedCluster, TEMPLATES } from './cluster/shared.js'
-import { freePort, tempDir } from '../../../scripts/lib/local.mjs'
+import { freePort, tempDir, untapped } from '../../../scripts/lib/local.mjs'
 
-export { freePort, tempDir }
+export { freePort, tempDir, untapped }
 
 type Tap = { teardown: (fn: () => unknown) => void }
 
@@ -198,17 +198,3 @@ export async function fetchJson (url: string, method: string, body?: unknown, he
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/**
- * process.env for a child process that runs the API from the build (npm start) or through
- * tsx. V8 coverage of those maps onto the sources through other source maps than the
- * tests' own, and merged with it pulls whole files down (by a different amount every
- * run): such children write none.
- */
-export function envWithoutCoverage (): NodeJS.ProcessEnv {
-  // tap's processinfo follows every child (whatever env it is given) and takes its
-  // coverage itself unless told not to.
-  const env: NodeJS.ProcessEnv = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' }
-  delete env.NODE_V8_COVERAGE
-  return env
-}

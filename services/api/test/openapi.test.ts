@@ -12,7 +12,7 @@ import { repoRoot } from '../src/config.js'
 import { ERROR_CODES } from '../src/plugins/errors.js'
 import { deriveOperationId, escapePlaceholders, openapiDocumenter } from '../src/plugins/openapi.js'
 import { errorResponses } from '../src/schemas/common.js'
-import { buildTestApp, listen } from './helpers.js'
+import { buildTestApp, listen, untapped } from './helpers.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the document is plain JSON, read by shape */
 type Json = Record<string, any>
@@ -47,7 +47,7 @@ t.test('redocly lint with the committed redocly.yaml (recommended rules): no err
   const file = path.join(dir, 'openapi.json')
   await fs.writeFile(file, JSON.stringify(doc))
   const redocly = path.join(repoRoot, 'node_modules', '.bin', 'redocly')
-  const { stdout } = await run(redocly, ['lint', file, '--config', path.join(repoRoot, 'redocly.yaml'), '--format', 'json', '--max-problems', '50'], {
+  const { stdout } = await run(...untapped(redocly, ['lint', file, '--config', path.join(repoRoot, 'redocly.yaml'), '--format', 'json', '--max-problems', '50']), {
     cwd: repoRoot,
     // No telemetry and no update check: CI has no network, and waits for nothing.
     env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' }
@@ -229,7 +229,7 @@ t.test('a typed client generated from the document type-checks a program that bo
     files: ['book-a-car.ts']
   }))
   const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
-  const checked = await run(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.json')]).then(() => '', (error: { stdout?: string, message: string }) => error.stdout ?? error.message)
+  const checked = await run(...untapped(process.execPath, [tsc, '-p', path.join(dir, 'tsconfig.json')])).then(() => '', (error: { stdout?: string, message: string }) => error.stdout ?? error.message)
   t.equal(checked, '', 'tsc --strict finds nothing')
 
   // A path tsc does not follow: the program is checked above, against the generated types only.

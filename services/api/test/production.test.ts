@@ -7,7 +7,7 @@ import { postmasterPid } from '../src/boot/embedded.js'
 import { prepareDatabase } from '../src/boot/prepare.js'
 import { loadConfig, repoRoot } from '../src/config.js'
 import { DEVELOPMENT_ADMIN_TOKEN } from '../src/tokens.js'
-import { bearer, envWithoutCoverage, freePort, sleep, tempDir } from './helpers.js'
+import { bearer, freePort, sleep, tempDir, untapped } from './helpers.js'
 
 /**
  * NODE_ENV=production never lets the published development token in, whatever path
@@ -51,9 +51,9 @@ t.test('npm start in production: a generated admin token, the development token 
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
   const dataDir = path.join(dir, 'data')
   const port = await freePort()
-  const npm = spawn('npm', ['start'], {
+  const npm = spawn(...untapped('npm', ['start']), {
     cwd: repoRoot,
-    env: { ...envWithoutCoverage(), NODE_ENV: 'production', PORT: String(port), EMBEDDED_PG_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'info' },
+    env: { ...process.env, NODE_ENV: 'production', PORT: String(port), EMBEDDED_PG_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const lines: string[] = []

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import t from 'tap'
 import { startEmbeddedPostgres } from '../src/boot/embedded.js'
-import { freePort, startTestDatabase, tempDir } from './helpers.js'
+import { freePort, startTestDatabase, tempDir, untapped } from './helpers.js'
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/token.ts')
 
@@ -14,9 +14,8 @@ interface Run { status: number | null, stdout: string, stderr: string }
 
 /** `npm run token -- …args`, as an operator runs it (without npm's banner). */
 async function token (env: Record<string, string>, ...args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    // tsx maps token.ts differently from the tests' own loader: its coverage would skew theirs.
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env },
+  const child = spawn(...untapped(process.execPath, ['--import', 'tsx', CLI, ...args]), {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''

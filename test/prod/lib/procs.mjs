@@ -7,15 +7,9 @@ import { openSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import process from 'node:process'
 import { setTimeout } from 'node:timers'
+import { untapped } from '../../../scripts/lib/local.mjs'
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-// Under tap, child_process is wrapped (@tapjs/processinfo) to add tap's loaders to
-// every child's NODE_OPTIONS. The processes of the topology must run as in their
-// containers, so they start through env(1) without those variables.
-const TAP_VARIABLES = ['NODE_OPTIONS', '_TAPJS_PROCESSINFO_EXCLUDE_', '_TAPJS_PROCESSINFO_EXTERNAL_ID_']
-/** [cmd, args] that runs cmd args with tap's variables removed from its environment. */
-export const untapped = (cmd, args) => ['env', [...TAP_VARIABLES.flatMap((v) => ['-u', v]), cmd, ...args]]
 
 export function tail (file, lines = 25) {
   try {

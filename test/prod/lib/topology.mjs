@@ -14,7 +14,8 @@ import { replayDockerfile } from './dockerfile-replay.mjs'
 import { freePort, parseEnvFile, request, waitFor } from './http.mjs'
 import { knowsUpstreamResolve, nginxVersion, selfSignedCertificate, writeLocalNginx } from './nginx.mjs'
 import { ROOT } from './paths.mjs'
-import { Processes, tail, untapped } from './procs.mjs'
+import { untapped } from '../../../scripts/lib/local.mjs'
+import { Processes, tail } from './procs.mjs'
 import { nginxBinary } from './tools.mjs'
 
 export const isRoot = process.getuid?.() === 0

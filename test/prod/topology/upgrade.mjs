@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process'
 import process from 'node:process'
 import { brief } from '../lib/http.mjs'
-import { sleep, untapped } from '../lib/procs.mjs'
+import { untapped } from '../../../scripts/lib/local.mjs'
+import { sleep } from '../lib/procs.mjs'
 
 export default async function upgrade (t, topo) {
   const migrate = spawnSync(...untapped(process.execPath, ['services/api/dist/cli/migrate.js']), {

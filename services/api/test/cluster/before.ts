@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { envWithoutCoverage } from '../helpers.js'
+import { untapped } from '../../../../scripts/lib/local.mjs'
 import { alive, findSharedCluster } from './shared.js'
 
 /**
@@ -13,11 +13,10 @@ import { alive, findSharedCluster } from './shared.js'
 const runnerPid = process.ppid
 const log = path.join(os.tmpdir(), `invsys-test-cluster-${runnerPid}.log`)
 const out = fs.openSync(log, 'w')
-const daemon = spawn(process.execPath, [...process.execArgv, path.join(import.meta.dirname, 'daemon.ts'), String(runnerPid)], {
+// The daemon runs outside tap's instrumentation: its coverage is not the tests'.
+const daemon = spawn(...untapped(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'daemon.ts'), String(runnerPid)]), {
   detached: true,
-  stdio: ['ignore', out, out],
-  // The daemon's coverage is not the tests' (docs/testing.md).
-  env: envWithoutCoverage()
+  stdio: ['ignore', out, out]
 })
 daemon.unref()
 
