@@ -150,7 +150,7 @@ export const INSERT = `
 // that are free: outside the subquery, which OFFSET 0 keeps whole, since in one WHERE the
 // planner put the cheaper-looking quota check first and judged every resource of the type.
 // The actor is named as in INSERT, so each attempt is a booking whole on its own.
-const BOOK_ANY = `
+export const BOOK_ANY = `
   WITH acting AS (
     SELECT set_config('invsys.actor', $11::bigint::text, true)
   ), candidate AS (
