@@ -1,6 +1,6 @@
 import pg from 'pg'
 import t from 'tap'
-import { LIST, LIST_OF_RESOURCE } from '../src/database/allocations.js'
+import { BOOK_ANY, LIST, LIST_OF_RESOURCE } from '../src/database/allocations.js'
 import { SLOTS, SLOTS_AT_START } from '../src/database/availability.js'
 import { LIST_AVAILABLE } from '../src/database/resources.js'
 import { buildTestApp, call, createAccount, sql } from './helpers.js'
@@ -302,6 +302,17 @@ t.test('the synchronised fleet: with every resource out at the window\'s start, 
     }
     const booked = await call(app, 'POST', '/api/allocations', { type: 'car', starts_at: from, ends_at: to, description: 'book any' }, member)
     if (all.length === 0) {
+      // The member rules and quotas are judged only for the cars found free: here none (the
+      // planner, left to order the checks itself, judged every car's quotas first).
+      const [row] = await sql<{ 'QUERY PLAN': unknown }>(app, `EXPLAIN (ANALYZE, FORMAT JSON) ${BOOK_ANY}`,
+        ['car', null, [], from, to, 'booking', 'plan', {}, 'confirmed', 0, member.id, true])
+      let judged = 0
+      const walk = (node: Record<string, unknown>) => {
+        if ([node['Function Name'], node.Alias].some((name) => name === 'booking_rule_violations' || name === 'booking_quota_breach')) judged += node['Actual Loops'] as number
+        for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child)
+      }
+      walk((row!['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan)
+      t.equal(judged, 0, `book any ${from} to ${to} as a member: no car's rules judged`)
       t.equal(booked.statusCode, 409, `book any ${from} to ${to}: none free`)
       t.equal(booked.json().code, 'NO_AVAILABILITY')
     } else {

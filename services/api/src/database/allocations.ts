@@ -147,19 +147,24 @@ export const INSERT = `
 // free costs a pass over what is busy then, not a probe per resource. The resources are
 // read in name order from resource_type_name_idx. $12: the member rules and the actor's
 // quotas must allow it too (the quota locks held as in INSERT), judged only for resources
-// that are free.
+// that are free: outside the subquery, which OFFSET 0 keeps whole, since in one WHERE the
+// planner put the cheaper-looking quota check first and judged every resource of the type.
 // The actor is named as in INSERT, so each attempt is a booking whole on its own.
-const BOOK_ANY = `
+export const BOOK_ANY = `
   WITH acting AS (
     SELECT set_config('invsys.actor', $11::bigint::text, true)
   ), candidate AS (
-    SELECT r.id FROM resource r
-    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
-      AND r.id <> ALL ($3::uuid[])
-      AND ${freeOver('$1', 'allocation_range($4, $5)')}
-      AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($4, $5), now())))
-      AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(r.id, allocation_range($4, $5), $11::bigint)))
-    ORDER BY r.name, r.id
+    SELECT f.id FROM (
+      SELECT r.id, r.name FROM resource r
+      WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+        AND r.id <> ALL ($3::uuid[])
+        AND ${freeOver('$1', 'allocation_range($4, $5)')}
+      ORDER BY r.name, r.id
+      OFFSET 0
+    ) AS f
+    WHERE (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(f.id, allocation_range($4, $5), now())))
+      AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(f.id, allocation_range($4, $5), $11::bigint)))
+    ORDER BY f.name, f.id
     LIMIT 1
   ), inserted AS (
     INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)

@@ -1,4 +1,4 @@
-import { prepared, walkedPage, type Db, type Page } from './db.js'
+import { prepared, walkedAll, walkedPage, walkFor, type Db, type Page, type Walked } from './db.js'
 import type { FreeTime, Slot } from '../schemas/availability.js'
 
 /**
@@ -99,6 +99,18 @@ export const freeOver = (type: string, span: string, resource = 'r') => `
 const TAKEN = `allocation_blocked_range(a.during,
              a.buffer_before + coalesce(e.buffer_after, '0'), a.buffer_after + coalesce(e.buffer_before, '0'))`
 
+// Where the gap of resource `e` (with its id and buffers) that starts at `start` ends: where
+// what the next live allocation takes from it (TAKEN) begins, or at `end`. A resource's
+// live allocations never overlap once widened (allocation_no_overlap), so the next one is
+// the first after `start` in allocation_resource_span_idx's order of ends: one row of a
+// btree read, rather than every allocation in the span through the GiST index.
+const gapEnd = (start: string, end: string) => `least(${end}, (
+    SELECT lower(${TAKEN}) FROM allocation a
+    WHERE a.resource_id = e.id AND allocation_ends(a.during) > ${start}
+      AND allocation_blocks(a.status, a.expires_at) AND lower(${TAKEN}) >= ${start}
+    ORDER BY allocation_ends(a.during)
+    LIMIT 1))`
+
 // Each resource's free time is resource_free_time()'s multirange difference, written out
 // here so that it is planned into the statement (one index probe per resource) instead
 // of a function call per resource: the search span minus every blocking allocation
@@ -153,7 +165,8 @@ export const SLOTS = `
 // walks the resources by name, one probe each, and stops at the end of the page or after
 // $11 resources (OFFSET 0 keeps the probe a subplan per resource reached). When most
 // resources are free at the window's start, the usual case, it fills the page at a cost
-// that grows with neither the allocations nor the resources (walkedPage).
+// that grows with neither the allocations nor the resources. walked_all: whether the $11
+// were every resource (findSlots).
 export const SLOTS_AT_START = `
   WITH walk AS (${SEARCHED}
     ORDER BY r.name, r.id
@@ -164,11 +177,12 @@ export const SLOTS_AT_START = `
                      ELSE w.span END AS first
     FROM walk w
   )
-  SELECT e.id AS resource_id, e.name AS resource_name, $3::timestamptz AS starts_at, x.ends_at
+  SELECT e.id AS resource_id, e.name AS resource_name, $3::timestamptz AS starts_at, x.ends_at,
+         ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '$11')}
   FROM reached e
   CROSS JOIN LATERAL (
     SELECT CASE WHEN $10::boolean THEN slot_grid_previous(e.slot_grid, e.time_zone, g.ends_at) ELSE g.ends_at END AS ends_at
-    FROM (SELECT least(upper(e.first), (SELECT min(lower(${TAKEN})) FROM allocation a WHERE ${blocking('e.span')})) AS ends_at) g
+    FROM (SELECT ${gapEnd('$3::timestamptz', 'upper(e.first)')} AS ends_at) g
   ) x
   WHERE lower(e.first) = $3::timestamptz
     AND (NOT $10::boolean OR slot_grid_contains(e.slot_grid, e.time_zone, $3::timestamptz))
@@ -192,7 +206,8 @@ export const SLOTS_AT_START = `
 // what is busy around the tick, not a probe per resource, so a fleet that is all out at
 // the window's start (the synchronised fleet) is answered after a tick or two.
 // Their parameters: $1 type, $2 site, $3 from, $4 to, $5 duration, $6 whether member rules
-// bind, $7 the tick (NEXT_TICK: the one before, null for the first), $8 (SLOTS_AT) how many.
+// bind, $7 the tick (NEXT_TICK: the one before; the first is the window's start), $8
+// (SLOTS_AT) how many.
 
 // The rules of resource `id` and its search span, as `e` in blocking() and TAKEN. OFFSET 0
 // keeps it a lookup per row reached.
@@ -220,16 +235,17 @@ const WIDEST_BEFORE = `(
 
 const BLOCKED_END = 'upper(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))'
 
-// The live allocations after which a gap may start after $7 (or from $3 when $7 is null),
-// the gap starting up to the widest buffer_before after their widened range ends (times
-// are whole microseconds: after $7 is from $7 plus one), and before the window ends, in that order, read from allocation_blocked_ends_idx: at most
+// The live allocations after which a gap may start after $7, the gap starting up to the
+// widest buffer_before after their widened range ends (times are whole microseconds: after
+// $7 is from $7 plus one), and before the window ends, in that order, read from
+// allocation_blocked_ends_idx: at most
 // TICK_SCAN of them, so that the planner reads the index in order instead of sorting the
 // whole window's, and the checks below run only for the ones reached.
 const TICK_SCAN = 2000
 const endingAfter = (bound: string) => `
       SELECT a.*, ${BLOCKED_END} AS bu FROM allocation a
       WHERE a.status IN ('held', 'confirmed')
-        AND ${BLOCKED_END} >= coalesce($7::timestamptz + interval '1 microsecond', $3::timestamptz) - ${WIDEST_BEFORE}
+        AND ${BLOCKED_END} >= $7::timestamptz + interval '1 microsecond' - ${WIDEST_BEFORE}
         AND ${BLOCKED_END} < $4::timestamptz
         AND ${bound}
       ORDER BY ${BLOCKED_END}
@@ -247,7 +263,7 @@ const gapsAfterEnds = (bound: string) => `
     CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
     WHERE allocation_blocks(a.status, a.expires_at)
       AND r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
-      AND (g.u > $7::timestamptz OR $7::timestamptz IS NULL) AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
+      AND g.u > $7::timestamptz AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
       AND ${lengthAllowed('g.u', '$5::interval', '$6')}
       AND NOT EXISTS (
         SELECT 1 FROM allocation a WHERE ${blocking("tstzrange(g.u, g.u + $5::interval, '[)')")}
@@ -263,7 +279,7 @@ const NEXT_TICK = `
     LIMIT 1)
   SELECT least(
     (SELECT min(s.t) FROM (${SPAN_STARTS}) AS s
-     WHERE s.t >= $3::timestamptz AND (s.t > $7::timestamptz OR $7::timestamptz IS NULL) AND s.t < $4::timestamptz),
+     WHERE s.t > $7::timestamptz AND s.t < $4::timestamptz),
     (SELECT u FROM first)) AS tick,
     (SELECT bu FROM first) AS bu,
     (SELECT bu < u FROM first) AS earlier,
@@ -281,11 +297,12 @@ const EARLIER_TICK = `
 // ends, each then checked exactly, in name order until the page is full. `walk`: only the
 // first $9 resources by name, each checked on its own (one probe each) rather than
 // against the set of allocations that end at the tick, which may be the whole fleet's
-// (a synchronised fleet comes back at once): walkedPage tries that first.
+// (a synchronised fleet comes back at once): walkedPage tries that first, and its rows are
+// all the tick's when the $9 were every resource (walked_all).
 const slotsAt = (walk: boolean) => `
   SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
-         least(upper(e.span), (SELECT min(lower(${TAKEN})) FROM allocation a
-                               WHERE ${blocking('e.span')} AND lower(${TAKEN}) >= $7::timestamptz)) AS ends_at
+         ${gapEnd('$7::timestamptz', 'upper(e.span)')} AS ends_at
+         ${walk ? `, ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '$9')}` : ''}
   FROM (
     SELECT r.id, r.name, r.type FROM resource r
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
@@ -305,7 +322,7 @@ const slotsAt = (walk: boolean) => `
       SELECT 1 FROM allocation a
       WHERE ${blocking("tstzrange($7::timestamptz - interval '1 microsecond', $7::timestamptz, '[)')")}
         AND upper(${TAKEN}) = $7::timestamptz))
-  ORDER BY c.type, c.name, c.id
+  ORDER BY c.name, c.id
   LIMIT $8`
 
 const SLOTS_AT = slotsAt(false)
@@ -364,24 +381,33 @@ const CALENDAR_RULES = `
 export async function findSlots (db: Db, search: SlotSearch, page: Page, options: SearchOptions): Promise<Slot[]> {
   const calendar = options.rules && (await db.query<{ apply: boolean }>(prepared('slots-calendar-rules', CALENDAR_RULES, [search.type]))).rows[0]!.apply
   const values = [search.type, search.site_id ?? null, search.from, search.to, search.duration, page.limit + 1, page.offset, options.rules, options.actor, calendar]
-  return walkedPage(page,
-    async (budget) => (await db.query<Slot>(SLOTS_AT_START, [...values, budget])).rows,
-    async () => calendar ? (await db.query<Slot>(SLOTS, values)).rows : slotsByTick(db, values, page))
+  // The walk lists the slots at the window's start from the first, so that when it reached
+  // every resource they are all of them, the search's first tick.
+  const wanted = page.offset + page.limit + 1
+  const atStart = await walkFor(wanted, async (budget) =>
+    (await db.query<Slot & Walked>(SLOTS_AT_START, [...values.slice(0, 5), wanted, 0, ...values.slice(7), budget])).rows)
+  if (atStart.rows.length === wanted) return atStart.rows.slice(page.offset)
+  if (calendar) return (await db.query<Slot>(SLOTS, values)).rows
+  return slotsByTick(db, values, page, atStart.all ? atStart.rows : undefined)
 }
 
 interface NextTick { tick: string | null, bu: string | null, earlier: boolean | null, cut: boolean }
 
 /**
  * The page taken tick by tick (NEXT_TICK, SLOTS_AT): the rows before the page and the page
- * with the row after it. A page that spans more than MAX_TICKS start times (many short
- * gaps, a long page) is left to SLOTS, one probe per resource.
+ * with the row after it. The first tick is the window's start, whose slots the walk in
+ * findSlots has already tried (`atStart`, when it found all of them); only where it did
+ * not reach every resource are they looked for set-wise. A page that spans more than
+ * MAX_TICKS start times (many short gaps, a long page) is left to SLOTS, one probe per
+ * resource.
  */
-async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot[]> {
+async function slotsByTick (db: Db, values: unknown[], page: Page, atStart: Slot[] | undefined): Promise<Slot[]> {
   const wanted = page.offset + page.limit + 1
   const search = [...values.slice(0, 5), values[7]]
-  const rows: Slot[] = []
-  let after: string | null = null
-  for (let ticks = 0; rows.length < wanted; ticks++) {
+  const from = values[2] as string
+  const rows: Slot[] = atStart ?? (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, [...search, from, wanted]))).rows
+  let after: string = from
+  for (let ticks = 1; rows.length < wanted; ticks++) {
     if (ticks === MAX_TICKS || (ticks >= 3 && rows.length * 2 < wanted)) return (await db.query<Slot>(SLOTS, values)).rows
     const next: NextTick = (await db.query<NextTick>(prepared('slots-next-tick', NEXT_TICK, [...search, after]))).rows[0]!
     if (next.cut) return (await db.query<Slot>(SLOTS, values)).rows
@@ -395,7 +421,7 @@ async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot
     const tickPage = { limit: wanted - rows.length - 1, offset: 0 }
     const atTick = [...search, tick, wanted - rows.length]
     rows.push(...await walkedPage(tickPage,
-      async (budget) => (await db.query<Slot>(prepared('slots-at-tick-walk', SLOTS_AT_WALK, [...atTick, budget]))).rows,
+      async (budget) => (await db.query<Slot & Walked>(prepared('slots-at-tick-walk', SLOTS_AT_WALK, [...atTick, budget]))).rows,
       async () => (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, atTick))).rows))
     after = tick
   }

@@ -148,13 +148,37 @@ export function prepared (name: string, text: string, values: unknown[]): pg.Que
 const WALK_PER_ROW = 4
 
 /**
+ * A walk's row: walked_all is whether the walk reached every resource it could look at
+ * (there are fewer than its budget), so that what it found is all there is.
+ */
+export interface Walked { walked_all: boolean }
+
+/**
+ * walked_all for a walk over the resources that `where` (a condition on resource `r`)
+ * keeps, with `budget` the walk's limit: counted from the resource indexes alone, and no
+ * further than the budget.
+ */
+export const walkedAll = (where: string, budget: string) =>
+  `(SELECT count(*) FROM (SELECT FROM resource r WHERE ${where} LIMIT ${budget}) AS fleet) < ${budget} AS walked_all`
+
+/** What a walk found, without its walked_all, and whether that is all there is (none when it found nothing: not known). */
+export interface Walk<T> { rows: T[], all: boolean }
+
+/** Runs a walk with its budget for `wanted` rows: a few resources per row. */
+export async function walkFor<T> (wanted: number, walk: (budget: number) => Promise<Array<T & Walked>>): Promise<Walk<T>> {
+  const walked = await walk(WALK_PER_ROW * wanted)
+  return { rows: walked.map(({ walked_all: _, ...row }) => row as T), all: walked[0]?.walked_all === true }
+}
+
+/**
  * A page of resources found by walking them in page order: a short walk first (a few
  * resources per row of the page), which is the page when it fills the page and the row
- * after it; otherwise `whole`, the search that is always complete.
+ * after it, or when it reached every resource (a fleet smaller than the walk's budget);
+ * otherwise `whole`, the search that is always complete.
  */
-export async function walkedPage<T> (page: Page, walk: (budget: number) => Promise<T[]>, whole: () => Promise<T[]>): Promise<T[]> {
-  const walked = await walk(WALK_PER_ROW * (page.offset + page.limit + 1))
-  return walked.length === page.limit + 1 ? walked : whole()
+export async function walkedPage<T> (page: Page, walk: (budget: number) => Promise<Array<T & Walked>>, whole: () => Promise<T[]>): Promise<T[]> {
+  const walked = await walkFor(page.offset + page.limit + 1, walk)
+  return walked.rows.length === page.limit + 1 || walked.all ? walked.rows : whole()
 }
 
 const RETRYABLE = new Set(['40P01', '40001'])

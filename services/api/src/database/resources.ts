@@ -1,4 +1,4 @@
-import { walkedPage, withTransaction, type Db, type Page } from './db.js'
+import { walkedAll, walkedPage, withTransaction, type Db, type Page, type Walked } from './db.js'
 import { blocking, freeOver } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
@@ -42,6 +42,7 @@ const memberWindow = (member: string, actor: string) => `
 // A walk: at most $8 resources in page order, each looked up in the
 // exclusion constraint's index (resource_id, widened range) until the page is full, so a
 // page costs one index probe per resource passed over: a handful when most are free.
+// walked_all: whether those were every resource there is (walkedPage).
 // The walk is a subquery with its own ORDER BY and LIMIT, the rules joined inside it, so
 // that the planner reads the resources in order and stops as soon as the page is full;
 // the type is said again outside so that it sees the walk is already in page order.
@@ -58,7 +59,8 @@ export const LIST_AVAILABLE = `
     ORDER BY r.type, r.name, r.id
     LIMIT $8
   )
-  SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at
+  SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at,
+         ${walkedAll('($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)', '$8')}
   FROM walk r
   WHERE ($1::text IS NULL OR r.type = $1)
     AND NOT EXISTS (
@@ -160,7 +162,7 @@ export async function listResources (db: Db, filter: ResourceFilter, page: Page,
   const values = [filter.type ?? null, filter.site_id ?? null, filter.available_from ?? null, filter.available_to ?? null,
     page.limit + 1, page.offset, options.rules ? windowRules(filter) : []]
   return walkedPage(page,
-    async (budget) => (await db.query<Resource>(LIST_AVAILABLE, [...values, budget, options.rules, options.actor])).rows,
+    async (budget) => (await db.query<Resource & Walked>(LIST_AVAILABLE, [...values, budget, options.rules, options.actor])).rows,
     async () => (await db.query<Resource>(LIST_AVAILABLE_WHOLE, [...values, options.rules, options.actor])).rows)
 }
 

@@ -1,4 +1,4 @@
-import { withTransaction, type Db } from './db.js'
+import { prepared, withTransaction, type Db } from './db.js'
 import { ruleViolation, type DomainCode, type DomainError } from './outcomes.js'
 import type { MemberRule, ResourceRules, RuleBreach, TypeRules, TypeRulesInput } from '../schemas/rules.js'
 
@@ -145,7 +145,8 @@ const firstBreachOf = (r: string) => `
 // $5 quotas, that allow the booking, no row; only when none does is the first by name's
 // breach the answer. The resources are judged in name order and the search stops at the
 // first one allowed (usually the first: rules are mostly the type's), so that a refusal
-// for want of a free resource does not judge the whole fleet.
+// for want of a free resource does not judge the whole fleet. Prepared: with the rule and
+// quota functions inlined, planning it took longer than running it.
 const FIRST_BREACH_OF_ALL = `
   SELECT b.*
   FROM resource r
@@ -306,7 +307,7 @@ export async function refuseBrokenRules (db: Db, resourceId: string, type: strin
  * `span`, so the member hears why rather than "nothing free". Nothing when at least one allows it.
  */
 export async function refuseWhenEveryResourceBreaksRules (db: Db, type: string, siteId: number | undefined, span: Span, owner: number): Promise<void> {
-  const row = (await db.query<BreachRow | { name: null }>(FIRST_BREACH_OF_ALL, [type, siteId ?? null, span.starts_at, span.ends_at, owner])).rows[0]
+  const row = (await db.query<BreachRow | { name: null }>(prepared('rules-first-breach-of-all', FIRST_BREACH_OF_ALL, [type, siteId ?? null, span.starts_at, span.ends_at, owner]))).rows[0]
   if (row && row.name !== null) throw breach(row)
 }
 
