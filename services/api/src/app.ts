@@ -12,6 +12,7 @@ import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
 import { jsonBodies, loadShedding } from './plugins/limits.js'
 import { metrics } from './plugins/metrics.js'
+import { notifications } from './plugins/notifications.js'
 import { openapiDocumenter } from './plugins/openapi.js'
 import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
@@ -131,6 +132,8 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  // This replica's one listening connection, before its subscribers (auth's token cache, the feed).
+  await app.register(notifications)
   await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)

@@ -69,6 +69,26 @@ export const metrics = fp(async function metrics (app: FastifyInstance) {
     }
   }))
 
+  // The replica's listening connection (token cache, change feed): a failover shows here as
+  // a reconnection, and a listener that cannot get back as connected 0.
+  registry.registerMetric(new Gauge({
+    name: 'invsys_listener_connected',
+    help: 'Whether this replica\'s LISTEN connection (token revocations, the change feed) is up: 1 or 0',
+    registers: [],
+    collect () {
+      this.set(app.notifications.listening ? 1 : 0)
+    }
+  }))
+  registry.registerMetric(new Counter({
+    name: 'invsys_listener_reconnects_total',
+    help: 'Times this replica\'s LISTEN connection was re-established after it was lost',
+    registers: [],
+    collect () {
+      this.reset()
+      this.inc(app.notifications.stats.reconnects)
+    }
+  }))
+
   app.addHook('onResponse', async (request, reply: FastifyReply) => {
     const route = request.routeOptions.url ?? 'unmatched'
     if (route === METRICS_PATH) return
@@ -91,4 +111,4 @@ export const metrics = fp(async function metrics (app: FastifyInstance) {
   }, async (_request, reply) => {
     return reply.header('Content-Type', registry.contentType).send(await registry.metrics())
   })
-}, { name: 'invsys-metrics', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database'] })
+}, { name: 'invsys-metrics', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database', 'invsys-notifications'] })
