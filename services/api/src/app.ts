@@ -7,6 +7,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { errorHandling, sendClientError, sendFrameworkError } from './plugins/errors.js'
+import { changeFeed } from './plugins/events.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
@@ -20,6 +21,7 @@ import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
 import { calendarRoutes } from './routes/calendar.js'
 import { containerRoutes } from './routes/containers.js'
+import { eventRoutes } from './routes/events.js'
 import { feedRoutes } from './routes/feeds.js'
 import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
@@ -116,6 +118,8 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
         { name: 'calendar feeds', description: 'Secret addresses that calendar applications subscribe to' },
+        { name: 'events', description: 'The change feed: every change to an allocation or a resource, in order, gap-free, with long-polling' },
+        { name: 'webhooks', description: 'Endpoints that receive the change feed as signed POSTs (Standard Webhooks), at least once, in order per resource' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -134,6 +138,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(database)
   // This replica's one listening connection, before its subscribers (auth's token cache, the feed).
   await app.register(notifications)
+  await app.register(changeFeed)
   await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)
@@ -162,6 +167,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(instrumentRoutes)
   await app.register(containerRoutes)
   await app.register(feedRoutes, { typeNames })
+  await app.register(eventRoutes, { typeNames })
 }, { name: 'invsys' })
 
 /**
