@@ -15,6 +15,8 @@ import { jsonBodies, loadShedding } from './plugins/limits.js'
 import { metrics } from './plugins/metrics.js'
 import { notifications } from './plugins/notifications.js'
 import { openapiDocumenter } from './plugins/openapi.js'
+import { webhooks } from './plugins/webhooks.js'
+import type { Resolver } from './outbound.js'
 import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
@@ -29,6 +31,7 @@ import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/r
 import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
 import { resourceSeriesRoutes, seriesRoutes } from './routes/series.js'
 import { siteRoutes } from './routes/sites.js'
+import { webhookRoutes } from './routes/webhooks.js'
 import { redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
@@ -128,7 +131,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
 }, { name: 'invsys-openapi' })
 
 /** The whole API as a plugin: external plugins, then the database, then routes. */
-export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config }) {
+export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config, resolve?: Resolver }) {
   await app.register(configPlugin, { config: options.config })
   // First of the onRequest hooks: an overloaded server refuses before any work (even auth).
   await app.register(loadShedding)
@@ -139,6 +142,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   // This replica's one listening connection, before its subscribers (auth's token cache, the feed).
   await app.register(notifications)
   await app.register(changeFeed)
+  await app.register(webhooks, { resolve: options.resolve })
   await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)
@@ -168,6 +172,7 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(containerRoutes)
   await app.register(feedRoutes, { typeNames })
   await app.register(eventRoutes, { typeNames })
+  await app.register(webhookRoutes, { typeNames })
 }, { name: 'invsys' })
 
 /**
@@ -181,6 +186,8 @@ const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorizat
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
   logStream?: { write: (line: string) => void }
+  /** How webhook hosts are resolved instead of DNS (tests point names wherever they need). */
+  resolve?: Resolver
 }
 
 /** Builds the app that server.ts listens with and tests inject into. No side effects at import. */
@@ -222,7 +229,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
-  await app.register(invsys, { config })
+  await app.register(invsys, { config, resolve: options.resolve })
   await app.ready()
   return app
 }

@@ -159,14 +159,15 @@ export interface Answer {
  * POSTs `body` to `url`, connecting to `target` (already checked) and nowhere else.
  * Redirects are not followed: a 3xx is an answer like any other. Resolves with the status
  * as soon as it arrives (the rest of the reply is read and dropped); rejects on a
- * connection error or after `timeoutMs` in all.
+ * connection error, after `timeoutMs` in all, or when `signal` aborts.
  */
-export function postJson (url: URL, target: Target, headers: Record<string, string>, body: string, timeoutMs: number): Promise<Answer> {
+export function postJson (url: URL, target: Target, headers: Record<string, string>, body: string, timeoutMs: number, signal?: AbortSignal): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http
     const request = client.request(url, {
       method: 'POST',
       agent: false,
+      signal,
       headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers },
       // Only ever the checked address: the name is not resolved again behind our back.
       lookup: (_hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
