@@ -15,7 +15,7 @@ export const EventType = Type.Union(EVENT_TYPES.map((type) => Type.Literal(type)
 })
 
 /** The thing after or before the change: an allocation or a resource as GET returns it, or null. */
-const Thing = (description: string) => Type.Unsafe<Allocation | Resource | null>({ type: 'object', nullable: true, anyOf: [Allocation, Resource], description })
+const Thing = (description: string) => Type.Union([Allocation, Resource, Type.Null()], { description })
 
 const allocationExample = Allocation.examples[0] as Allocation
 
