@@ -188,7 +188,11 @@ export class WebhookWorker {
     if (signal.aborted && kind !== 'delivered') return
     this.outcomes[kind]++
     const durationMs = Date.now() - attemptedAt.getTime()
-    await recordAttempt(this.options.pool, claimed, this.lease, this.outcome(claimed, kind, status, error, retryAfter, attemptedAt, durationMs))
+    const outcome = this.outcome(claimed, kind, status, error, retryAfter, attemptedAt, durationMs)
+    await recordAttempt(this.options.pool, claimed, this.lease, outcome)
+    // A retry due before the next tick is looked for when it is due.
+    const due = outcome.nextAttemptAt ? outcome.nextAttemptAt.getTime() - Date.now() : Infinity
+    if (due < TICK_MS) setTimeout(() => this.kick(), Math.max(due, 0)).unref()
   }
 
   /** What follows an attempt: done, the next attempt (the schedule's, or Retry-After's), or the endpoint disabled. */
