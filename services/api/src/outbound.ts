@@ -114,7 +114,7 @@ function hostOf (url: URL): string {
 /** A URL invsys will not connect to, with the reason (which names the address, never anything secret). */
 export class TargetRefused extends Error {}
 
-export interface Target { address: string, family: 4 | 6 }
+interface Target { address: string, family: 4 | 6 }
 
 /**
  * Where a request to `url` may go: the host's addresses, each checked. Every address the
@@ -149,7 +149,7 @@ export function signature (secret: string, id: string, timestamp: number, body: 
   return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`
 }
 
-export interface Answer {
+interface Answer {
   status: number
   /** The Retry-After header, as sent. */
   retryAfter: string | undefined

@@ -29,12 +29,13 @@ t.test('pages read while commits are held and reordered are exactly the committe
   const start = (await sql<{ last: number }>(app, 'SELECT last_position::int AS last FROM event_feed'))[0]!.last
   const historyStart = (await sql<{ top: number }>(app, 'SELECT coalesce(max(id), 0)::int AS top FROM allocation_event'))[0]!.top
 
-  let writing = true
+  // What tells the loops below to stop (an object, which lint sees can change under them).
+  const flags = { writing: true, reading: true }
   const writers = edited.map(async (allocationId, w) => {
     const client = new pg.Client({ connectionString: app.databaseUrl })
     await client.connect()
     try {
-      for (let round = 0; writing; round++) {
+      for (let round = 0; flags.writing; round++) {
         await client.query('BEGIN')
         await client.query('UPDATE allocation SET description = $2 WHERE id = $1', [allocationId, `writer ${w} round ${round}`])
         // The number is drawn; the commit waits: 0 to 150 ms, and now and then a second.
@@ -47,7 +48,7 @@ t.test('pages read while commits are held and reordered are exactly the committe
   })
   let booked = 0
   const bookers = Array.from({ length: 3 }, async (_, b) => {
-    for (let n = 0; writing; n++) {
+    for (let n = 0; flags.writing; n++) {
       const hour = Date.UTC(2033, 0, 1) + (n * 3 + b) * 3600_000
       const res = await fetchJson(`${base}/api/resources/${carIds[(n + b) % carIds.length]}/allocations`, 'POST',
         { starts_at: new Date(hour).toISOString(), ends_at: new Date(hour + 1800_000).toISOString() })
@@ -58,12 +59,11 @@ t.test('pages read while commits are held and reordered are exactly the committe
 
   // The naive reader: on a connection of its own, as often as it can.
   const naive = new Set<number>()
-  let reading = true
   const naiveReader = (async () => {
     const client = new pg.Client({ connectionString: app.databaseUrl })
     await client.connect()
     try {
-      for (let cursor = historyStart; reading; await sleep(5)) {
+      for (let cursor = historyStart; flags.reading; await sleep(5)) {
         const { rows } = await client.query<{ id: number }>('SELECT id::int FROM allocation_event WHERE id > $1 ORDER BY id LIMIT 100', [cursor])
         for (const row of rows) naive.add(row.id)
         cursor = rows.at(-1)?.id ?? cursor
@@ -84,7 +84,7 @@ t.test('pages read while commits are held and reordered are exactly the committe
     await readOnce()
     await sleep(15)
   }
-  writing = false
+  flags.writing = false
   await Promise.all([...writers, ...bookers])
   // What was committed has all been numbered once these settle; read to the end.
   for (let quiet = 0; quiet < 3;) {
@@ -93,7 +93,7 @@ t.test('pages read while commits are held and reordered are exactly the committe
     await sleep(300)
     quiet = read.length === before ? quiet + 1 : 0
   }
-  reading = false
+  flags.reading = false
   await naiveReader
 
   const committed = await sql<{ event_id: string, id: number }>(app, 'SELECT event_id::text, id::int FROM allocation_event WHERE id > $1 ORDER BY id', [historyStart])

@@ -77,7 +77,7 @@ t.test('every change is announced once, in the transaction that made it; refused
   t.equal((await call(app, 'DELETE', `/api/resources/${car.id}?force=true`)).statusCode, 204)
 
   const events = await readAfter(start, 17)
-  const occurrences = series.json().allocations.map((a: { id: string }) => a.id as string)
+  const occurrences: string[] = series.json().allocations.map((a: { id: string }) => a.id)
   const row = (e: Event) => [e.type, e.allocation_id, e.actor_id]
   t.same(events.slice(0, 8).map(row), [
     ['resource.created', null, me.id],
@@ -89,7 +89,7 @@ t.test('every change is announced once, in the transaction that made it; refused
     ['allocation.created', occurrences[0], me.id],
     ['allocation.created', occurrences[1], me.id]
   ], 'each change once, in order, with the account that made it')
-  t.same(events.slice(8, 10).map(row).sort(), occurrences.map((id: string) => ['allocation.cancelled', id, me.id]).sort(), 'a series cancel: each occurrence')
+  t.same(events.slice(8, 10).map(row).sort(), occurrences.map((id) => ['allocation.cancelled', id, me.id]).sort(), 'a series cancel: each occurrence')
   t.same(events.slice(10, 12).map(row), [['allocation.updated', booked.id, null], ['resource.updated', null, me.id]], 'psql names no account')
   t.same(events.slice(12, 16).map(row).sort(), [booked.id, hold.id, ...occurrences].map((id) => ['allocation.deleted', id, me.id]).sort(),
     'deleting the resource deletes its allocations, each announced, before the resource')

@@ -13,13 +13,13 @@ export interface Received {
 }
 
 /** What to answer: a status (with headers), after a delay; or hold the request until the receiver closes. */
-export type Answer = { status: number, headers?: Record<string, string>, delayMs?: number } | 'hang'
+type Answer = { status: number, headers?: Record<string, string>, delayMs?: number } | 'hang'
 
 /**
  * A webhook receiver on 127.0.0.1 for tests: records every request and every connection,
  * answers as `answer` says (204 by default).
  */
-export class Receiver {
+class Receiver {
   readonly received: Received[] = []
   connections = 0
   answer: (request: Received, index: number) => Answer = () => ({ status: 204 })

@@ -24,8 +24,8 @@ async function startServer (env: Record<string, string>): Promise<Running> {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
   const base = `http://127.0.0.1:${port}`
   const ready = await eventually(async () => (await fetch(`${base}/ready`).catch(() => undefined))?.status === 200, 90_000)

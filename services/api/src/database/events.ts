@@ -12,7 +12,7 @@ export interface EventFilter {
 }
 
 /** The feed's state: the last position given, and the first still served. */
-export interface FeedState { last_position: number, kept_from: number }
+interface FeedState { last_position: number, kept_from: number }
 
 const STATE = 'SELECT last_position, kept_from FROM event_feed'
 

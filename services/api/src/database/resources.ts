@@ -178,7 +178,9 @@ export async function createResource (db: Db, resource: ResourceFields, actor: n
 }
 
 /** Undefined when keepType is set and the id belongs to a resource of another type. */
-export async function upsertResource (db: Db, id: string, resource: ResourceFields, keepType: boolean, actor: number): Promise<{ resource: Resource, created: boolean } | undefined> {
+export async function upsertResource (
+  db: Db, id: string, resource: ResourceFields, keepType: boolean, actor: number
+): Promise<{ resource: Resource, created: boolean } | undefined> {
   const row = await withTransaction(db, async (client) =>
     (await client.query<Resource & { created: boolean }>(UPSERT, [id, ...values(resource), keepType])).rows[0], { actor })
   if (!row) return undefined

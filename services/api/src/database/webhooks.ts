@@ -3,7 +3,7 @@ import type { FeedEvent } from '../schemas/events.js'
 import type { WebhookAttempt, WebhookEndpoint, WebhookPatch } from '../schemas/webhooks.js'
 
 /** What an endpoint is made with. */
-export interface NewEndpoint {
+interface NewEndpoint {
   url: string
   types: string[] | null
   resource_type: string | null

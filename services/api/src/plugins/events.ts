@@ -29,7 +29,7 @@ const RETENTION_BATCH = 1000
 /** Repeated failures of a periodic job are logged at most this often. */
 const QUIET_MS = 60_000
 
-export interface ChangeFeedOptions {
+interface ChangeFeedOptions {
   pool: pg.Pool
   listener: Listener
   log: FastifyBaseLogger

@@ -11,9 +11,9 @@ declare module 'fastify' {
   }
 }
 
-export type NotificationHandler = (payload: string | undefined) => void
+type NotificationHandler = (payload: string | undefined) => void
 
-export interface ListenerOptions {
+interface ListenerOptions {
   /** Settings of the connection that listens (its own, outside the pool). */
   connection: pg.ClientConfig
   log: FastifyBaseLogger

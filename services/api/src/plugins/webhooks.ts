@@ -16,7 +16,7 @@ declare module 'fastify' {
 }
 
 /** How a delivery attempt ended, for GET /metrics. */
-export type DeliveryOutcome = 'delivered' | 'failed' | 'error' | 'timeout' | 'refused'
+type DeliveryOutcome = 'delivered' | 'failed' | 'error' | 'timeout' | 'refused'
 
 /** The Standard Webhooks timeout: an endpoint that has not answered by then has failed this attempt. */
 const TIMEOUT_MS = 15_000
@@ -34,7 +34,7 @@ const DRAIN_MS = 5000
 const MAX_RETRY_AFTER_S = 86_400
 const QUIET_MS = 60_000
 
-export interface WebhookWorkerOptions {
+interface WebhookWorkerOptions {
   pool: pg.Pool
   feed: ChangeFeed
   log: FastifyBaseLogger
@@ -218,7 +218,7 @@ export class WebhookWorker {
   }
 }
 
-export interface WebhookOptions {
+interface WebhookOptions {
   /** How host names are resolved for webhooks (tests give their own). */
   resolve?: Resolver
 }
