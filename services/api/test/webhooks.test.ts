@@ -1,8 +1,11 @@
+import { spawn } from 'node:child_process'
+import fs from 'node:fs/promises'
+import path from 'node:path'
 import t from 'tap'
 import { Webhook, WebhookVerificationError } from 'standardwebhooks'
 import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
-import { book, buildTestApp, call, createResource, fetchJson, listen, sleep } from './helpers.js'
+import { loadConfig, repoRoot } from '../src/config.js'
+import { book, buildTestApp, call, createResource, envWithoutCoverage, fetchJson, freePort, listen, sleep } from './helpers.js'
 import { eventually, receiver, type Received } from './webhook-receiver.js'
 
 // Receivers listen on 127.0.0.1, which this app is told it may send to. Ten quick attempts:
@@ -239,4 +242,30 @@ t.test('two replicas, a receiver that fails at random: every event arrives, each
   t.same(wrongOrder, [], 'no event of a resource is sent before the earlier ones were acknowledged')
   t.equal(overlapping, 0, 'the replicas never sent one event twice at the same time')
   t.ok(hook.received.every((r) => r.headers['webhook-id'] === JSON.parse(r.body).id), 'every retry carries the event\'s webhook-id')
+})
+
+t.test('the receiver docs/events.md shows, run as written: it verifies a delivery and refuses a forgery', async (t) => {
+  const doc = await fs.readFile(path.join(repoRoot, 'docs', 'events.md'), 'utf8')
+  const code = /```js\n(\/\/ receiver\.mjs[\s\S]*?)```/.exec(doc)?.[1]
+  t.ok(code, 'the block is there')
+  // Under node_modules, so that its import of standardwebhooks finds the package.
+  const cache = path.join(repoRoot, 'node_modules', '.cache')
+  await fs.mkdir(cache, { recursive: true })
+  const dir = await fs.mkdtemp(path.join(cache, 'invsys-receiver-'))
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  await fs.writeFile(path.join(dir, 'receiver.mjs'), code!.replace('.listen(4000,', `.listen(${port},`))
+  const target = await endpoint(`http://127.0.0.1:${port}/`, { types: ['allocation.created'] })
+  t.teardown(() => call(app, 'DELETE', `/api/webhooks/${target.id}`))
+  const child = spawn(process.execPath, [path.join(dir, 'receiver.mjs')], { env: { ...envWithoutCoverage(), WEBHOOK_SECRET: target.secret }, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill())
+  let printed = ''
+  child.stdout.on('data', (chunk: Buffer) => { printed += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { printed += chunk.toString() })
+  t.ok(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: '{}' }).catch(() => undefined))?.status === 400), 'a request without signature: 400')
+  const booked = (await book(app, (await createResource(app, 'car')).id, ...nextSlot())).json()
+  t.ok(await eventually(() => printed.includes(booked.id)), `it printed the event: ${printed.trim()}`)
+  t.match(printed, new RegExp(`^\\d+ allocation\\.created ${booked.id}$`, 'm'))
+  const attempts = (await call(app, 'GET', `/api/webhooks/${target.id}/deliveries`)).json()
+  t.match(attempts, [{ response_status: 204 }], 'and answered 204')
 })

@@ -15,6 +15,8 @@ declare module 'fastify' {
 
 /** Events numbered per statement; a backlog takes several, back to back. */
 const NUMBER_BATCH = 1000
+/** Batches numbered before the app is ready: changes written while no API ran (the mock data, psql) are in the feed when it starts. */
+const STARTING_BATCHES = 10
 /** A pass at most this often (a write request asks for one at once, but many are served together). */
 const PASS_SPACING_MS = 25
 /** How often a replica looks for changes it was not told about (psql, other replicas, a lost poke). */
@@ -70,7 +72,9 @@ export class ChangeFeed {
     options.listener.onReset(() => this.wake())
   }
 
-  start (): void {
+  /** Starts the periodic jobs, after numbering what is waiting (a few batches at most: the rest follows at once). */
+  async start (): Promise<void> {
+    await this.pass(STARTING_BATCHES)
     const every = (ms: number, job: () => Promise<void>) => { const timer = setInterval(() => { void job() }, ms); timer.unref(); this.timers.push(timer) }
     every(IDLE_CHECK_MS, () => this.checkWaiting())
     every(SWEEP_MS, () => this.sweep())
@@ -131,10 +135,14 @@ export class ChangeFeed {
     for (const callback of this.numberedCallbacks) callback()
   }
 
-  private async pass (): Promise<void> {
+  private async pass (maxBatches = Infinity): Promise<void> {
     this.numbering = true
     try {
-      for (let numbered = NUMBER_BATCH; numbered === NUMBER_BATCH && !this.closing;) {
+      for (let numbered = NUMBER_BATCH, batches = 0; numbered === NUMBER_BATCH && !this.closing; batches++) {
+        if (batches === maxBatches) {
+          this.wanted = true
+          break
+        }
         this.wanted = false
         this.lastPass = Date.now()
         numbered = await numberCommittedEvents(this.options.pool, NUMBER_BATCH)
@@ -205,7 +213,7 @@ export const changeFeed = fp(async function changeFeed (app: FastifyInstance) {
   app.addHook('onResponse', async (request, reply) => {
     if (!READS.has(request.method) && reply.statusCode < 400 && request.url.startsWith('/api/')) feed.poke()
   })
-  app.addHook('onReady', async () => { feed.start() })
+  app.addHook('onReady', async () => { await feed.start() })
   // Before the server waits for requests in flight: long-polls must not hold a shutdown.
   app.addHook('preClose', async () => { feed.close() })
   app.addHook('onClose', async () => { feed.close() })
