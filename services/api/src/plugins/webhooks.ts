@@ -68,6 +68,8 @@ export class WebhookWorker {
   private kickTimer: NodeJS.Timeout | undefined
   private running = false
   private again = false
+  private endpoints: string[] = []
+  private endpointsCheckedAt = 0
   private queueWanted = true
   private closing = false
   private lastComplaint = 0
@@ -116,13 +118,27 @@ export class WebhookWorker {
     }, 10)
   }
 
+  /** An endpoint was registered, changed or deleted here: look at the list again now. */
+  endpointsChanged (): void {
+    this.endpointsCheckedAt = 0
+    this.queueWanted = true
+    this.kick()
+  }
+
   private async run (): Promise<void> {
     this.running = true
     this.again = false
     try {
+      // The list of enabled endpoints is read at most once a tick (others' changes show
+      // within a second): with none, the feed growing costs no query at all.
+      if (Date.now() - this.endpointsCheckedAt >= TICK_MS) {
+        this.endpoints = await enabledEndpoints(this.options.pool)
+        this.endpointsCheckedAt = Date.now()
+      }
+      if (this.endpoints.length === 0) return
       if (this.queueWanted) {
         this.queueWanted = false
-        for (const id of await enabledEndpoints(this.options.pool)) {
+        for (const id of this.endpoints) {
           for (let scanned = QUEUE_BATCH; scanned === QUEUE_BATCH && !this.closing;) scanned = await queueForEndpoint(this.options.pool, id, QUEUE_BATCH)
         }
       }

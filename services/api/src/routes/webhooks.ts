@@ -46,6 +46,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> =
     await checkUrl(url)
     const secret = generateWebhookSecret()
     const created = await createEndpoint(db, { url, types: types ?? null, resource_type: resourceType ?? null, description: description ?? null }, secret)
+    app.webhooks.endpointsChanged()
     // no-store: the secret must not stay in a proxy's or browser's cache.
     return reply.code(201).header('Cache-Control', 'no-store').header('Location', `/api/webhooks/${created.id}`).send({ ...created, secret })
   })
@@ -78,7 +79,10 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> =
   }, async (request) => {
     if (request.body.url !== undefined) await checkUrl(request.body.url)
     const disabledBy = `disabled by account ${actorOf(request).id} through the API`
-    return await updateEndpoint(db, request.params.id, request.body, disabledBy) ?? Promise.reject(notFound(request.params.id))
+    const updated = await updateEndpoint(db, request.params.id, request.body, disabledBy)
+    if (!updated) throw notFound(request.params.id)
+    app.webhooks.endpointsChanged()
+    return updated
   })
 
   app.delete('/api/webhooks/:id', {
@@ -86,6 +90,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<{ typeNames: string[] }> =
     schema: { tags, summary: 'Delete a webhook endpoint and what it was still owed', params: WebhookParams, response: { 204: NoContent, ...errorResponses(...READ_ERRORS, 404) } }
   }, async (request, reply) => {
     if (!await deleteEndpoint(db, request.params.id)) throw notFound(request.params.id)
+    app.webhooks.endpointsChanged()
     return reply.code(204).send(null)
   })
 
