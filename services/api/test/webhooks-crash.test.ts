@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Webhook } from 'standardwebhooks'
 import { generateToken } from '../src/tokens.js'
-import { bearer, envWithoutCoverage, freePort, startTestDatabase } from './helpers.js'
+import { bearer, freePort, startTestDatabase, untapped } from './helpers.js'
 import { eventually, receiver } from './webhook-receiver.js'
 
 /**
@@ -19,8 +19,8 @@ interface Running { child: ChildProcess, base: string, exited: Promise<void> }
 
 async function startServer (env: Record<string, string>): Promise<Running> {
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
-    env: { ...envWithoutCoverage(), PORT: String(port), LOG_LEVEL: 'warn', MAX_EVENT_LOOP_DELAY_MS: '0', ...env },
+  const child = spawn(...untapped(process.execPath, ['--import', 'tsx', SERVER]), {
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', MAX_EVENT_LOOP_DELAY_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''

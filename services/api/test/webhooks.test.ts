@@ -5,7 +5,7 @@ import t from 'tap'
 import { Webhook, WebhookVerificationError } from 'standardwebhooks'
 import { buildApp } from '../src/app.js'
 import { loadConfig, repoRoot } from '../src/config.js'
-import { book, buildTestApp, call, createResource, envWithoutCoverage, fetchJson, freePort, listen, sleep } from './helpers.js'
+import { book, buildTestApp, call, createResource, fetchJson, freePort, listen, sleep, untapped } from './helpers.js'
 import { eventually, receiver, type Received } from './webhook-receiver.js'
 
 // Receivers listen on 127.0.0.1, which this app is told it may send to. Ten quick attempts:
@@ -257,7 +257,7 @@ t.test('the receiver docs/events.md shows, run as written: it verifies a deliver
   await fs.writeFile(path.join(dir, 'receiver.mjs'), code!.replace('.listen(4000,', `.listen(${port},`))
   const target = await endpoint(`http://127.0.0.1:${port}/`, { types: ['allocation.created'] })
   t.teardown(() => call(app, 'DELETE', `/api/webhooks/${target.id}`))
-  const child = spawn(process.execPath, [path.join(dir, 'receiver.mjs')], { env: { ...envWithoutCoverage(), WEBHOOK_SECRET: target.secret }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(...untapped(process.execPath, [path.join(dir, 'receiver.mjs')]), { env: { ...process.env, WEBHOOK_SECRET: target.secret }, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => child.kill())
   let printed = ''
   child.stdout.on('data', (chunk: Buffer) => { printed += chunk.toString() })

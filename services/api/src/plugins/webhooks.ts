@@ -59,7 +59,7 @@ function retryAfterSeconds (header: string | undefined, now: number): number | u
  * replica that dies mid-delivery leaves its lease to lapse, and the event is sent again
  * with the same webhook-id.
  */
-export class WebhookWorker {
+class WebhookWorker {
   /** Attempts by outcome, since this replica started (GET /metrics). */
   readonly outcomes: Record<DeliveryOutcome, number> = { delivered: 0, failed: 0, error: 0, timeout: 0, refused: 0 }
   private readonly inFlight = new Map<string, AbortController>()
