@@ -192,6 +192,28 @@ $$;
 COMMENT ON FUNCTION public.allocation_expire_overlapping_holds() IS 'Before a row starts (or keeps) blocking a slot, run-out holds of the same resource whose buffered ranges meet its own are written as expired, so they leave the exclusion constraint''s index before the row is checked against it. It runs inside the inserting or moving statement, so INSERT ... ON CONFLICT DO NOTHING sees the slot free: no background job is needed for correctness.';
 
 --
+-- Name: allocation_json(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.allocation_json(snapshot jsonb) RETURNS json
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  SELECT CASE WHEN snapshot IS NOT NULL THEN json_build_object(
+    'id', snapshot->'id', 'resource_id', snapshot->'resource_id', 'resource_type', snapshot->'resource_type',
+    'starts_at', snapshot->'starts_at', 'ends_at', snapshot->'ends_at', 'kind', snapshot->'kind',
+    'status', snapshot->'status', 'description', snapshot->'description', 'data', snapshot->'data',
+    'created_at', snapshot->'created_at', 'updated_at', snapshot->'updated_at', 'cancelled_at', snapshot->'cancelled_at',
+    'expires_at', snapshot->'expires_at', 'owner_id', snapshot->'owner_id', 'updated_by', snapshot->'updated_by',
+    'buffer_before', snapshot->'buffer_before', 'buffer_after', snapshot->'buffer_after', 'series_id', snapshot->'series_id') END
+$$;
+
+--
+-- Name: FUNCTION allocation_json(snapshot jsonb); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.allocation_json(snapshot jsonb) IS 'An allocation snapshot (allocation_snapshot) as JSON with the fields in the API''s order.';
+
+--
 -- Name: allocation_overlaps(tstzrange, tstzrange); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -234,26 +256,26 @@ COMMENT ON FUNCTION public.allocation_range(starts_at timestamp with time zone, 
 CREATE FUNCTION public.allocation_record_event() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
-DECLARE
-  old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN allocation_snapshot(OLD) END;
-  new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN allocation_snapshot(NEW) END;
 BEGIN
-  -- A write that changed nothing but updated_at (a PATCH with the same values) is not history.
-  IF TG_OP = 'UPDATE' AND old_row - 'updated_at' = new_row - 'updated_at' THEN
-    RETURN NULL;
-  END IF;
   INSERT INTO allocation_event (allocation_id, operation, old_row, new_row)
-  VALUES (
-    CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
-    CASE
-      WHEN TG_OP = 'INSERT' THEN 'insert'
-      WHEN TG_OP = 'DELETE' THEN 'delete'
-      WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'cancelled' THEN 'cancel'
-      WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'expired' THEN 'expire'
-      WHEN NEW.status IS DISTINCT FROM OLD.status AND OLD.status = 'held' AND NEW.status = 'confirmed' THEN 'confirm'
-      ELSE 'update'
-    END,
-    old_row, new_row);
+  SELECT CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
+         CASE
+           WHEN TG_OP = 'INSERT' THEN 'insert'
+           WHEN TG_OP = 'DELETE' THEN 'delete'
+           WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'cancelled' THEN 'cancel'
+           WHEN NEW.status IS DISTINCT FROM OLD.status AND NEW.status = 'expired' THEN 'expire'
+           WHEN NEW.status IS DISTINCT FROM OLD.status AND OLD.status = 'held' AND NEW.status = 'confirmed' THEN 'confirm'
+           ELSE 'update'
+         END,
+         s.before, s.after
+  FROM (SELECT) AS one
+  LEFT JOIN resource r ON r.id = CASE WHEN TG_OP = 'DELETE' THEN OLD.resource_id ELSE NEW.resource_id END
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN TG_OP <> 'INSERT' THEN allocation_snapshot(OLD, CASE WHEN TG_OP = 'UPDATE' AND OLD.resource_id <> NEW.resource_id
+             THEN (SELECT o.type FROM resource o WHERE o.id = OLD.resource_id) ELSE r.type END) END AS before,
+           CASE WHEN TG_OP <> 'DELETE' THEN allocation_snapshot(NEW, r.type) END AS after
+  ) AS s
+  WHERE TG_OP <> 'UPDATE' OR s.before - 'updated_at' <> s.after - 'updated_at';
   RETURN NULL;
 END
 $$;
@@ -262,7 +284,7 @@ $$;
 -- Name: FUNCTION allocation_record_event(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.allocation_record_event() IS 'Writes one allocation_event row per insert, update and delete of an allocation, whoever makes it (the API or psql), with the actor the transaction names in invsys.actor (null in psql unless set).';
+COMMENT ON FUNCTION public.allocation_record_event() IS 'Records a change to an allocation in its history (allocation_event), which is also its event in the change feed, in the same transaction.';
 
 SET LOCAL default_tablespace = '';
 
@@ -422,27 +444,30 @@ COMMENT ON CONSTRAINT allocation_during_half_open ON public.allocation IS 'One s
 COMMENT ON CONSTRAINT allocation_hold_length ON public.allocation IS 'A hold is short by design: it reserves a slot for at most an hour while someone decides, not instead of booking.';
 
 --
--- Name: allocation_snapshot(public.allocation); Type: FUNCTION; Schema: public; Owner: -
+-- Name: allocation_snapshot(public.allocation, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.allocation_snapshot(a public.allocation) RETURNS jsonb
+CREATE FUNCTION public.allocation_snapshot(a public.allocation, resource_type text) RETURNS jsonb
     LANGUAGE sql STABLE
     AS $$
   SELECT jsonb_build_object(
-    'id', a.id, 'resource_id', a.resource_id,
+    'id', a.id, 'resource_id', a.resource_id, 'resource_type', resource_type,
     'starts_at', utc_text(lower(a.during)), 'ends_at', utc_text(upper(a.during)),
     'kind', a.kind, 'status', a.status, 'description', a.description, 'data', a.data,
     'created_at', utc_text(a.created_at), 'updated_at', utc_text(a.updated_at),
     'cancelled_at', utc_text(a.cancelled_at), 'expires_at', utc_text(a.expires_at),
     'owner_id', a.owner_id, 'updated_by', a.updated_by,
+    -- iso_duration() switches IntervalStyle on every call: not called for the usual zero.
+    'buffer_before', CASE WHEN a.buffer_before <> '0' THEN iso_duration(a.buffer_before) END,
+    'buffer_after', CASE WHEN a.buffer_after <> '0' THEN iso_duration(a.buffer_after) END,
     'series_id', a.series_id)
 $$;
 
 --
--- Name: FUNCTION allocation_snapshot(a public.allocation); Type: COMMENT; Schema: public; Owner: -
+-- Name: FUNCTION allocation_snapshot(a public.allocation, resource_type text); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.allocation_snapshot(a public.allocation) IS 'The stored row shaped like the API''s allocation (during split into starts_at and ends_at, times in UTC with Z), so history reads the same whoever wrote it.';
+COMMENT ON FUNCTION public.allocation_snapshot(a public.allocation, resource_type text) IS 'An allocation as the API represents it (status as written), given its resource''s type, as jsonb: what the history and the change feed record. E.g. SELECT allocation_snapshot(a, r.type) FROM allocation a JOIN resource r ON r.id = a.resource_id.';
 
 --
 -- Name: allocation_starts(tstzrange); Type: FUNCTION; Schema: public; Owner: -
@@ -584,6 +609,288 @@ $$;
 --
 
 COMMENT ON FUNCTION public.booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamp with time zone) IS 'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed); quotas are judged by booking_quota_breach. E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
+
+--
+-- Name: allocation_event; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.allocation_event (
+    id bigint NOT NULL,
+    allocation_id uuid NOT NULL,
+    operation text NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    db_user text DEFAULT CURRENT_USER NOT NULL,
+    application text DEFAULT current_setting('application_name'::text) NOT NULL,
+    actor_id bigint DEFAULT (NULLIF(current_setting('invsys.actor'::text, true), ''::text))::bigint,
+    old_row jsonb,
+    new_row jsonb,
+    "position" bigint,
+    event_id uuid DEFAULT gen_random_uuid(),
+    CONSTRAINT allocation_event_new_row_unless_delete CHECK (((new_row IS NULL) = (operation = 'delete'::text))),
+    CONSTRAINT allocation_event_old_row_unless_insert CHECK (((old_row IS NULL) = (operation = 'insert'::text))),
+    CONSTRAINT allocation_event_operation_known CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'confirm'::text, 'cancel'::text, 'expire'::text, 'delete'::text]))),
+    CONSTRAINT allocation_event_position_range CHECK ((("position" >= 0) AND ("position" <= '9007199254740991'::bigint)))
+);
+
+--
+-- Name: TABLE allocation_event; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.allocation_event IS 'Every change to an allocation, from the API or by hand, written by a trigger. Read it oldest first: ORDER BY id.';
+
+--
+-- Name: COLUMN allocation_event.id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.id IS 'Increases with every recorded change: the order to read history in.';
+
+--
+-- Name: COLUMN allocation_event.allocation_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.allocation_id IS 'The allocation changed; it may since have been deleted along with its resource.';
+
+--
+-- Name: COLUMN allocation_event.operation; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.operation IS 'insert, update (times, kind, description, data), confirm, cancel, expire (a run-out hold written as expired) or delete.';
+
+--
+-- Name: COLUMN allocation_event.at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.at IS 'Clock time when the change was written.';
+
+--
+-- Name: COLUMN allocation_event.db_user; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.db_user IS 'The PostgreSQL role that made the change.';
+
+--
+-- Name: COLUMN allocation_event.application; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.application IS 'The client''s application_name: invsys-api for the API, psql for psql, and so on.';
+
+--
+-- Name: COLUMN allocation_event.actor_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.actor_id IS 'The account that made the change through the API; null for changes made by hand.';
+
+--
+-- Name: COLUMN allocation_event.old_row; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.old_row IS 'The allocation before the change, as the API represents it (allocation_snapshot: starts_at/ends_at, UTC times, status as stored; resource_type and buffers since the change feed); null for insert.';
+
+--
+-- Name: COLUMN allocation_event.new_row; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.new_row IS 'The allocation after the change, same shape; null for delete.';
+
+--
+-- Name: COLUMN allocation_event."position"; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event."position" IS 'The change''s position in the change feed (GET /api/events), given once it has committed (event_number_committed()); null for a moment after the commit; 0 for history written before the feed existed, which is not in it.';
+
+--
+-- Name: COLUMN allocation_event.event_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.allocation_event.event_id IS 'The change''s id in the feed: webhooks send it as webhook-id, the same on every retry. Null for history from before the feed.';
+
+--
+-- Name: resource_event; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.resource_event (
+    seq bigint DEFAULT nextval((pg_get_serial_sequence('allocation_event'::text, 'id'::text))::regclass) NOT NULL,
+    "position" bigint,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    type text NOT NULL,
+    occurred_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    actor_id bigint DEFAULT (NULLIF(current_setting('invsys.actor'::text, true), ''::text))::bigint,
+    resource_id uuid NOT NULL,
+    resource_type text NOT NULL,
+    data json,
+    previous json,
+    CONSTRAINT resource_event_data_unless_deleted CHECK (((data IS NULL) = (type = 'resource.deleted'::text))),
+    CONSTRAINT resource_event_position_range CHECK ((("position" >= 1) AND ("position" <= '9007199254740991'::bigint))),
+    CONSTRAINT resource_event_previous_unless_created CHECK (((previous IS NULL) = (type = 'resource.created'::text))),
+    CONSTRAINT resource_event_type_known CHECK ((type = ANY (ARRAY['resource.created'::text, 'resource.updated'::text, 'resource.deleted'::text])))
+);
+
+--
+-- Name: TABLE resource_event; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.resource_event IS 'Every change to a resource, from the API or by hand, written by a trigger: the resource half of the change feed (see the view event).';
+
+--
+-- Name: COLUMN resource_event.seq; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.seq IS 'Drawn when the row is written, from the same sequence as allocation_event.id (so not in commit order): the order one numbering run numbers changes in.';
+
+--
+-- Name: COLUMN resource_event."position"; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event."position" IS 'The change''s position in the feed, given once it has committed; null for a moment after the commit.';
+
+--
+-- Name: COLUMN resource_event.id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.id IS 'The change''s id in the feed (webhook-id).';
+
+--
+-- Name: COLUMN resource_event.type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.type IS 'resource.created, resource.updated or resource.deleted.';
+
+--
+-- Name: COLUMN resource_event.occurred_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.occurred_at IS 'Clock time when the change was written.';
+
+--
+-- Name: COLUMN resource_event.actor_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.actor_id IS 'The account that made the change through the API; null for changes made by hand.';
+
+--
+-- Name: COLUMN resource_event.resource_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.resource_id IS 'The resource changed.';
+
+--
+-- Name: COLUMN resource_event.resource_type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.resource_type IS 'Its type (after the change, or before a delete).';
+
+--
+-- Name: COLUMN resource_event.data; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.data IS 'The resource after the change, as the API represents it (resource_json); null after a delete.';
+
+--
+-- Name: COLUMN resource_event.previous; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_event.previous IS 'The resource before the change, the same way; null when it was created.';
+
+--
+-- Name: event; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.event AS
+ SELECT h."position",
+    h.event_id AS id,
+        CASE h.operation
+            WHEN 'insert'::text THEN 'allocation.created'::text
+            WHEN 'update'::text THEN 'allocation.updated'::text
+            WHEN 'confirm'::text THEN 'allocation.confirmed'::text
+            WHEN 'cancel'::text THEN 'allocation.cancelled'::text
+            WHEN 'expire'::text THEN 'allocation.expired'::text
+            ELSE 'allocation.deleted'::text
+        END AS type,
+    h.at AS occurred_at,
+    h.actor_id,
+    ((COALESCE(h.new_row, h.old_row) ->> 'resource_id'::text))::uuid AS resource_id,
+    (COALESCE(h.new_row, h.old_row) ->> 'resource_type'::text) AS resource_type,
+    h.allocation_id,
+    public.allocation_json(h.new_row) AS data,
+    public.allocation_json(h.old_row) AS previous
+   FROM public.allocation_event h
+  WHERE (h."position" > 0)
+UNION ALL
+ SELECT r."position",
+    r.id,
+    r.type,
+    r.occurred_at,
+    r.actor_id,
+    r.resource_id,
+    r.resource_type,
+    NULL::uuid AS allocation_id,
+    r.data,
+    r.previous
+   FROM public.resource_event r
+  WHERE (r."position" > 0);
+
+--
+-- Name: VIEW event; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.event IS 'The change feed (GET /api/events): every change to an allocation (from its history) or a resource, numbered in the order it became visible. data and previous are the thing after and before the change, as the API represents it.';
+
+--
+-- Name: event_json(public.event); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.event_json(e public.event) RETURNS json
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT json_build_object(
+    'position', e.position, 'id', e.id, 'type', e.type, 'occurred_at', utc_text(e.occurred_at),
+    'actor_id', e.actor_id, 'resource_id', e.resource_id, 'resource_type', e.resource_type,
+    'allocation_id', e.allocation_id, 'data', e.data, 'previous', e.previous)
+$$;
+
+--
+-- Name: FUNCTION event_json(e public.event); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.event_json(e public.event) IS 'An event as GET /api/events and webhooks send it. E.g. SELECT event_json(e) FROM event e WHERE position > 0 ORDER BY position LIMIT 10.';
+
+--
+-- Name: event_number_committed(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.event_number_committed(batch integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  last bigint;
+  numbered integer;
+BEGIN
+  SELECT last_position INTO last FROM event_feed FOR UPDATE;
+  WITH waiting AS (
+    SELECT w.kind, w.seq, last + row_number() OVER (ORDER BY w.seq) AS given
+    FROM ((SELECT 'allocation' AS kind, id AS seq FROM allocation_event WHERE position IS NULL ORDER BY id LIMIT batch)
+          UNION ALL
+          (SELECT 'resource', seq FROM resource_event WHERE position IS NULL ORDER BY seq LIMIT batch)) AS w
+    ORDER BY w.seq LIMIT batch
+  ), allocations AS (
+    UPDATE allocation_event h SET position = w.given FROM waiting w WHERE w.kind = 'allocation' AND h.id = w.seq RETURNING 1
+  ), resources AS (
+    UPDATE resource_event r SET position = w.given FROM waiting w WHERE w.kind = 'resource' AND r.seq = w.seq RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM allocations) + (SELECT count(*) FROM resources) INTO numbered;
+  IF numbered > 0 THEN
+    UPDATE event_feed SET last_position = last + numbered;
+    PERFORM pg_notify('invsys_events', (last + numbered)::text);
+  END IF;
+  RETURN numbered;
+END
+$$;
+
+--
+-- Name: FUNCTION event_number_committed(batch integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.event_number_committed(batch integer) IS 'Gives committed changes without a position the next positions in the feed (at most batch of them), and returns how many. The API runs it; SELECT event_number_committed(1000) does it by hand.';
 
 --
 -- Name: iso_duration(interval); Type: FUNCTION; Schema: public; Owner: -
@@ -983,6 +1290,25 @@ $$;
 COMMENT ON FUNCTION public.resource_blocked_range(resource_id uuid, during tstzrange) IS 'during widened by the resource''s buffers in force now: the range a new allocation over during would block.';
 
 --
+-- Name: resource_delete_allocations(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_delete_allocations() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  DELETE FROM allocation WHERE resource_id = OLD.id;
+  RETURN OLD;
+END
+$$;
+
+--
+-- Name: FUNCTION resource_delete_allocations(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_delete_allocations() IS 'Deletes a resource''s allocations just before the resource, so that their history and events still see it.';
+
+--
 -- Name: resource_free_time(uuid, tstzrange); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1004,6 +1330,88 @@ $$;
 --
 
 COMMENT ON FUNCTION public.resource_free_time(resource_id uuid, span tstzrange) IS 'The parts of span where a new allocation of the resource fits now: span minus its confirmed allocations and live holds, each widened by its buffers and the resource''s. E.g. SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
+
+--
+-- Name: resource; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.resource (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    type text NOT NULL,
+    name text NOT NULL,
+    site_id bigint,
+    mac macaddr,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT resource_mac_only_on_computers CHECK (((mac IS NULL) OR (type = 'computer'::text))),
+    CONSTRAINT resource_name_not_blank CHECK ((btrim(name) <> ''::text))
+);
+
+--
+-- Name: TABLE resource; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.resource IS 'A bookable thing: a vehicle or an instrument.';
+
+--
+-- Name: COLUMN resource.id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.id IS 'Generated on POST; PUT may choose it.';
+
+--
+-- Name: COLUMN resource.type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.type IS 'The resource_type it is; decides its route family and whether it may have a MAC.';
+
+--
+-- Name: COLUMN resource.name; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.name IS 'Unique among resources of the same type.';
+
+--
+-- Name: COLUMN resource.site_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.site_id IS 'Where it is kept; null when unassigned. A site cannot be deleted while resources are there.';
+
+--
+-- Name: COLUMN resource.mac; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.mac IS 'Network MAC address; unique, and allowed only on computers.';
+
+--
+-- Name: COLUMN resource.created_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.created_at IS 'When the row was inserted.';
+
+--
+-- Name: COLUMN resource.updated_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource.updated_at IS 'When the row last changed (maintained by a trigger).';
+
+--
+-- Name: resource_json(public.resource); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_json(r public.resource) RETURNS json
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT json_build_object(
+    'id', r.id, 'type', r.type, 'name', r.name, 'site_id', r.site_id, 'mac', r.mac::text,
+    'created_at', utc_text(r.created_at), 'updated_at', utc_text(r.updated_at))
+$$;
+
+--
+-- Name: FUNCTION resource_json(r public.resource); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_json(r public.resource) IS 'A resource as the API represents it. E.g. SELECT resource_json(r) FROM resource r.';
 
 --
 -- Name: resource_open_time(uuid, tstzrange); Type: FUNCTION; Schema: public; Owner: -
@@ -1033,6 +1441,34 @@ $$;
 --
 
 COMMENT ON FUNCTION public.resource_open_time(resource_id uuid, span tstzrange) IS 'When members may book the resource within span under its opening hours (all of span when it has none; null when there is no such resource). E.g. SELECT unnest(resource_open_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
+
+--
+-- Name: resource_record_event(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_record_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND to_jsonb(OLD) - 'updated_at' = to_jsonb(NEW) - 'updated_at' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO resource_event (type, resource_id, resource_type, data, previous)
+  VALUES (
+    CASE TG_OP WHEN 'INSERT' THEN 'resource.created' WHEN 'UPDATE' THEN 'resource.updated' ELSE 'resource.deleted' END,
+    CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END,
+    CASE WHEN TG_OP = 'DELETE' THEN OLD.type ELSE NEW.type END,
+    CASE WHEN TG_OP <> 'DELETE' THEN resource_json(NEW) END,
+    CASE WHEN TG_OP <> 'INSERT' THEN resource_json(OLD) END);
+  RETURN NULL;
+END
+$$;
+
+--
+-- Name: FUNCTION resource_record_event(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_record_event() IS 'Records a change to a resource (resource_event), its event in the change feed, in the same transaction.';
 
 --
 -- Name: site_keep_id_sequence_ahead(); Type: FUNCTION; Schema: public; Owner: -
@@ -1398,85 +1834,6 @@ ALTER TABLE public.account ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY 
 );
 
 --
--- Name: allocation_event; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.allocation_event (
-    id bigint NOT NULL,
-    allocation_id uuid NOT NULL,
-    operation text NOT NULL,
-    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    db_user text DEFAULT CURRENT_USER NOT NULL,
-    application text DEFAULT current_setting('application_name'::text) NOT NULL,
-    actor_id bigint DEFAULT (NULLIF(current_setting('invsys.actor'::text, true), ''::text))::bigint,
-    old_row jsonb,
-    new_row jsonb,
-    CONSTRAINT allocation_event_new_row_unless_delete CHECK (((new_row IS NULL) = (operation = 'delete'::text))),
-    CONSTRAINT allocation_event_old_row_unless_insert CHECK (((old_row IS NULL) = (operation = 'insert'::text))),
-    CONSTRAINT allocation_event_operation_known CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'confirm'::text, 'cancel'::text, 'expire'::text, 'delete'::text])))
-);
-
---
--- Name: TABLE allocation_event; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.allocation_event IS 'Every change to an allocation, from the API or by hand, written by a trigger. Read it oldest first: ORDER BY id.';
-
---
--- Name: COLUMN allocation_event.id; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.id IS 'Increases with every recorded change: the order to read history in.';
-
---
--- Name: COLUMN allocation_event.allocation_id; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.allocation_id IS 'The allocation changed; it may since have been deleted along with its resource.';
-
---
--- Name: COLUMN allocation_event.operation; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.operation IS 'insert, update (times, kind, description, data), confirm, cancel, expire (a run-out hold written as expired) or delete.';
-
---
--- Name: COLUMN allocation_event.at; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.at IS 'Clock time when the change was written.';
-
---
--- Name: COLUMN allocation_event.db_user; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.db_user IS 'The PostgreSQL role that made the change.';
-
---
--- Name: COLUMN allocation_event.application; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.application IS 'The client''s application_name: invsys-api for the API, psql for psql, and so on.';
-
---
--- Name: COLUMN allocation_event.actor_id; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.actor_id IS 'The account that made the change through the API; null for changes made by hand.';
-
---
--- Name: COLUMN allocation_event.old_row; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.old_row IS 'The allocation before the change, shaped like the API representation (starts_at/ends_at, UTC times), status as stored; null for insert.';
-
---
--- Name: COLUMN allocation_event.new_row; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.allocation_event.new_row IS 'The allocation after the change, same shape; null for delete.';
-
---
 -- Name: allocation_event_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -1701,70 +2058,6 @@ COMMENT ON COLUMN public.container.created_at IS 'When the row was inserted.';
 --
 
 COMMENT ON CONSTRAINT container_in_freezer ON public.container IS 'freezer_type is always freezer: with freezer_id it makes up the foreign key container_freezer_fkey.';
-
---
--- Name: resource; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.resource (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    type text NOT NULL,
-    name text NOT NULL,
-    site_id bigint,
-    mac macaddr,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT resource_mac_only_on_computers CHECK (((mac IS NULL) OR (type = 'computer'::text))),
-    CONSTRAINT resource_name_not_blank CHECK ((btrim(name) <> ''::text))
-);
-
---
--- Name: TABLE resource; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.resource IS 'A bookable thing: a vehicle or an instrument.';
-
---
--- Name: COLUMN resource.id; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.id IS 'Generated on POST; PUT may choose it.';
-
---
--- Name: COLUMN resource.type; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.type IS 'The resource_type it is; decides its route family and whether it may have a MAC.';
-
---
--- Name: COLUMN resource.name; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.name IS 'Unique among resources of the same type.';
-
---
--- Name: COLUMN resource.site_id; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.site_id IS 'Where it is kept; null when unassigned. A site cannot be deleted while resources are there.';
-
---
--- Name: COLUMN resource.mac; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.mac IS 'Network MAC address; unique, and allowed only on computers.';
-
---
--- Name: COLUMN resource.created_at; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.created_at IS 'When the row was inserted.';
-
---
--- Name: COLUMN resource.updated_at; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON COLUMN public.resource.updated_at IS 'When the row last changed (maintained by a trigger).';
 
 --
 -- Name: resource_rule; Type: TABLE; Schema: public; Owner: -
@@ -2055,6 +2348,41 @@ CREATE VIEW public.effective_rule AS
 --
 
 COMMENT ON VIEW public.effective_rule IS 'The booking rules in force for each resource: its own where set, else its type''s; null is no rule (time_zone null: UTC). Each *_source column says where a value comes from: resource, type or none. quotas shows the resource''s own, else its type''s; the type''s bind besides the resource''s own (booking_quota_breach).';
+
+--
+-- Name: event_feed; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.event_feed (
+    only_row boolean DEFAULT true NOT NULL,
+    last_position bigint DEFAULT 0 NOT NULL,
+    kept_from bigint DEFAULT 1 NOT NULL,
+    CONSTRAINT event_feed_one_row CHECK (only_row)
+);
+
+--
+-- Name: TABLE event_feed; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.event_feed IS 'The change feed''s state (one row): the last position given and the first still served.';
+
+--
+-- Name: COLUMN event_feed.only_row; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.event_feed.only_row IS 'Always true: keeps the table to one row.';
+
+--
+-- Name: COLUMN event_feed.last_position; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.event_feed.last_position IS 'The last position event_number_committed() gave; the next run continues after it.';
+
+--
+-- Name: COLUMN event_feed.kept_from; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.event_feed.kept_from IS 'The first position the feed still serves: events before it are past EVENT_RETENTION_DAYS (resource_event rows deleted; allocation history kept as history), and GET /api/events?after= below kept_from - 1 is 410 CURSOR_EXPIRED.';
 
 --
 -- Name: idempotency_key; Type: TABLE; Schema: public; Owner: -
@@ -2496,6 +2824,277 @@ CREATE VIEW public.vehicle AS
 COMMENT ON VIEW public.vehicle IS 'Vehicle-category resources (cars, lorries, trucks, ...) with the name of their site.';
 
 --
+-- Name: webhook_attempt; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_attempt (
+    id bigint NOT NULL,
+    endpoint_id uuid NOT NULL,
+    "position" bigint NOT NULL,
+    attempted_at timestamp with time zone NOT NULL,
+    response_status integer,
+    error text,
+    duration_ms integer NOT NULL,
+    next_attempt_at timestamp with time zone,
+    CONSTRAINT webhook_attempt_duration_not_negative CHECK ((duration_ms >= 0)),
+    CONSTRAINT webhook_attempt_outcome_known CHECK (((response_status IS NOT NULL) OR (error IS NOT NULL)))
+);
+
+--
+-- Name: TABLE webhook_attempt; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.webhook_attempt IS 'Every attempt to deliver an event to an endpoint (GET /api/webhooks/{id}/deliveries).';
+
+--
+-- Name: COLUMN webhook_attempt.id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.id IS 'Generated by the database; later attempts have larger ids.';
+
+--
+-- Name: COLUMN webhook_attempt.endpoint_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.endpoint_id IS 'The endpoint.';
+
+--
+-- Name: COLUMN webhook_attempt."position"; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt."position" IS 'The event''s position in the feed.';
+
+--
+-- Name: COLUMN webhook_attempt.attempted_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.attempted_at IS 'When the request was sent.';
+
+--
+-- Name: COLUMN webhook_attempt.response_status; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.response_status IS 'The HTTP status the endpoint answered; null when there was no answer (see error).';
+
+--
+-- Name: COLUMN webhook_attempt.error; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.error IS 'What went wrong without an answer (refused address, connection error, timeout), or why an answer counts as a failure; null for a 2xx.';
+
+--
+-- Name: COLUMN webhook_attempt.duration_ms; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.duration_ms IS 'How long the attempt took, in milliseconds.';
+
+--
+-- Name: COLUMN webhook_attempt.next_attempt_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_attempt.next_attempt_at IS 'When the event is tried again; null when it was delivered or the endpoint was disabled.';
+
+--
+-- Name: webhook_attempt_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhook_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhook_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: webhook_delivery; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_delivery (
+    endpoint_id uuid NOT NULL,
+    "position" bigint NOT NULL,
+    resource_id uuid NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease uuid,
+    lease_until timestamp with time zone,
+    delivered_at timestamp with time zone,
+    CONSTRAINT webhook_delivery_lease_whole CHECK (((lease IS NULL) = (lease_until IS NULL)))
+);
+
+--
+-- Name: TABLE webhook_delivery; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.webhook_delivery IS 'An event owed to an endpoint, until the endpoint acknowledges it with a 2xx. Deleted, with its attempts, once the feed no longer serves the event (EVENT_RETENTION_DAYS).';
+
+--
+-- Name: COLUMN webhook_delivery.endpoint_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.endpoint_id IS 'The endpoint it is for.';
+
+--
+-- Name: COLUMN webhook_delivery."position"; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery."position" IS 'The event (its position in the feed, the view event): per resource, an event is sent only once every earlier one has been acknowledged.';
+
+--
+-- Name: COLUMN webhook_delivery.resource_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.resource_id IS 'The event''s resource: the unit of ordering.';
+
+--
+-- Name: COLUMN webhook_delivery.attempts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.attempts IS 'Attempts since it was queued or since its endpoint was last re-enabled; the retry schedule says how long to wait after each.';
+
+--
+-- Name: COLUMN webhook_delivery.next_attempt_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.next_attempt_at IS 'Not sent before this.';
+
+--
+-- Name: COLUMN webhook_delivery.lease; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.lease IS 'The attempt in flight, if any: set by the replica sending it, so that no other sends it at the same time.';
+
+--
+-- Name: COLUMN webhook_delivery.lease_until; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.lease_until IS 'When the lease lapses: a replica killed mid-delivery leaves it to lapse, and the event is sent again (same webhook-id).';
+
+--
+-- Name: COLUMN webhook_delivery.delivered_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_delivery.delivered_at IS 'When the endpoint acknowledged it (2xx); null while owed.';
+
+--
+-- Name: webhook_endpoint; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhook_endpoint (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    url text NOT NULL,
+    types text[],
+    resource_type text,
+    description text,
+    enabled boolean DEFAULT true NOT NULL,
+    disabled_reason text,
+    disabled_at timestamp with time zone,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    fanned_out_through bigint DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_endpoint_disabled_explained CHECK (((enabled = (disabled_at IS NULL)) AND (enabled = (disabled_reason IS NULL)))),
+    CONSTRAINT webhook_endpoint_previous_secret_expires CHECK (((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))),
+    CONSTRAINT webhook_endpoint_previous_secret_format CHECK ((previous_secret ~ '^whsec_[A-Za-z0-9+/]{43}=$'::text)),
+    CONSTRAINT webhook_endpoint_secret_format CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]{43}=$'::text)),
+    CONSTRAINT webhook_endpoint_types_known CHECK (((cardinality(types) > 0) AND (types <@ ARRAY['allocation.created'::text, 'allocation.updated'::text, 'allocation.confirmed'::text, 'allocation.cancelled'::text, 'allocation.expired'::text, 'allocation.deleted'::text, 'resource.created'::text, 'resource.updated'::text, 'resource.deleted'::text]))),
+    CONSTRAINT webhook_endpoint_url_http CHECK ((url ~ '^https?://'::text))
+);
+
+--
+-- Name: TABLE webhook_endpoint; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.webhook_endpoint IS 'Where events are POSTed (Standard Webhooks v1), managed by admins through /api/webhooks.';
+
+--
+-- Name: COLUMN webhook_endpoint.id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.id IS 'Generated by the database.';
+
+--
+-- Name: COLUMN webhook_endpoint.url; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.url IS 'The http(s) URL events are POSTed to; its host must not resolve to a loopback, private, link-local, multicast or unspecified address (unless WEBHOOK_ALLOWED_CIDRS allows it), checked at every connection.';
+
+--
+-- Name: COLUMN webhook_endpoint.types; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.types IS 'The event types it receives; null: every type.';
+
+--
+-- Name: COLUMN webhook_endpoint.resource_type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.resource_type IS 'Only events of resources of this type; null: every type.';
+
+--
+-- Name: COLUMN webhook_endpoint.description; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.description IS 'Free text: whose it is, what it is for.';
+
+--
+-- Name: COLUMN webhook_endpoint.enabled; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.enabled IS 'Whether events are sent. False after a 410 Gone, after an event failed every attempt of the retry schedule, or when an admin says so; set true again, it resumes where it stopped.';
+
+--
+-- Name: COLUMN webhook_endpoint.disabled_reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.disabled_reason IS 'Why it was disabled; null while enabled.';
+
+--
+-- Name: COLUMN webhook_endpoint.disabled_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.disabled_at IS 'When it was disabled; null while enabled.';
+
+--
+-- Name: COLUMN webhook_endpoint.secret; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.secret IS 'The signing secret (whsec_ and base64 of 32 random bytes). Kept in the clear because signing needs it; never shown again after the reply that made it, never logged.';
+
+--
+-- Name: COLUMN webhook_endpoint.previous_secret; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.previous_secret IS 'The secret before the last rotation; deliveries carry a signature with it too until previous_secret_expires_at.';
+
+--
+-- Name: COLUMN webhook_endpoint.previous_secret_expires_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.previous_secret_expires_at IS 'When previous_secret stops signing: 24 hours after the rotation.';
+
+--
+-- Name: COLUMN webhook_endpoint.fanned_out_through; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.fanned_out_through IS 'The feed position up to which events have been queued for it (webhook_delivery); starts at the head of the feed when the endpoint is made.';
+
+--
+-- Name: COLUMN webhook_endpoint.created_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.created_at IS 'When the endpoint was registered.';
+
+--
+-- Name: COLUMN webhook_endpoint.updated_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.webhook_endpoint.updated_at IS 'When the API last changed it (its url, filters, description, enabled state or secret).';
+
+--
 -- Name: account account_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -2565,11 +3164,25 @@ ALTER TABLE ONLY public.container
     ADD CONSTRAINT container_pkey PRIMARY KEY (id);
 
 --
+-- Name: event_feed event_feed_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.event_feed
+    ADD CONSTRAINT event_feed_pkey PRIMARY KEY (only_row);
+
+--
 -- Name: idempotency_key idempotency_key_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.idempotency_key
     ADD CONSTRAINT idempotency_key_pkey PRIMARY KEY (account_id, key, method, path);
+
+--
+-- Name: resource_event resource_event_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.resource_event
+    ADD CONSTRAINT resource_event_pkey PRIMARY KEY (seq);
 
 --
 -- Name: resource resource_id_type_unique; Type: CONSTRAINT; Schema: public; Owner: -
@@ -2655,6 +3268,27 @@ ALTER TABLE ONLY public.site
     ADD CONSTRAINT site_pkey PRIMARY KEY (id);
 
 --
+-- Name: webhook_attempt webhook_attempt_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_attempt
+    ADD CONSTRAINT webhook_attempt_pkey PRIMARY KEY (id);
+
+--
+-- Name: webhook_delivery webhook_delivery_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_delivery
+    ADD CONSTRAINT webhook_delivery_pkey PRIMARY KEY (endpoint_id, "position");
+
+--
+-- Name: webhook_endpoint webhook_endpoint_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoint
+    ADD CONSTRAINT webhook_endpoint_pkey PRIMARY KEY (id);
+
+--
 -- Name: account_name_unique; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2695,6 +3329,30 @@ COMMENT ON INDEX public.allocation_during_idx IS 'What is going on at an instant
 --
 
 CREATE INDEX allocation_event_allocation_id_idx ON public.allocation_event USING btree (allocation_id, id);
+
+--
+-- Name: allocation_event_position_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX allocation_event_position_idx ON public.allocation_event USING btree ("position") WHERE ("position" > 0);
+
+--
+-- Name: allocation_event_resource_position_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX allocation_event_resource_position_idx ON public.allocation_event USING btree ((((COALESCE(new_row, old_row) ->> 'resource_id'::text))::uuid), "position") WHERE ("position" > 0);
+
+--
+-- Name: allocation_event_unnumbered_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX allocation_event_unnumbered_idx ON public.allocation_event USING btree (id) WHERE ("position" IS NULL);
+
+--
+-- Name: allocation_held_expires_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX allocation_held_expires_at_idx ON public.allocation USING btree (expires_at) WHERE (status = 'held'::text);
 
 --
 -- Name: allocation_owner_span_idx; Type: INDEX; Schema: public; Owner: -
@@ -2769,6 +3427,24 @@ CREATE INDEX container_freezer_id_idx ON public.container USING btree (freezer_i
 CREATE INDEX idempotency_key_expires_at_idx ON public.idempotency_key USING btree (expires_at);
 
 --
+-- Name: resource_event_position_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX resource_event_position_idx ON public.resource_event USING btree ("position") WHERE ("position" > 0);
+
+--
+-- Name: resource_event_resource_position_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_event_resource_position_idx ON public.resource_event USING btree (resource_id, "position") WHERE ("position" > 0);
+
+--
+-- Name: resource_event_unnumbered_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_event_unnumbered_idx ON public.resource_event USING btree (seq) WHERE ("position" IS NULL);
+
+--
 -- Name: resource_site_id_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -2791,6 +3467,30 @@ CREATE INDEX series_owner_id_idx ON public.series USING btree (owner_id);
 --
 
 CREATE INDEX series_resource_id_idx ON public.series USING btree (resource_id);
+
+--
+-- Name: webhook_attempt_delivery_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_attempt_delivery_idx ON public.webhook_attempt USING btree (endpoint_id, "position");
+
+--
+-- Name: webhook_attempt_endpoint_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_attempt_endpoint_id_idx ON public.webhook_attempt USING btree (endpoint_id, id);
+
+--
+-- Name: webhook_delivery_due_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_delivery_due_idx ON public.webhook_delivery USING btree (next_attempt_at) WHERE (delivered_at IS NULL);
+
+--
+-- Name: webhook_delivery_resource_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX webhook_delivery_resource_idx ON public.webhook_delivery USING btree (endpoint_id, resource_id, "position") WHERE (delivered_at IS NULL);
 
 --
 -- Name: account account_notify_credentials_changed; Type: TRIGGER; Schema: public; Owner: -
@@ -2863,6 +3563,18 @@ CREATE TRIGGER api_token_notify_credentials_deleted AFTER DELETE ON public.api_t
 --
 
 CREATE TRIGGER api_token_notify_credentials_truncated AFTER TRUNCATE ON public.api_token FOR EACH STATEMENT EXECUTE FUNCTION public.notify_credentials_changed();
+
+--
+-- Name: resource resource_delete_allocations; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER resource_delete_allocations BEFORE DELETE ON public.resource FOR EACH ROW EXECUTE FUNCTION public.resource_delete_allocations();
+
+--
+-- Name: resource resource_record_event; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER resource_record_event AFTER INSERT OR DELETE OR UPDATE ON public.resource FOR EACH ROW EXECUTE FUNCTION public.resource_record_event();
 
 --
 -- Name: resource resource_touch_updated_at; Type: TRIGGER; Schema: public; Owner: -
@@ -3008,6 +3720,27 @@ ALTER TABLE ONLY public.series
     ADD CONSTRAINT series_resource_id_fkey FOREIGN KEY (resource_id) REFERENCES public.resource(id) ON DELETE CASCADE;
 
 --
+-- Name: webhook_attempt webhook_attempt_delivery_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_attempt
+    ADD CONSTRAINT webhook_attempt_delivery_fkey FOREIGN KEY (endpoint_id, "position") REFERENCES public.webhook_delivery(endpoint_id, "position") ON DELETE CASCADE;
+
+--
+-- Name: webhook_delivery webhook_delivery_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_delivery
+    ADD CONSTRAINT webhook_delivery_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.webhook_endpoint(id) ON DELETE CASCADE;
+
+--
+-- Name: webhook_endpoint webhook_endpoint_resource_type_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhook_endpoint
+    ADD CONSTRAINT webhook_endpoint_resource_type_fkey FOREIGN KEY (resource_type) REFERENCES public.resource_type(name) ON UPDATE CASCADE ON DELETE CASCADE;
+
+--
 -- PostgreSQL database dump complete
 --
 
@@ -3033,7 +3766,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (10, 'reasons-as-comments', '25525e90e317183cd46ae2060bee2e0b', now()),
   (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now()),
   (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now()),
-  (13, 'calendar-rules', '95869376c095aa0f241a030c344980e8', now());
+  (13, 'calendar-rules', '95869376c095aa0f241a030c344980e8', now()),
+  (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

@@ -7,18 +7,23 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { errorHandling, sendClientError, sendFrameworkError } from './plugins/errors.js'
+import { changeFeed } from './plugins/events.js'
 import { auth, BEARER_SCHEME } from './plugins/auth.js'
 import { database } from './plugins/database.js'
 import { idempotency } from './plugins/idempotency.js'
 import { jsonBodies, loadShedding } from './plugins/limits.js'
 import { metrics } from './plugins/metrics.js'
+import { notifications } from './plugins/notifications.js'
 import { openapiDocumenter } from './plugins/openapi.js'
+import { webhooks } from './plugins/webhooks.js'
+import type { Resolver } from './outbound.js'
 import { scrubSecrets, serializeRequest } from './logging.js'
 import { accountRoutes } from './routes/accounts.js'
 import { allocationRoutes, resourceAllocationRoutes } from './routes/allocations.js'
 import { freeTimeRoutes, slotRoutes } from './routes/availability.js'
 import { calendarRoutes } from './routes/calendar.js'
 import { containerRoutes } from './routes/containers.js'
+import { eventRoutes } from './routes/events.js'
 import { feedRoutes } from './routes/feeds.js'
 import { resourceFamilies } from './routes/families.js'
 import { healthRoutes } from './routes/health.js'
@@ -26,6 +31,7 @@ import { instrumentRoutes, resourceRoutes, resourceTypeRoutes } from './routes/r
 import { resourceRuleRoutes, resourceTypeRuleRoutes } from './routes/rules.js'
 import { resourceSeriesRoutes, seriesRoutes } from './routes/series.js'
 import { siteRoutes } from './routes/sites.js'
+import { webhookRoutes } from './routes/webhooks.js'
 import { redactFeedUrlsInText } from './tokens.js'
 import { createValidatorCompiler, formatValidationError } from './validation.js'
 
@@ -115,6 +121,8 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
         { name: 'instruments', description: 'Instrument-category resources with their site' },
         { name: 'accounts', description: 'Who may call the API, with which role; and their tokens' },
         { name: 'calendar feeds', description: 'Secret addresses that calendar applications subscribe to' },
+        { name: 'events', description: 'The change feed: every change to an allocation or a resource, in order, gap-free, with long-polling' },
+        { name: 'webhooks', description: 'Endpoints that receive the change feed as signed POSTs (Standard Webhooks), at least once, in order per resource' },
         { name: 'operations', description: 'Liveness and readiness' }
       ]
     }
@@ -123,7 +131,7 @@ const openapi = fp(async function openapi (app: FastifyInstance) {
 }, { name: 'invsys-openapi' })
 
 /** The whole API as a plugin: external plugins, then the database, then routes. */
-export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config }) {
+export const invsys = fp(async function invsys (app: FastifyInstance, options: { config: Config, resolve?: Resolver }) {
   await app.register(configPlugin, { config: options.config })
   // First of the onRequest hooks: an overloaded server refuses before any work (even auth).
   await app.register(loadShedding)
@@ -131,6 +139,10 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(errorHandling)
   await app.register(openapi)
   await app.register(database)
+  // This replica's one listening connection, before its subscribers (auth's token cache, the feed).
+  await app.register(notifications)
+  await app.register(changeFeed)
+  await app.register(webhooks, { resolve: options.resolve })
   await app.register(metrics)
   // Before every route: its onRoute hook checks and documents each route's access.
   await app.register(auth)
@@ -159,6 +171,8 @@ export const invsys = fp(async function invsys (app: FastifyInstance, options: {
   await app.register(instrumentRoutes)
   await app.register(containerRoutes)
   await app.register(feedRoutes, { typeNames })
+  await app.register(eventRoutes, { typeNames })
+  await app.register(webhookRoutes, { typeNames })
 }, { name: 'invsys' })
 
 /**
@@ -172,6 +186,8 @@ const REDACT = ['headers.authorization', 'headers.cookie', '*.headers.authorizat
 export interface BuildOptions {
   /** Where log lines go instead of stdout (tests read them). */
   logStream?: { write: (line: string) => void }
+  /** How webhook hosts are resolved instead of DNS (tests point names wherever they need). */
+  resolve?: Resolver
 }
 
 /** Builds the app that server.ts listens with and tests inject into. No side effects at import. */
@@ -213,7 +229,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
-  await app.register(invsys, { config })
+  await app.register(invsys, { config, resolve: options.resolve })
   await app.ready()
   return app
 }

@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseCidrs, type Cidr } from './outbound.js'
 import { DEVELOPMENT_ADMIN_TOKEN, TOKEN_FORMAT } from './tokens.js'
 
 /** Everything the service can be told, validated once at boot. */
@@ -40,6 +41,12 @@ export interface Config {
    * undefined means the server generates one and logs it once.
    */
   bootstrapAdminToken: { token: string, source: 'BOOTSTRAP_ADMIN_TOKEN' | 'development' } | undefined
+  /** Days the change feed serves an event (GET /api/events); older cursors are 410 CURSOR_EXPIRED. */
+  eventRetentionDays: number
+  /** Seconds to wait before each attempt to deliver an event to a webhook (the first is usually 0: at once). */
+  webhookRetrySchedule: number[]
+  /** Ranges webhooks may be sent to although they are loopback, private, link-local... (default none). */
+  webhookAllowedCidrs: Cidr[]
 }
 
 export class ConfigError extends Error {}
@@ -115,6 +122,30 @@ function bootstrapAdminToken (env: NodeJS.ProcessEnv, embedded: boolean): Config
   return { token: raw, source: 'BOOTSTRAP_ADMIN_TOKEN' }
 }
 
+/**
+ * The Standard Webhooks schedule: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h,
+ * 20 h and 24 h after each failure (each but the first with jitter).
+ */
+const DEFAULT_RETRY_SCHEDULE = [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+
+function retrySchedule (env: NodeJS.ProcessEnv): number[] {
+  const raw = env.WEBHOOK_RETRY_SCHEDULE
+  if (raw === undefined || raw === '') return DEFAULT_RETRY_SCHEDULE
+  const entries = raw.split(',').map((entry) => entry.trim())
+  if (entries.length > 50 || entries.some((entry) => !/^\d+(\.\d{1,3})?$/.test(entry) || Number(entry) > 604800)) {
+    throw new ConfigError(`WEBHOOK_RETRY_SCHEDULE must be 1 to 50 comma-separated seconds (each at most 604800), e.g. 0,5,300, got "${raw}"`)
+  }
+  return entries.map(Number)
+}
+
+function allowedCidrs (env: NodeJS.ProcessEnv): Cidr[] {
+  try {
+    return parseCidrs(env.WEBHOOK_ALLOWED_CIDRS ?? '')
+  } catch (error) {
+    throw new ConfigError(`WEBHOOK_ALLOWED_CIDRS must be comma-separated addresses or ranges: ${(error as Error).message}`)
+  }
+}
+
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   const url = databaseUrl(env, 'DATABASE_URL')
@@ -143,6 +174,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     authCacheSize: integer(env, 'AUTH_CACHE_SIZE', 10000, 0, 10000000),
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 600000),
     production: env.NODE_ENV === 'production',
-    bootstrapAdminToken: bootstrapAdminToken(env, url === undefined)
+    bootstrapAdminToken: bootstrapAdminToken(env, url === undefined),
+    eventRetentionDays: integer(env, 'EVENT_RETENTION_DAYS', 30, 1, 36500),
+    webhookRetrySchedule: retrySchedule(env),
+    webhookAllowedCidrs: allowedCidrs(env)
   }
 }

@@ -13,13 +13,17 @@ import { redactFeedUrl } from './tokens.js'
 // A token's prefix (its underscore possibly percent-encoded) and the start of a secret.
 const TOKEN_LIKE = /invsys(?:_|%5f)[A-Za-z0-9_%-]{4,}/gi
 const REDACTED_TOKEN = 'invsys_[redacted]'
+// A webhook signing secret (whsec_ and base64), however it got into a line.
+const WEBHOOK_SECRET_LIKE = /whsec(?:_|%5f)[A-Za-z0-9+/=%_-]{4,}/gi
+const REDACTED_WEBHOOK_SECRET = 'whsec_[redacted]'
 
 // Calendar feeds are read at /feeds/<secret>.ics: the path segment is the credential.
 const FEED_SECRET = /(\/feeds\/)[^/?#]+/gi
 
-/** The line without anything shaped like a token: pino's last step before a line is written. */
+/** The line without anything shaped like a token or a webhook secret: pino's last step before a line is written. */
 export function scrubSecrets (line: string): string {
-  return /invsys/i.test(line) ? line.replace(TOKEN_LIKE, REDACTED_TOKEN) : line
+  const tokensGone = /invsys/i.test(line) ? line.replace(TOKEN_LIKE, REDACTED_TOKEN) : line
+  return /whsec/i.test(tokensGone) ? tokensGone.replace(WEBHOOK_SECRET_LIKE, REDACTED_WEBHOOK_SECRET) : tokensGone
 }
 
 /** %XX escapes decoded where they form valid UTF-8, left alone where they do not. */

@@ -94,3 +94,12 @@ export function redactFeedUrl (url: string): string {
 export function redactFeedUrlsInText (text: string): string {
   return text.replace(FEED_URL_IN_TEXT, REDACTED_FEED_PATH).replace(SECRET_FILE, '[redacted].ics')
 }
+
+/**
+ * Webhook signing secrets, as Standard Webhooks writes them: `whsec_` and the standard
+ * base64 of 32 random bytes (the bytes are the HMAC key). Stored as they are (signing
+ * needs them), shown once, never logged (logging.ts redacts anything shaped like one).
+ */
+export function generateWebhookSecret (): string {
+  return `whsec_${randomBytes(32).toString('base64')}`
+}

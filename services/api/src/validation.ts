@@ -74,6 +74,7 @@ function describe (error: FastifySchemaValidationError, context: string): string
       if (field.endsWith('/idempotency-key')) return `${field} must be 1 to 255 visible ASCII characters (no spaces)`
       if (field.endsWith('/time_zone')) return `${field} must be an IANA time zone name such as Europe/Lisbon`
       if (field.includes('/opening_hours/')) return `${field} must be a time of day, HH:MM from 00:00 to 24:00`
+      if (field.endsWith('/url')) return `${field} must be an http:// or https:// URL`
       if (field.endsWith('/duration')) return `${field} must be an ISO 8601 duration longer than zero, such as PT2H, P1D or P1DT2H30M`
       // Name's pattern only asks for one non-space character; any other pattern keeps Ajv's own words.
       if (params.pattern === '\\S') return `${field} must not be blank`

@@ -9,7 +9,8 @@ import { buildTestApp, call, createAccount, createResource, createSite, unique, 
  * merged from another branch) cannot slip through unexamined.
  */
 
-const app = await buildTestApp(t)
+// Webhooks point at a closed loopback port: their deliveries go nowhere else.
+const app = await buildTestApp(t, { env: { WEBHOOK_ALLOWED_CIDRS: '127.0.0.1/32' } })
 const member = await createAccount(app, 'member')
 const other = await createAccount(app, 'member')
 const formerAdmin = await createAccount(app, 'admin')
@@ -95,6 +96,12 @@ async function container (): Promise<Params> {
 
 async function memberFeed (): Promise<Params> {
   return { id: (await call(app, 'POST', '/api/feeds', { label: 'matrix', mine: true }, { token: member.token })).json().id }
+}
+
+async function webhook (): Promise<Params> {
+  const res = await call(app, 'POST', '/api/webhooks', { url: 'http://127.0.0.1:9/matrix', types: ['resource.deleted'] })
+  if (res.statusCode !== 201) throw new Error(res.body)
+  return { id: res.json().id }
 }
 
 async function extraToken (account: TestAccount): Promise<Params> {
@@ -186,7 +193,17 @@ const rows: Row[] = [
   // Feeds: anyone creates and lists their own; a feed of the member's may be revoked by it or an admin.
   { route: 'GET /api/feeds', cells: cells(200, 200, 200) },
   { route: 'POST /api/feeds', cells: cells(201, 201, 201), body: () => ({ label: unique('matrix'), type: 'car' }) },
-  { route: 'DELETE /api/feeds/{id}', cells: cells(204, 403, 204), params: memberFeed }
+  { route: 'DELETE /api/feeds/{id}', cells: cells(204, 403, 204), params: memberFeed },
+
+  // The change feed is for anyone with a token (members read every allocation anyway); webhooks are admins'.
+  { route: 'GET /api/events', cells: cells(200, 200, 200) },
+  { route: 'GET /api/webhooks', cells: cells(403, 403, 200) },
+  { route: 'POST /api/webhooks', cells: cells(403, 403, 201), body: () => ({ url: 'http://127.0.0.1:9/matrix', types: ['resource.deleted'] }) },
+  { route: 'GET /api/webhooks/{id}', cells: cells(403, 403, 200), params: webhook },
+  { route: 'PATCH /api/webhooks/{id}', cells: cells(403, 403, 200), params: webhook, body: () => ({ description: unique('matrix') }) },
+  { route: 'DELETE /api/webhooks/{id}', cells: cells(403, 403, 204), params: webhook },
+  { route: 'POST /api/webhooks/{id}/rotate-secret', cells: cells(403, 403, 200), params: webhook },
+  { route: 'GET /api/webhooks/{id}/deliveries', cells: cells(403, 403, 200), params: webhook }
 ]
 
 const doc = (await call(app, 'GET', '/docs/json')).json<{ paths: Record<string, Record<string, unknown>> }>()

@@ -16,7 +16,7 @@ const PARTS: Array<{ part: string, files: RegExp, mayImport: string[] }> = [
   { part: 'policy', files: /^policy\.ts$/, mayImport: ['schemas', 'database', 'leaf'] },
   { part: 'database', files: /^database\//, mayImport: ['database', 'schemas', 'leaf'] },
   { part: 'schemas', files: /^schemas\//, mayImport: ['schemas', 'leaf'] },
-  { part: 'leaf', files: /^(config|tokens|logging|recurrence)\.ts$/, mayImport: ['leaf'] }
+  { part: 'leaf', files: /^(config|tokens|logging|recurrence|outbound)\.ts$/, mayImport: ['leaf'] }
 ]
 
 const SRC = path.join(repoRoot, 'services', 'api', 'src')

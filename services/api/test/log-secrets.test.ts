@@ -1,7 +1,8 @@
 import net from 'node:net'
 import t from 'tap'
 import { generateToken } from '../src/tokens.js'
-import { bearer, buildTestApp, call, createAccount, createResource, listen } from './helpers.js'
+import { bearer, buildTestApp, call, createAccount, createResource, listen, sleep } from './helpers.js'
+import { eventually, receiver } from './webhook-receiver.js'
 
 /**
  * Every log line of a run at trace level, searched for every token and secret the run
@@ -11,7 +12,7 @@ import { bearer, buildTestApp, call, createAccount, createResource, listen } fro
  */
 
 const lines: string[] = []
-const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } }, ownCluster: true })
+const app = await buildTestApp(t, { logLevel: 'trace', logStream: { write: (line) => { lines.push(line) } }, ownCluster: true, env: { WEBHOOK_ALLOWED_CIDRS: '127.0.0.1/32', WEBHOOK_RETRY_SCHEDULE: '0,0.1' } })
 const base = await listen(app)
 
 /** Writes raw bytes to the listening app and waits for it to close the connection. */
@@ -50,7 +51,7 @@ function readings (line: string): string[] {
   return found
 }
 
-t.test('no log line holds a token or a feed secret, in any encoding, whatever the request', async (t) => {
+t.test('no log line holds a token, a feed secret or a webhook secret, in any encoding, whatever the request', async (t) => {
   const member = await createAccount(app, 'member')
   const created = await call(app, 'POST', `/api/accounts/${member.id}/tokens`, { label: 'to revoke' }, { token: member.token })
   const revoked = created.json().token as string
@@ -61,8 +62,21 @@ t.test('no log line holds a token or a feed secret, in any encoding, whatever th
   const inHost = generateToken()
   const inBody = generateToken()
   const feedSecret = 'feedsecret_' + generateToken().slice(7)
-  const secrets = [app.adminToken, member.token, revoked, inUrl, inQuery, encoded, inHost, inBody]
   const car = await createResource(app, 'car')
+
+  // Webhook secrets: made, rotated, used to sign deliveries that succeed and fail, echoed back in bodies and URLs.
+  const hook = await receiver(t)
+  hook.answer = (_request, index) => ({ status: index % 2 === 0 ? 500 : 204 })
+  const webhook = await call(app, 'POST', '/api/webhooks', { url: hook.url(), description: 'log test' })
+  const webhookSecret = webhook.json().secret as string
+  const rotatedSecret = (await call(app, 'POST', `/api/webhooks/${webhook.json().id}/rotate-secret`)).json().secret as string
+  await call(app, 'POST', '/api/webhooks', { url: hook.url(`/?secret=${rotatedSecret}`), description: webhookSecret })
+  await call(app, 'PATCH', `/api/webhooks/${webhook.json().id}`, { description: rotatedSecret, secret: webhookSecret })
+  await call(app, 'GET', `/api/webhooks/${webhook.json().id}/deliveries?secret=${encodeURIComponent(webhookSecret)}`)
+  await call(app, 'POST', `/api/resources/${car.id}/allocations`, { starts_at: '2030-02-01T00:00:00Z', ends_at: '2030-02-01T01:00:00Z', description: webhookSecret })
+  t.ok(await eventually(() => hook.received.length >= 2), 'deliveries were signed and sent')
+  await sleep(300)
+  const secrets = [app.adminToken, member.token, revoked, inUrl, inQuery, encoded, inHost, inBody, webhookSecret, rotatedSecret]
 
   // Through Fastify: every route kind, refusals of every sort.
   await call(app, 'GET', '/api/me')

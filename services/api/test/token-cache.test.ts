@@ -3,6 +3,7 @@ import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { poolOptions } from '../src/database/db.js'
+import { Listener } from '../src/plugins/notifications.js'
 import { TokenCache } from '../src/plugins/token-cache.js'
 import { hashToken } from '../src/tokens.js'
 import { buildTestApp, call, createAccount, sql } from './helpers.js'
@@ -41,7 +42,7 @@ t.test('a revocation whose notice is still on its way is waited for, not missed'
   t.ok(b.tokenCache!.size > 0)
   // Replica b stops reading its listening connection, as a busy or distant replica may
   // be slow to: the notice of the revocation waits, unread, in its socket.
-  const listener = (b.tokenCache as unknown as { client: { connection: { stream: { pause: () => void, resume: () => void } } } }).client
+  const listener = (b.notifications as unknown as { client: { connection: { stream: { pause: () => void, resume: () => void } } } }).client
   listener.connection.stream.pause()
   t.equal((await call(a, 'DELETE', `/api/tokens/${account.tokenId}`)).statusCode, 204)
   const next = me(b, account.token)
@@ -130,9 +131,10 @@ t.test('GET /metrics counts hits and misses of the token cache', async (t) => {
 })
 
 t.test('a kept lookup is let go after its time (a minute in the API), so the token is looked up and last_used_at stamped again', async (t) => {
-  const cache = new TokenCache({ connection: poolOptions(a.databaseUrl, 1), maxEntries: 10, ttlMs: 50, log: a.log })
-  t.teardown(() => cache.close())
-  await cache.start()
+  const listener = new Listener({ connection: poolOptions(a.databaseUrl, 1), log: a.log })
+  const cache = new TokenCache({ listener, maxEntries: 10, ttlMs: 50 })
+  t.teardown(() => listener.close())
+  await listener.start()
   await until('listening', () => cache.trusted)
   const account = await createAccount(a, 'member')
   const tokenHash = hashToken(account.token)

@@ -1,4 +1,3 @@
-import type pg from 'pg'
 import { prepared, type Db, type Page } from './db.js'
 import type { Account, Actor, ApiToken, Role } from '../schemas/accounts.js'
 import { DomainError } from './outcomes.js'
@@ -154,19 +153,4 @@ export function credentialsChange (payload: string | undefined): CredentialsChan
   if (kind === 'token' && id) return { token: id }
   if (kind === 'account' && /^\d+$/.test(id ?? '')) return { account: Number(id) }
   return 'all'
-}
-
-/** Subscribes `client` (a connection of its own, kept open) to CREDENTIALS_CHANNEL. */
-export async function listenForCredentialChanges (client: pg.ClientBase): Promise<void> {
-  await client.query(`LISTEN ${CREDENTIALS_CHANNEL}`)
-}
-
-/**
- * A round trip on the listening connection. PostgreSQL signals listeners when a change
- * commits and delivers pending notifications before it answers a query, so once this
- * returns, the client has received every notification of changes committed before it
- * was sent.
- */
-export async function catchUpWithNotifications (client: pg.ClientBase): Promise<void> {
-  await client.query('SELECT 1')
 }

@@ -9,6 +9,7 @@ export type DomainCode =
   | 'ALLOCATION_CONFLICT' // the slot is taken: `conflicts` lists what overlaps
   | 'ALLOCATION_CANCELLED' // a cancelled allocation is history and cannot change
   | 'ALREADY_CONFIRMED' // confirming what is no hold
+  | 'CURSOR_EXPIRED' // a change feed cursor older than what the feed keeps
   | 'HOLD_EXPIRED' // the hold ran out before it was confirmed or changed
   | 'ID_SPACE_CROWDED' // a generated id kept landing on ids taken by hand
   | 'IN_USE' // a thing others still depend on (a resource with allocations ahead)
@@ -26,6 +27,7 @@ export type DomainCode =
   | 'RULE_QUOTA' // more than a quota allows the member in a period: `rule` names the quota, the period and what is used
   | 'SERIES_CONFLICT' // occurrences of an all-or-nothing series collide: `occurrences` lists each with what it hits
   | 'SERIES_OVERLAPS_ITSELF' // with the resource's buffers, occurrences of one series would block each other
+  | 'URL_NOT_ALLOWED' // a webhook URL whose host is loopback, private, link-local... (server-side request forgery)
 
 /**
  * What a refusal carries besides its message, for the client to act on: the allocations
@@ -63,6 +65,17 @@ export function holdExpired (expiresAt: string | null | undefined): DomainError 
 
 export function allocationCancelled (): DomainError {
   return new DomainError('ALLOCATION_CANCELLED', 'the allocation is cancelled; create a new one instead')
+}
+
+/** The feed keeps events from `keptFrom` on: `after` is older than that. */
+export function cursorExpired (after: number, keptFrom: number): DomainError {
+  return new DomainError('CURSOR_EXPIRED', `the change feed no longer keeps the events after position ${after} (EVENT_RETENTION_DAYS): ` +
+    `read the current state of what you follow again, then continue with after=${keptFrom - 1}`)
+}
+
+/** A webhook URL refused: `reason` names the address, never a secret. */
+export function urlNotAllowed (reason: string): DomainError {
+  return new DomainError('URL_NOT_ALLOWED', `body/url is not allowed: ${reason} (WEBHOOK_ALLOWED_CIDRS can allow a range)`)
 }
 
 /** One occurrence of a series that could not be booked, with the live allocations in its way. */

@@ -174,13 +174,17 @@ async function lockResource (db: Db, id: string, type?: string): Promise<Resourc
   return (await db.query<Resource>(LOCK, [id, type ?? null])).rows[0]
 }
 
-export async function createResource (db: Db, resource: ResourceFields): Promise<Resource> {
-  return (await db.query<Resource>(INSERT, values(resource))).rows[0]!
+/** Created as `actor` (an account id), whom its event in the change feed names. */
+export async function createResource (db: Db, resource: ResourceFields, actor: number): Promise<Resource> {
+  return withTransaction(db, async (client) => (await client.query<Resource>(INSERT, values(resource))).rows[0]!, { actor })
 }
 
 /** Undefined when keepType is set and the id belongs to a resource of another type. */
-export async function upsertResource (db: Db, id: string, resource: ResourceFields, keepType: boolean): Promise<{ resource: Resource, created: boolean } | undefined> {
-  const row = (await db.query<Resource & { created: boolean }>(UPSERT, [id, ...values(resource), keepType])).rows[0]
+export async function upsertResource (
+  db: Db, id: string, resource: ResourceFields, keepType: boolean, actor: number
+): Promise<{ resource: Resource, created: boolean } | undefined> {
+  const row = await withTransaction(db, async (client) =>
+    (await client.query<Resource & { created: boolean }>(UPSERT, [id, ...values(resource), keepType])).rows[0], { actor })
   if (!row) return undefined
   const { created, ...stored } = row
   return { resource: stored, created }
@@ -203,12 +207,12 @@ async function deleteResource (db: Db, id: string): Promise<void> {
   await db.query(DELETE, [id])
 }
 
-/** Merges the given fields onto the stored resource under a row lock. Undefined when not found (in `type`). */
-export async function patchResource (db: Db, id: string, type: string | undefined, patch: Partial<ResourceFields>): Promise<Resource | undefined> {
+/** Merges the given fields onto the stored resource under a row lock, as `actor`. Undefined when not found (in `type`). */
+export async function patchResource (db: Db, id: string, type: string | undefined, patch: Partial<ResourceFields>, actor: number): Promise<Resource | undefined> {
   return withTransaction(db, async (client) => {
     const current = await lockResource(client, id, type)
     return current && updateResource(client, id, { ...current, ...patch })
-  })
+  }, { actor })
 }
 
 /**

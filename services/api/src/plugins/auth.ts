@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } fro
 import fp from 'fastify-plugin'
 import type { TSchema } from '@sinclair/typebox'
 import { authenticate } from '../database/accounts.js'
-import { nothingCommitted, poolOptions, type Db } from '../database/db.js'
+import { nothingCommitted, type Db } from '../database/db.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
 import type { Account } from '../schemas/accounts.js'
 import { errorResponses, mergeErrorResponses } from '../schemas/common.js'
@@ -104,15 +104,11 @@ function documented (schema: FastifySchema | undefined, access: Access): Fastify
 export const auth = fp(async function auth (app: FastifyInstance) {
   const routeAccess = new Map<string, Access>()
   app.decorate('routeAccess', routeAccess)
-  const { databaseUrl, authCacheSize } = app.config
-  if (!databaseUrl) throw new Error('databaseUrl must be resolved before the app is built')
-  // Its own connection, outside the pool: it stays checked out for good, listening.
-  const cache = authCacheSize > 0
-    ? new TokenCache({ connection: { ...poolOptions(databaseUrl, 1), application_name: 'invsys-api-listener' }, maxEntries: authCacheSize, log: app.log })
-    : undefined
-  await cache?.start()
+  const { authCacheSize } = app.config
+  // Hears revocations on the replica's listening connection.
+  const cache = authCacheSize > 0 ? new TokenCache({ listener: app.notifications, maxEntries: authCacheSize }) : undefined
   app.decorate('tokenCache', cache)
-  app.addHook('onClose', async () => { await cache?.close() })
+  app.addHook('onClose', async () => { cache?.close() })
   app.decorateRequest('account', null)
   app.decorateRequest('tokenId', null)
 
@@ -142,7 +138,7 @@ export const auth = fp(async function auth (app: FastifyInstance) {
       throw new ForbiddenError(`${request.method} ${request.routeOptions.url} is for admins only`)
     }
   })
-}, { name: 'invsys-auth', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database'] })
+}, { name: 'invsys-auth', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database', 'invsys-notifications'] })
 
 /** The caller's account on a protected route (the hook has set it). */
 export function actorOf (request: FastifyRequest): Account {

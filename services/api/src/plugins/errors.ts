@@ -14,6 +14,7 @@ import { redactFeedUrl, redactFeedUrlsInText } from '../tokens.js'
 export const ERROR_CODES = {
   VALIDATION_ERROR: { status: 400, meaning: 'the body, path or query string is invalid; the message names the field', action: 'fix the field the message names (the OpenAPI document gives each field\'s rules) and send again' },
   BAD_REQUEST: { status: 400, meaning: 'the request cannot be read (invalid JSON, a malformed %-escape) or breaks a rule between fields', action: 'send valid JSON and a well-formed URL; for a rule between fields, the message says which' },
+  URL_NOT_ALLOWED: { status: 400, meaning: 'a webhook URL whose host is, or resolves to, a loopback, private, link-local, multicast or unspecified address (server-side request forgery)', action: 'give a URL on the public internet; an operator can allow a range with WEBHOOK_ALLOWED_CIDRS (e.g. 127.0.0.1/32 for a receiver on the same host)' },
   CONSTRAINT_VIOLATION: { status: 400, meaning: 'a database check refused a value; the message names the field', action: 'change the value the message names: the same value is refused every time' },
   INVALID_VALUE: { status: 400, meaning: 'PostgreSQL cannot take a value (a time or number out of its range)', action: 'send a value PostgreSQL can store (years 4713 BC to 294276 AD, numbers within range)' },
   UNAUTHENTICATED: { status: 401, meaning: 'no token: send "Authorization: Bearer <token>"', action: 'send "Authorization: Bearer <token>"; an admin makes tokens (POST /api/accounts/{id}/tokens, npm run token)' },
@@ -36,6 +37,7 @@ export const ERROR_CODES = {
   CONCURRENT_UPDATE: { status: 409, meaning: 'a concurrent change touched the same rows; retry', action: 'send the request again: it changed nothing' },
   IDEMPOTENCY_KEY_IN_USE: { status: 409, meaning: 'a request with this Idempotency-Key is still running; retry shortly', action: 'send it again after Retry-After seconds, with the same key and body: you get the first response' },
   IDS_EXHAUSTED: { status: 409, meaning: 'no id is left to generate (a PUT chose the largest, 9007199254740991); choose ids with PUT', action: 'create with PUT and an id of your choice, or ask an operator to renumber' },
+  CURSOR_EXPIRED: { status: 410, meaning: 'the change feed no longer keeps events that far back (EVENT_RETENTION_DAYS)', action: 'read the current state of what you follow again (GET the allocations and resources), then continue from the oldest kept position, which the message names' },
   PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is larger than BODY_LIMIT', action: 'send a smaller body (BODY_LIMIT, 1 MiB unless configured)' },
   URI_TOO_LONG: { status: 414, meaning: 'the URL is too long', action: 'send a shorter URL: fewer or shorter query parameters' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'bodies are JSON: send Content-Type: application/json', action: 'send the body as JSON with Content-Type: application/json' },
@@ -108,6 +110,7 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   ALLOCATION_CONFLICT: 'ALLOCATION_CONFLICT',
   ALLOCATION_CANCELLED: 'ALLOCATION_CANCELLED',
   ALREADY_CONFIRMED: 'ALREADY_CONFIRMED',
+  CURSOR_EXPIRED: 'CURSOR_EXPIRED',
   HOLD_EXPIRED: 'HOLD_EXPIRED',
   ID_SPACE_CROWDED: 'CONCURRENT_UPDATE',
   IN_USE: 'IN_USE',
@@ -124,7 +127,8 @@ const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   RULE_SLOT_GRID: 'RULE_SLOT_GRID',
   RULE_QUOTA: 'RULE_QUOTA',
   SERIES_CONFLICT: 'SERIES_CONFLICT',
-  SERIES_OVERLAPS_ITSELF: 'BAD_REQUEST'
+  SERIES_OVERLAPS_ITSELF: 'BAD_REQUEST',
+  URL_NOT_ALLOWED: 'URL_NOT_ALLOWED'
 }
 
 function fromDomainError (error: DomainError): HttpError {

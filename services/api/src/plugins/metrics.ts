@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { oldestOwed } from '../database/webhooks.js'
 import { errorCodeOf } from './errors.js'
 
 /** Where Prometheus scrapes; public on the API's own port, never routed by nginx. */
@@ -69,6 +70,51 @@ export const metrics = fp(async function metrics (app: FastifyInstance) {
     }
   }))
 
+  // The replica's listening connection (token cache, change feed): a failover shows here as
+  // a reconnection, and a listener that cannot get back as connected 0.
+  registry.registerMetric(new Gauge({
+    name: 'invsys_listener_connected',
+    help: 'Whether this replica\'s LISTEN connection (token revocations, the change feed) is up: 1 or 0',
+    registers: [],
+    collect () {
+      this.set(app.notifications.listening ? 1 : 0)
+    }
+  }))
+  registry.registerMetric(new Counter({
+    name: 'invsys_listener_reconnects_total',
+    help: 'Times this replica\'s LISTEN connection was re-established after it was lost',
+    registers: [],
+    collect () {
+      this.reset()
+      this.inc(app.notifications.stats.reconnects)
+    }
+  }))
+
+  // Webhooks: what this replica's attempts came to, and how far behind each endpoint is
+  // (read from the database at scrape time, so every replica shows the same).
+  registry.registerMetric(new Counter({
+    name: 'invsys_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by this replica, by outcome: delivered (2xx), failed (another status), error (no connection), timeout (no answer in 15 s), refused (a forbidden address)',
+    labelNames: ['outcome'],
+    registers: [],
+    collect () {
+      this.reset()
+      for (const [outcome, count] of Object.entries(app.webhooks.outcomes)) this.inc({ outcome }, count)
+    }
+  }))
+  registry.registerMetric(new Gauge({
+    name: 'invsys_webhook_oldest_undelivered_seconds',
+    help: 'Per webhook endpoint, how long ago its oldest event not yet delivered happened (0: none)',
+    labelNames: ['endpoint'],
+    registers: [],
+    async collect () {
+      this.reset()
+      // A database that cannot answer leaves the gauge empty rather than failing the scrape.
+      const rows = await oldestOwed(pool).catch(() => [])
+      for (const row of rows) this.set({ endpoint: row.endpoint_id }, Math.round(row.seconds * 1000) / 1000)
+    }
+  }))
+
   app.addHook('onResponse', async (request, reply: FastifyReply) => {
     const route = request.routeOptions.url ?? 'unmatched'
     if (route === METRICS_PATH) return
@@ -91,4 +137,4 @@ export const metrics = fp(async function metrics (app: FastifyInstance) {
   }, async (_request, reply) => {
     return reply.header('Content-Type', registry.contentType).send(await registry.metrics())
   })
-}, { name: 'invsys-metrics', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database'] })
+}, { name: 'invsys-metrics', dependencies: ['invsys-config', 'invsys-errors', 'invsys-database', 'invsys-notifications', 'invsys-webhooks'] })

@@ -186,7 +186,8 @@ function outerAnnotations (schema: Json, combinator: string): Json {
  * One schema in OpenAPI 3.0's dialect, its subschemas first: `examples` (JSON Schema)
  * becomes `example`; a union of literals (TypeBox's Union of Literal) becomes one plain
  * enum, which every generator turns into a union type or an enum; a union with null
- * becomes the member with `nullable: true` (the union's own description winning).
+ * becomes the member with `nullable: true` (the union's own description winning), and a
+ * union of several shapes with null the shapes, `nullable: true`.
  */
 function normalizeSchema (schema: unknown): void {
   if (!isObject(schema)) return
@@ -213,7 +214,17 @@ function normalizeSchema (schema: unknown): void {
     } else if (nonNull.length === 1 && nullable && typeof nonNull[0].type === 'string') {
       merged = { ...nonNull[0] }
     }
-    if (!merged) continue
+    if (!merged) {
+      // A union of several shapes and null (an event's data: an allocation, a resource or
+      // null): the shapes, nullable; OpenAPI 3.0 reads nullable only beside a type.
+      if (nullable && nonNull.length > 1) {
+        schema[combinator] = nonNull
+        schema.nullable = true
+        const types = new Set(nonNull.map((member) => member.type))
+        if (types.size === 1 && typeof nonNull[0].type === 'string') schema.type = nonNull[0].type
+      }
+      continue
+    }
     delete schema[combinator]
     Object.assign(schema, merged, outerAnnotations(schema, combinator))
     if (nullable) {

@@ -56,7 +56,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin', idempotent: true },
     schema: { tags, summary: `Create a ${noun}`, body: input, response: { 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS) } }
   }, async (request, reply) => {
-    const resource = await createResource(request.db, withType(request.body as ResourceInput))
+    const resource = await createResource(request.db, withType(request.body as ResourceInput), actorOf(request).id)
     return reply.code(201).header('Location', `${base}/${resource.id}`).send(resource)
   })
 
@@ -79,7 +79,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
       response: { 200: Resource, 201: Resource, ...errorResponses(...WRITE_ERRORS, NAME_CONFLICTS, ...(type ? [404] : [])) }
     }
   }, async (request, reply) => {
-    const result = await upsertResource(db, request.params.id, withType(request.body as ResourceInput), type !== undefined)
+    const result = await upsertResource(db, request.params.id, withType(request.body as ResourceInput), type !== undefined, actorOf(request).id)
     if (!result) throw notFound(request.params.id)
     if (result.created) reply.code(201).header('Location', `${base}/${result.resource.id}`)
     return result.resource
@@ -89,7 +89,7 @@ export const resourceRoutes: FastifyPluginAsyncTypebox<Family> = async (api, fam
     config: { access: 'admin' },
     schema: { tags, summary: `Change some fields of a ${noun}`, params: ResourceParams, body: patch, response: { 200: Resource, ...errorResponses(...WRITE_ERRORS, 404, NAME_CONFLICTS) } }
   }, async (request) => {
-    return await patchResource(db, request.params.id, type, request.body) ?? Promise.reject(notFound(request.params.id))
+    return await patchResource(db, request.params.id, type, request.body, actorOf(request).id) ?? Promise.reject(notFound(request.params.id))
   })
 
   api.delete(`${base}/:id`, {

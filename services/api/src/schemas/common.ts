@@ -38,6 +38,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   403: 'The token is valid, but its account may not do this',
   404: 'No such thing',
   409: 'Conflict: a duplicate, a thing still in use, or an overlapping allocation',
+  410: 'Gone: the change feed no longer keeps events that far back',
   413: 'Body too large',
   415: 'Unsupported content type (send application/json)',
   422: 'The Idempotency-Key was already used with a different body',
