@@ -66,7 +66,7 @@ COMMENT ON FUNCTION opening_hours_valid(jsonb) IS
 -- period day, week or month; max_duration an interval of zero or more, max_bookings a whole
 -- number of zero or more; at least one of the two set (null: no limit of that kind).
 CREATE FUNCTION quotas_valid(quotas jsonb) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL RESTRICTED AS $$
 DECLARE
   item jsonb;
 BEGIN
@@ -85,9 +85,16 @@ BEGIN
        OR (coalesce(jsonb_typeof(item -> 'max_duration'), 'null') = 'null' AND coalesce(jsonb_typeof(item -> 'max_bookings'), 'null') = 'null') THEN
       RETURN false;
     END IF;
-    IF jsonb_typeof(item -> 'max_duration') = 'string' AND NOT (
-         pg_input_is_valid(item ->> 'max_duration', 'interval') AND (item ->> 'max_duration')::interval >= '0') THEN
-      RETURN false;
+    -- Read as an interval where it parses (PostgreSQL 15, which the high-availability
+    -- cluster runs, has no pg_input_is_valid): a parse error is an invalid quota.
+    IF jsonb_typeof(item -> 'max_duration') = 'string' THEN
+      BEGIN
+        IF (item ->> 'max_duration')::interval < '0' THEN
+          RETURN false;
+        END IF;
+      EXCEPTION WHEN data_exception THEN
+        RETURN false;
+      END;
     END IF;
     IF jsonb_typeof(item -> 'max_bookings') = 'number' AND NOT (
          (item ->> 'max_bookings')::numeric BETWEEN 0 AND 2147483647 AND (item ->> 'max_bookings')::numeric % 1 = 0) THEN

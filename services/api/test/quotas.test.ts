@@ -257,3 +257,13 @@ t.test('parallel book-any-free and a series by one member at a quota\'s edge', a
     WHERE owner_id = $1 AND status = 'confirmed' AND during && tstzrange('2031-06-01 23:00Z', '2031-06-02 23:00Z')`, [racer.id]) as [{ n: number }]
   t.equal(n, 4, 'exactly four bookings that Lisbon day, whoever won')
 })
+
+t.test('psql: PostgreSQL itself refuses a quota whose max_duration is no interval or is negative (also on PostgreSQL 15)', async (t) => {
+  const setQuotas = (quotas: unknown) => sql(app, 'UPDATE resource_type_rule SET quotas = $1::jsonb WHERE type = \'car\'', [JSON.stringify(quotas)])
+  await sql(app, 'INSERT INTO resource_type_rule (type) VALUES (\'car\') ON CONFLICT (type) DO NOTHING')
+  t.teardown(() => sql(app, 'UPDATE resource_type_rule SET quotas = NULL WHERE type = \'car\''))
+  for (const maxDuration of ['a fortnight', '-PT1H', 'P99999999999Y']) {
+    await t.rejects(setQuotas([{ period: 'day', max_duration: maxDuration }]), { code: '23514', constraint: 'resource_type_rule_quotas_valid' }, `max_duration ${maxDuration}`)
+  }
+  await t.resolves(setQuotas([{ period: 'day', max_duration: 'PT10H' }, { period: 'week', max_duration: '40 hours', max_bookings: 5 }]), 'an ISO 8601 duration, and interval text as psql writes it')
+})
