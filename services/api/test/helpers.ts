@@ -6,7 +6,7 @@ import pg from 'pg'
 import { buildApp } from '../src/app.js'
 import { startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { prepareDatabase } from '../src/boot/prepare.js'
-import { loadConfig } from '../src/config.js'
+import { loadConfig, repoRoot } from '../src/config.js'
 import { generateToken } from '../src/tokens.js'
 import { findSharedCluster, TEMPLATES } from './cluster/shared.js'
 import { freePort, tempDir, untapped } from '../../../scripts/lib/local.mjs'
@@ -198,3 +198,15 @@ export async function fetchJson (url: string, method: string, body?: unknown, he
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * A directory under node_modules, removed when the test ends: code written there (a
+ * generated client, a receiver copied from the docs) resolves the project's packages.
+ */
+export async function packageScratchDir (t: { teardown: (fn: () => unknown) => void }, prefix: string): Promise<string> {
+  const cache = path.join(repoRoot, 'node_modules', '.cache')
+  await fs.mkdir(cache, { recursive: true })
+  const dir = await fs.mkdtemp(path.join(cache, prefix))
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  return dir
+}

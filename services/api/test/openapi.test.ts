@@ -12,7 +12,7 @@ import { repoRoot } from '../src/config.js'
 import { ERROR_CODES } from '../src/plugins/errors.js'
 import { deriveOperationId, escapePlaceholders, openapiDocumenter } from '../src/plugins/openapi.js'
 import { errorResponses } from '../src/schemas/common.js'
-import { buildTestApp, listen, untapped } from './helpers.js'
+import { buildTestApp, listen, packageScratchDir, untapped } from './helpers.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the document is plain JSON, read by shape */
 type Json = Record<string, any>
@@ -25,15 +25,6 @@ const METHODS = ['get', 'put', 'post', 'delete', 'patch']
 const operations = Object.entries<Json>(doc.paths).flatMap(([url, item]) =>
   METHODS.filter((method) => item[method]).map((method) => ({ url, method, op: item[method] as Json, name: `${method.toUpperCase()} ${url}` })))
 
-/** A directory under node_modules, so that tsc there finds the project's packages. */
-async function workDir (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
-  const cache = path.join(repoRoot, 'node_modules', '.cache')
-  await fs.mkdir(cache, { recursive: true })
-  const dir = await fs.mkdtemp(path.join(cache, 'invsys-openapi-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 t.test('both validators accept the document', async (t) => {
   t.equal(doc.openapi, '3.0.3')
   const result = await new Validator().validate(structuredClone(doc))
@@ -43,7 +34,7 @@ t.test('both validators accept the document', async (t) => {
 })
 
 t.test('redocly lint with the committed redocly.yaml (recommended rules): no error, no warning', async (t) => {
-  const dir = await workDir(t)
+  const dir = await packageScratchDir(t, 'invsys-openapi-')
   const file = path.join(dir, 'openapi.json')
   await fs.writeFile(file, JSON.stringify(doc))
   const redocly = path.join(repoRoot, 'node_modules', '.bin', 'redocly')
@@ -220,7 +211,7 @@ t.test('Swagger UI shows every description whole: no <placeholder> left for Mark
 })
 
 t.test('a typed client generated from the document type-checks a program that books a car, which then runs', async (t) => {
-  const dir = await workDir(t)
+  const dir = await packageScratchDir(t, 'invsys-openapi-')
   await fs.writeFile(path.join(dir, 'invsys-api.d.ts'), astToString(await openapiTS(doc as any, { silent: true })))
   await fs.copyFile(path.join(import.meta.dirname, 'fixtures', 'client', 'book-a-car.ts'), path.join(dir, 'book-a-car.ts'))
   await fs.writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'module' }))

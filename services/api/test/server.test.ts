@@ -11,13 +11,11 @@ const SERVER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../sr
 
 interface Running { child: ChildProcess, lines: string[], base: string, exited: Promise<number | null> }
 
-const childEnv = process.env
-
 /** Runs server.ts as `npm start` would, and resolves once it logs that it is ready. */
 async function startServer (env: Record<string, string>): Promise<Running> {
   const port = await freePort()
   const child = spawn(...untapped(process.execPath, ['--import', 'tsx', SERVER]), {
-    env: { ...childEnv, PORT: String(port), LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const lines: string[] = []
@@ -155,7 +153,7 @@ t.test('a bad configuration stops the process with one clear line', async (t) =>
     [{ BOOTSTRAP_ADMIN_TOKEN: DEVELOPMENT_ADMIN_TOKEN, NODE_ENV: 'production' }, /must not be the published development token/],
     [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://invsys:CHANGE_ME_db_password@127.0.0.1:1/invsys' }, /DATABASE_URL still has the placeholder password/]
   ] as const) {
-    const child = spawn(...untapped(process.execPath, ['--import', 'tsx', SERVER]), { env: { ...childEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(...untapped(process.execPath, ['--import', 'tsx', SERVER]), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
     const code = await new Promise((resolve) => child.on('exit', resolve))

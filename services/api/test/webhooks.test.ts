@@ -5,7 +5,7 @@ import t from 'tap'
 import { Webhook, WebhookVerificationError } from 'standardwebhooks'
 import { buildApp } from '../src/app.js'
 import { loadConfig, repoRoot } from '../src/config.js'
-import { book, buildTestApp, call, createResource, fetchJson, freePort, listen, sleep, untapped } from './helpers.js'
+import { book, buildTestApp, call, createResource, fetchJson, freePort, listen, packageScratchDir, sleep, untapped } from './helpers.js'
 import { eventually, receiver, type Received } from './webhook-receiver.js'
 
 // Receivers listen on 127.0.0.1, which this app is told it may send to. Ten quick attempts:
@@ -248,11 +248,8 @@ t.test('the receiver docs/events.md shows, run as written: it verifies a deliver
   const doc = await fs.readFile(path.join(repoRoot, 'docs', 'events.md'), 'utf8')
   const code = /```js\n(\/\/ receiver\.mjs[\s\S]*?)```/.exec(doc)?.[1]
   t.ok(code, 'the block is there')
-  // Under node_modules, so that its import of standardwebhooks finds the package.
-  const cache = path.join(repoRoot, 'node_modules', '.cache')
-  await fs.mkdir(cache, { recursive: true })
-  const dir = await fs.mkdtemp(path.join(cache, 'invsys-receiver-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  // Its import of standardwebhooks must find the package.
+  const dir = await packageScratchDir(t, 'invsys-receiver-')
   const port = await freePort()
   await fs.writeFile(path.join(dir, 'receiver.mjs'), code!.replace('.listen(4000,', `.listen(${port},`))
   const target = await endpoint(`http://127.0.0.1:${port}/`, { types: ['allocation.created'] })
