@@ -25,7 +25,7 @@ import { createAccount, createFirstAdmin, createToken } from '../src/database/ac
 import { startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { ensureSchema } from './lib/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
-import { startApi, type ApiProcess } from './lib/api.js'
+import { nodeFlags, startApi, type ApiProcess } from './lib/api.js'
 import { capture, disableCapture, enableCapture, ServerLog, type CaptureRequest } from './lib/capture.js'
 import { BOOKING_SPACING_DAYS, BOOKINGS_PER_LORRY, CARS, DAY_MS, daysAgo, loadData, relationSizes, resourceIds, SITES, type LoadMethod, type Shape } from './lib/data.js'
 import { drive, type RouteResult, type RouteSpec } from './lib/http.js'
@@ -339,7 +339,7 @@ async function main (): Promise<void> {
       loadAverageAtStart,
       note: 'The machine is shared: other work may run during the measurements, and autocannon, the API and PostgreSQL share its cores, so compare ratios within one run rather than absolute numbers across runs.'
     },
-    settings: { durationSeconds, warmupSeconds, connections, pgbenchClients, loadMethod, loadJobs, apiPoolMax: 10, logLevel, postgresSettings },
+    settings: { durationSeconds, warmupSeconds, connections, pgbenchClients, loadMethod, loadJobs, apiPoolMax: 10, logLevel, nodeFlags: nodeFlags(), postgresSettings },
     scales: results
   }
 

@@ -11,7 +11,7 @@ import { memoryOf, sleep, startChild, type Child } from './processes.js'
 const SERVER = path.join(repoRoot, 'services/api/dist/server.js')
 
 /** The Node flags production runs the API with: package.json's config.nodeFlags, as the image's CMD and npm start read them. */
-function nodeFlags (): string[] {
+export function nodeFlags (): string[] {
   const { config } = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { config: { nodeFlags: string } }
   return config.nodeFlags.split(/\s+/).filter(Boolean)
 }

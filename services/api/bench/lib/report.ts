@@ -35,6 +35,8 @@ export interface Report {
     loadJobs: number
     apiPoolMax: number
     logLevel: string
+    /** package.json's config.nodeFlags, which the API ran with. */
+    nodeFlags: string[]
     postgresSettings: Record<string, string>
   }
   scales: ScaleResult[]
@@ -122,7 +124,7 @@ export function markdown (report: Report): string {
     '',
     `Machine: ${m.cpus} cores (${m.model}), ${m.memoryGb} GB, Node ${m.node}, ${m.postgres}, ${m.pgbench}. ${m.note} Load average at start: ${m.loadAverageAtStart.map((l) => l.toFixed(2)).join(', ')}.`,
     '',
-    `Settings: the API at LOG_LEVEL=${report.settings.logLevel}; ${report.settings.durationSeconds} s per route after ${report.settings.warmupSeconds} s of warm-up, ${report.settings.connections} HTTP connections, pgbench ${report.settings.pgbenchClients} clients (-M prepared), API pool ${report.settings.apiPoolMax}; bulk load ${report.settings.loadMethod} with ${report.settings.loadJobs} sessions. PostgreSQL: ${Object.entries(report.settings.postgresSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
+    `Settings: the API at LOG_LEVEL=${report.settings.logLevel}, node ${report.settings.nodeFlags.join(' ')}; ${report.settings.durationSeconds} s per route after ${report.settings.warmupSeconds} s of warm-up, ${report.settings.connections} HTTP connections, pgbench ${report.settings.pgbenchClients} clients (-M prepared), API pool ${report.settings.apiPoolMax}; bulk load ${report.settings.loadMethod} with ${report.settings.loadJobs} sessions. PostgreSQL: ${Object.entries(report.settings.postgresSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
     ''
   ]
   for (const scale of report.scales) {
