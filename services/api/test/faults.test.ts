@@ -220,15 +220,19 @@ t.test('PostgreSQL stopped fast while bookings wait on a lock: 503, or 201 only 
   await signalPostgres('SIGINT')
   const replies = await Promise.all(waiting)
   // The shutdown ends the holder's session first, and a booking (one autocommit
-  // statement) may then commit before its own session is ended: its 201 is the truth.
+  // statement) may then commit before its own session is ended: its 201 is the truth,
+  // and so is a 409 for another of them that ran after it, naming it.
   const statuses = replies.map((r) => r.status)
-  t.ok(statuses.every((status) => status === 503 || status === 201), `the waiting requests are answered 503 or 201: ${statuses.join(', ')}`)
+  const booked = replies.find((r) => r.status === 201)
+  t.ok(statuses.every((status) => status === 503 || status === 201 || (status === 409 && booked)), `the waiting requests are answered 503, 201, or 409 after a 201: ${statuses.join(', ')}`)
   t.ok(statuses.filter((status) => status === 201).length <= 1, 'at most one of them booked the slot')
+  for (const reply of replies.filter((r) => r.status === 409)) {
+    t.same((reply.body as { conflicts?: Array<{ id: string }> }).conflicts?.map((a) => a.id), [booked?.id], 'a 409 names the booking that took the slot')
+  }
   for (const reply of replies.filter((r) => r.status === 503)) checkRefusal(t, reply, 'POST booking')
   await holder.end().catch(() => undefined)
   t.ok(app.server.listening, 'the API process is alive')
   await restartPostgres()
-  const booked = replies.find((r) => r.status === 201)
   const stored = await sqlRows<{ id: string }>('SELECT id FROM allocation WHERE resource_id = $1 AND during && tstzrange($2, $3)',
     [cars[1], slot.starts_at, slot.ends_at])
   if (booked) {
