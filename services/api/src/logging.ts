@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { redactFeedUrl } from './tokens.js'
 
 /**
@@ -61,5 +61,23 @@ export function serializeRequest (request: FastifyRequest) {
     host: loggableUrl(request.host),
     remoteAddress: request.ip,
     remotePort: request.socket?.remotePort
+  }
+}
+
+/**
+ * Warnings of background jobs that retry on their own (the feed's numbering, sweep and
+ * retention, webhook delivery), each job's logged at most once a minute: a database down
+ * for an hour makes a line a minute, not one per retry.
+ */
+export class QuietWarnings {
+  private readonly lastLogged = new Map<string, number>()
+
+  constructor (private readonly log: FastifyBaseLogger, private readonly everyMs = 60_000) {}
+
+  warn (job: string, error: Error, message: string): void {
+    const last = this.lastLogged.get(job)
+    if (last !== undefined && Date.now() - last < this.everyMs) return
+    this.lastLogged.set(job, Date.now())
+    this.log.warn({ code: (error as { code?: string }).code, message: error.message }, message)
   }
 }

@@ -1,5 +1,7 @@
+import type { FastifyBaseLogger } from 'fastify'
 import t from 'tap'
-import { buildTestApp, call } from './helpers.js'
+import { QuietWarnings } from '../src/logging.js'
+import { buildTestApp, call, sleep } from './helpers.js'
 
 const app = await buildTestApp(t, { ownCluster: true })
 
@@ -71,4 +73,20 @@ t.test('with the database gone: /ready and API calls answer 503, /health stays 2
   const write = await call(app, 'POST', '/api/sites', { name: 'nowhere' })
   t.equal(write.statusCode, 503)
   t.equal((await call(app, 'GET', '/health')).statusCode, 200)
+})
+
+t.test('a background job that keeps failing warns once per quiet period, not once per retry', async (t) => {
+  const lines: unknown[][] = []
+  const log = { warn: (...args: unknown[]) => { lines.push(args) } } as unknown as FastifyBaseLogger
+  const warnings = new QuietWarnings(log, 200)
+  const refused = Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' })
+  for (let retry = 0; retry < 5; retry++) warnings.warn('numbering', refused, 'could not number')
+  warnings.warn('sweep', new Error('timeout'), 'could not sweep')
+  t.same(lines, [
+    [{ code: 'ECONNREFUSED', message: 'connection refused' }, 'could not number'],
+    [{ code: undefined, message: 'timeout' }, 'could not sweep']
+  ], 'one line per job, whatever the retries')
+  await sleep(250)
+  warnings.warn('numbering', refused, 'could not number')
+  t.equal(lines.length, 3, 'and one more once the quiet period is over')
 })

@@ -4,6 +4,7 @@ import type pg from 'pg'
 import {
   advanceKeptFrom, deleteUnservedEvents, EVENTS_CHANNEL, eventsWaiting, expireRunOutHolds, numberCommittedEvents
 } from '../database/events.js'
+import { QuietWarnings } from '../logging.js'
 import type { Listener } from './notifications.js'
 
 declare module 'fastify' {
@@ -28,8 +29,6 @@ const SWEEP_BATCH = 500
 const RETENTION_MS = 3_600_000
 const FIRST_RETENTION_MS = 10_000
 const RETENTION_BATCH = 1000
-/** Repeated failures of a periodic job are logged at most this often. */
-const QUIET_MS = 60_000
 
 interface ChangeFeedOptions {
   pool: pg.Pool
@@ -64,9 +63,10 @@ export class ChangeFeed {
   private wanted = false
   private lastPass = 0
   private sweeping = false
-  private readonly lastComplaint = new Map<string, number>()
+  private readonly warnings: QuietWarnings
 
   constructor (private readonly options: ChangeFeedOptions) {
+    this.warnings = new QuietWarnings(options.log)
     options.listener.subscribe(EVENTS_CHANNEL, (payload) => this.heard(Number(payload)))
     // Notifications may have been missed: every long-poll reads again.
     options.listener.onReset(() => this.wake())
@@ -148,7 +148,7 @@ export class ChangeFeed {
         numbered = await numberCommittedEvents(this.options.pool, NUMBER_BATCH)
       }
     } catch (error) {
-      this.complain('numbering', error as Error, 'could not number committed changes for the feed; trying again shortly')
+      this.warnings.warn('numbering', error as Error, 'could not number committed changes for the feed; trying again shortly')
     } finally {
       this.numbering = false
       if (this.wanted) this.poke()
@@ -160,7 +160,7 @@ export class ChangeFeed {
     try {
       if (await eventsWaiting(this.options.pool)) this.poke()
     } catch (error) {
-      this.complain('numbering', error as Error, 'could not look for changes to number for the feed; trying again shortly')
+      this.warnings.warn('numbering', error as Error, 'could not look for changes to number for the feed; trying again shortly')
     }
   }
 
@@ -175,7 +175,7 @@ export class ChangeFeed {
       }
       if (expired > 0) this.poke()
     } catch (error) {
-      this.complain('sweep', error as Error, 'could not write run-out holds as expired; trying again in 15 s')
+      this.warnings.warn('sweep', error as Error, 'could not write run-out holds as expired; trying again in 15 s')
     } finally {
       this.sweeping = false
     }
@@ -188,15 +188,8 @@ export class ChangeFeed {
       if (keptFrom !== undefined) this.options.log.info({ keptFrom, days: this.options.retentionDays }, 'change feed: events before this position are past retention')
       for (let deleted = RETENTION_BATCH; deleted > 0 && !this.closing;) deleted = await deleteUnservedEvents(this.options.pool, RETENTION_BATCH)
     } catch (error) {
-      this.complain('retention', error as Error, 'could not let go of events past EVENT_RETENTION_DAYS; trying again in an hour')
+      this.warnings.warn('retention', error as Error, 'could not let go of events past EVENT_RETENTION_DAYS; trying again in an hour')
     }
-  }
-
-  private complain (job: string, error: Error, message: string): void {
-    const last = this.lastComplaint.get(job) ?? 0
-    if (Date.now() - last < QUIET_MS) return
-    this.lastComplaint.set(job, Date.now())
-    this.options.log.warn({ code: (error as { code?: string }).code, message: error.message }, message)
   }
 }
 

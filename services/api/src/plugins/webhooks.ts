@@ -6,6 +6,7 @@ import {
   claimDeliveries, enabledEndpoints, forgetDelivery, queueForEndpoint, recordAttempt, type AttemptOutcome, type Claimed
 } from '../database/webhooks.js'
 import { AddressPolicy, postJson, resolveTarget, signature, systemResolver, TargetRefused, type Resolver } from '../outbound.js'
+import { QuietWarnings } from '../logging.js'
 import type { ChangeFeed } from './events.js'
 
 declare module 'fastify' {
@@ -32,7 +33,7 @@ const TICK_MS = 1000
 const DRAIN_MS = 5000
 /** Retry-After is honoured up to a day. */
 const MAX_RETRY_AFTER_S = 86_400
-const QUIET_MS = 60_000
+const DELIVERY_FAILED = 'webhook delivery: a step failed; trying again shortly'
 
 interface WebhookWorkerOptions {
   pool: pg.Pool
@@ -72,9 +73,10 @@ class WebhookWorker {
   private endpointsCheckedAt = 0
   private queueWanted = true
   private closing = false
-  private lastComplaint = 0
+  private readonly warnings: QuietWarnings
 
   constructor (private readonly options: WebhookWorkerOptions) {
+    this.warnings = new QuietWarnings(options.log)
     // The feed grew (or may have): queue, then send.
     options.feed.onNumbered(() => { this.queueWanted = true; this.kick() })
   }
@@ -147,7 +149,7 @@ class WebhookWorker {
         for (const claimed of await claimDeliveries(this.options.pool, free, this.lease, LEASE_SECONDS)) this.send(claimed)
       }
     } catch (error) {
-      this.complain(error as Error)
+      this.warnings.warn('delivery', error as Error, DELIVERY_FAILED)
     } finally {
       this.running = false
       if (this.again) this.kick()
@@ -159,7 +161,7 @@ class WebhookWorker {
     const controller = new AbortController()
     this.inFlight.set(key, controller)
     void this.attempt(claimed, controller.signal)
-      .catch((error: Error) => this.complain(error))
+      .catch((error: Error) => this.warnings.warn('delivery', error, DELIVERY_FAILED))
       .finally(() => {
         this.inFlight.delete(key)
         // The next event of that resource may be due now.
@@ -225,12 +227,6 @@ class WebhookWorker {
     // Jitter (±10%) keeps endpoints that failed together from being retried together.
     const delay = honoured ?? schedule[claimed.attempts]! * (0.9 + Math.random() * 0.2)
     return { ...base, nextAttemptAt: new Date(Date.now() + delay * 1000), disable: null }
-  }
-
-  private complain (error: Error): void {
-    if (Date.now() - this.lastComplaint < QUIET_MS) return
-    this.lastComplaint = Date.now()
-    this.options.log.warn({ code: (error as { code?: string }).code, message: error.message }, 'webhook delivery: a step failed; trying again shortly')
   }
 }
 
