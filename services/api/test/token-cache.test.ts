@@ -68,7 +68,7 @@ t.test('changes made in psql reach every replica too: revocation, a role, a dele
 t.test('while a replica cannot listen for changes it keeps nothing and asks the database every time', async (t) => {
   const account = await createAccount(a, 'member')
   t.equal((await me(b, account.token)).statusCode, 200)
-  const listeners = await sql<{ killed: boolean }>(a, 'SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = \'invsys-api-listener\'')
+  const listeners = await sql<{ killed: boolean }>(a, 'SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = \'invsys-api-listener\' AND datname = current_database()')
   t.equal(listeners.length, 2, 'one listening connection per replica')
   // Revoked at once, before the replicas can have noticed that they stopped listening.
   await sql(a, 'UPDATE api_token SET revoked_at = now() WHERE id = $1', [account.tokenId])
