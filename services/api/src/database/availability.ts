@@ -387,25 +387,26 @@ export async function findSlots (db: Db, search: SlotSearch, page: Page, options
   const atStart = await walkFor(wanted, async (budget) =>
     (await db.query<Slot & Walked>(SLOTS_AT_START, [...values.slice(0, 5), wanted, 0, ...values.slice(7), budget])).rows)
   if (atStart.rows.length === wanted) return atStart.rows.slice(page.offset)
-  if (calendar) return (await db.query<Slot>(SLOTS, values)).rows
-  return slotsByTick(db, values, page, atStart.all ? atStart.rows : undefined)
+  // A fleet the walk reached whole is smaller than its budget, so SLOTS's probe per resource
+  // costs no more than the walk did, where ticks would cost three statements a slot.
+  if (calendar || atStart.all) return (await db.query<Slot>(SLOTS, values)).rows
+  return slotsByTick(db, values, page)
 }
 
 interface NextTick { tick: string | null, bu: string | null, earlier: boolean | null, cut: boolean }
 
 /**
  * The page taken tick by tick (NEXT_TICK, SLOTS_AT): the rows before the page and the page
- * with the row after it. The first tick is the window's start, whose slots the walk in
- * findSlots has already tried (`atStart`, when it found all of them); only where it did
- * not reach every resource are they looked for set-wise. A page that spans more than
- * MAX_TICKS start times (many short gaps, a long page) is left to SLOTS, one probe per
+ * with the row after it, for a fleet larger than the walk in findSlots reached. The first
+ * tick is the window's start, whose slots are looked for set-wise. A page that spans more
+ * than MAX_TICKS start times (many short gaps, a long page) is left to SLOTS, one probe per
  * resource.
  */
-async function slotsByTick (db: Db, values: unknown[], page: Page, atStart: Slot[] | undefined): Promise<Slot[]> {
+async function slotsByTick (db: Db, values: unknown[], page: Page): Promise<Slot[]> {
   const wanted = page.offset + page.limit + 1
   const search = [...values.slice(0, 5), values[7]]
   const from = values[2] as string
-  const rows: Slot[] = atStart ?? (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, [...search, from, wanted]))).rows
+  const rows: Slot[] = (await db.query<Slot>(prepared('slots-at-tick', SLOTS_AT, [...search, from, wanted]))).rows
   let after: string = from
   for (let ticks = 1; rows.length < wanted; ticks++) {
     if (ticks === MAX_TICKS || (ticks >= 3 && rows.length * 2 < wanted)) return (await db.query<Slot>(SLOTS, values)).rows
