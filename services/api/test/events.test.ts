@@ -7,7 +7,7 @@ import { advanceKeptFrom, deleteUnservedEvents } from '../src/database/events.js
 import { Allocation } from '../src/schemas/allocations.js'
 import { FeedEvent } from '../src/schemas/events.js'
 import { Resource } from '../src/schemas/resources.js'
-import { book, buildTestApp, call, createAccount, createResource, sleep, sql, type TestApp } from './helpers.js'
+import { book, buildTestApp, call, createAccount, createResource, endSessions, sleep, sql, type TestApp } from './helpers.js'
 
 const app = await buildTestApp(t)
 
@@ -202,7 +202,7 @@ t.test('long-polling: wait answers as soon as an event commits (a psql UPDATE he
 t.test('a lost listening connection is replaced, and long-polls still hear of changes', async (t) => {
   const metric = async () => Number(/^invsys_listener_reconnects_total (\d+)$/m.exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1])
   const before = await metric()
-  await sql(app, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \'invsys-api-listener\' AND datname = current_database()')
+  await endSessions(app, 'invsys-api-listener')
   for (let waited = 0; (await metric()) === before && waited < 10_000; waited += 100) await sleep(100)
   t.equal(await metric(), before + 1, 'reconnected, and counted')
   const car = await createResource(app, 'car')

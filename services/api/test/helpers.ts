@@ -167,6 +167,15 @@ export async function sql<R extends Record<string, unknown> = Record<string, unk
   }
 }
 
+/**
+ * Ends the sessions named `application` (pg_stat_activity's application_name) in the app's
+ * own database, as a failover would, and says how many. Every file's database lives in the
+ * run's one cluster, so the other files' sessions are left alone.
+ */
+export async function endSessions (app: { databaseUrl: string }, application: string): Promise<number> {
+  return (await sql(app, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [application])).length
+}
+
 /** The token fetchJson sends to a listening test app when told nothing else, by base URL. */
 const baseTokens = new Map<string, string>()
 
