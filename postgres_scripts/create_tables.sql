@@ -491,6 +491,7 @@ COMMENT ON FUNCTION public.allocation_starts(during tstzrange) IS 'lower(during)
 
 CREATE FUNCTION public.booking_quota_breach(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid DEFAULT NULL::uuid, series_id uuid DEFAULT NULL::uuid) RETURNS TABLE(source text, quota jsonb, time_zone text, period tstzrange, used_duration interval, used_bookings bigint, added_duration interval)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
   found_type text;
@@ -573,6 +574,25 @@ $$;
 COMMENT ON FUNCTION public.booking_quota_breaches(resource_id uuid, during tstzrange, owner_id bigint, except_id uuid, series_id uuid) IS 'The quotas owner_id''s booking of the resource over during would break, in order (no rows: allowed), each with its period (in time_zone) and what is already used in it. Reads as of now, without the lock booking_quota_breach() takes.';
 
 --
+-- Name: booking_quotas_allow(uuid, tstzrange, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.booking_quotas_allow(resource_id uuid, during tstzrange, owner_id bigint) RETURNS boolean
+    LANGUAGE plpgsql STABLE COST 10000
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+  RETURN NOT EXISTS (SELECT 1 FROM booking_quota_breaches(booking_quotas_allow.resource_id, during, booking_quotas_allow.owner_id));
+END
+$$;
+
+--
+-- Name: FUNCTION booking_quotas_allow(resource_id uuid, during tstzrange, owner_id bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.booking_quotas_allow(resource_id uuid, during tstzrange, owner_id bigint) IS 'Whether owner_id''s quotas allow a booking of the resource over during, read as of now without the lock booking_quota_breach() takes: booking_quota_breaches() with no row. E.g. SELECT name FROM resource WHERE booking_quotas_allow(id, tstzrange(now() + interval ''1 day'', now() + interval ''1 day 2 hours''), 42).';
+
+--
 -- Name: booking_rule_violations(uuid, tstzrange, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -609,6 +629,27 @@ $$;
 --
 
 COMMENT ON FUNCTION public.booking_rule_violations(resource_id uuid, during tstzrange, judged_at timestamp with time zone) IS 'The member rules a booking of the resource over during would break as of judged_at, in order (no rows: allowed); quotas are judged by booking_quota_breach. E.g. SELECT * FROM booking_rule_violations(id, allocation_range(now() + interval ''1 hour'', NULL), now()).';
+
+--
+-- Name: booking_rules_allow(uuid, tstzrange, timestamp with time zone, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.booking_rules_allow(resource_id uuid, during tstzrange, judged_at timestamp with time zone, rules text[] DEFAULT NULL::text[]) RETURNS boolean
+    LANGUAGE plpgsql STABLE COST 10000
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+BEGIN
+  RETURN NOT EXISTS (
+    SELECT 1 FROM booking_rule_violations(booking_rules_allow.resource_id, during, judged_at) v
+    WHERE rules IS NULL OR v.rule = ANY (rules));
+END
+$$;
+
+--
+-- Name: FUNCTION booking_rules_allow(resource_id uuid, during tstzrange, judged_at timestamp with time zone, rules text[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.booking_rules_allow(resource_id uuid, during tstzrange, judged_at timestamp with time zone, rules text[]) IS 'Whether a booking of the resource over during breaks none of the member rules named in rules (null: every rule) as of judged_at: booking_rule_violations() with no row. Quotas are booking_quotas_allow(). E.g. SELECT name FROM resource WHERE booking_rules_allow(id, tstzrange(now() + interval ''1 day'', now() + interval ''1 day 2 hours''), now()).';
 
 --
 -- Name: allocation_event; Type: TABLE; Schema: public; Owner: -
@@ -3774,7 +3815,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (11, 'set-based-availability', '6899857bab82f839e35d0dc3dc561ca5', now()),
   (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now()),
   (13, 'calendar-rules', '991188a569a4559b0e4b7c452fd31bb2', now()),
-  (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now());
+  (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now()),
+  (15, 'rules-planned-once', '3092761f39dcff505fcb7448365b6b08', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

@@ -131,7 +131,7 @@ export const INSERT = `
            CASE WHEN $8 = 'held' THEN now() + make_interval(secs => $9::int) END, $10, $10
     FROM resource r CROSS JOIN acting
     WHERE r.id = $1 AND ($2::text IS NULL OR r.type = $2)
-      AND (NOT $11::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(r.id, allocation_range($3, $4), now())))
+      AND (NOT $11::boolean OR booking_rules_allow(r.id, allocation_range($3, $4), now()))
       AND (NOT $11::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(r.id, allocation_range($3, $4), $10::bigint)))
     ON CONFLICT DO NOTHING
     RETURNING *
@@ -162,7 +162,7 @@ export const BOOK_ANY = `
       ORDER BY r.name, r.id
       OFFSET 0
     ) AS f
-    WHERE (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_rule_violations(f.id, allocation_range($4, $5), now())))
+    WHERE (NOT $12::boolean OR booking_rules_allow(f.id, allocation_range($4, $5), now()))
       AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(f.id, allocation_range($4, $5), $11::bigint)))
     ORDER BY f.name, f.id
     LIMIT 1

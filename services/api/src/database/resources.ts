@@ -33,7 +33,12 @@ const memberWindow = (member: string, actor: string) => `
       AND ($4::timestamptz IS NULL OR $3::timestamptz IS NOT NULL
         OR NOT isempty(resource_open_time(r.id, tstzrange($4::timestamptz - interval '1 microsecond', $4::timestamptz, '[)'))))
       AND ($3::timestamptz IS NULL OR $4::timestamptz IS NULL
-        OR NOT EXISTS (SELECT 1 FROM booking_quota_breaches(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), ${actor}::bigint)))))`
+        OR booking_quotas_allow(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), ${actor}::bigint))))`
+
+// None of the member rules named in $7 is broken by a booking of the window (an empty $7,
+// an admin's, names none).
+const RULES_ALLOW = `(cardinality($7::text[]) = 0
+      OR booking_rules_allow(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now(), $7::text[]))`
 
 // available_from/available_to: keep only resources where the window could be booked: no
 // blocking allocation (confirmed, or a hold that has not run out) in the way once both
@@ -67,9 +72,7 @@ export const LIST_AVAILABLE = `
       SELECT 1 FROM allocation a
       WHERE ${blocking("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')}
       OFFSET 0)
-    AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
-      SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
-      WHERE v.rule = ANY ($7::text[])))
+    AND ${RULES_ALLOW}
     AND ${memberWindow('$9', '$10')}
   ORDER BY r.type, r.name, r.id
   LIMIT $5 OFFSET $6`
@@ -85,9 +88,7 @@ const LIST_AVAILABLE_WHOLE = `
     FROM resource r
     WHERE ($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)
       AND ${freeOver('$1', "tstzrange($3::timestamptz, $4::timestamptz, '[)')")}
-      AND (cardinality($7::text[]) = 0 OR NOT EXISTS (
-        SELECT 1 FROM booking_rule_violations(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now()) v
-        WHERE v.rule = ANY ($7::text[])))
+      AND ${RULES_ALLOW}
       AND ${memberWindow('$8', '$9')}
     ORDER BY r.type, r.name, r.id
     LIMIT $5 OFFSET $6

@@ -141,24 +141,27 @@ const firstBreachOf = (r: string) => `
     ORDER BY ordinal
     LIMIT 1`
 
-// For book-any-free's refusal: when a resource of the type (and site) has rules, and member
-// $5 quotas, that allow the booking, no row; only when none does is the first by name's
-// breach the answer. The resources are judged in name order and the search stops at the
-// first one allowed (usually the first: rules are mostly the type's), so that a refusal
-// for want of a free resource does not judge the whole fleet. Prepared: with the rule and
-// quota functions inlined, planning it took longer than running it.
-const FIRST_BREACH_OF_ALL = `
+// For book-any-free's refusal: whether a resource of the type (and site) has rules, and
+// member $5 quotas, that allow the booking. The search stops at the first one allowed
+// (usually the first: rules are mostly the type's), so that a refusal for want of a free
+// resource does not judge the whole fleet; booking_rules_allow() and
+// booking_quotas_allow() keep the rules' statements out of this one's plan.
+const ANY_ALLOWED = `
+  SELECT EXISTS (
+    SELECT 1 FROM resource r
+    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND booking_rules_allow(r.id, allocation_range($3, $4), now())
+      AND booking_quotas_allow(r.id, allocation_range($3, $4), $5::bigint)) AS allowed`
+
+// When none is: the breach of the first resource by name is the answer. Asked only then,
+// since planning it (the rule and quota functions inlined) costs more than running it.
+const FIRST_BREACH_OF_FIRST = `
   SELECT b.*
-  FROM resource r
-  CROSS JOIN LATERAL (${firstBreachOf('r')}) b
-  WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
-    AND NOT EXISTS (
-      SELECT 1 FROM resource allowed
-      WHERE allowed.type = $1 AND ($2::bigint IS NULL OR allowed.site_id = $2)
-        AND NOT EXISTS (SELECT 1 FROM booking_rule_violations(allowed.id, allocation_range($3, $4), now()))
-        AND NOT EXISTS (SELECT 1 FROM booking_quota_breaches(allowed.id, allocation_range($3, $4), $5::bigint)))
-  ORDER BY r.name, r.id
-  LIMIT 1`
+  FROM (SELECT r.id FROM resource r
+        WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+        ORDER BY r.name, r.id
+        LIMIT 1) AS r
+  CROSS JOIN LATERAL (${firstBreachOf('r')}) b`
 
 // For a recurring series: the first member rule each occurrence breaks, by its 1-based
 // place n in the arrays, as of the database's now(); occurrences that break none are left
@@ -307,8 +310,10 @@ export async function refuseBrokenRules (db: Db, resourceId: string, type: strin
  * `span`, so the member hears why rather than "nothing free". Nothing when at least one allows it.
  */
 export async function refuseWhenEveryResourceBreaksRules (db: Db, type: string, siteId: number | undefined, span: Span, owner: number): Promise<void> {
-  const row = (await db.query<BreachRow | { name: null }>(prepared('rules-first-breach-of-all', FIRST_BREACH_OF_ALL, [type, siteId ?? null, span.starts_at, span.ends_at, owner]))).rows[0]
-  if (row && row.name !== null) throw breach(row)
+  const values = [type, siteId ?? null, span.starts_at, span.ends_at, owner]
+  if ((await db.query<{ allowed: boolean }>(prepared('rules-any-allowed', ANY_ALLOWED, values))).rows[0]!.allowed) return
+  const row = (await db.query<BreachRow>(FIRST_BREACH_OF_FIRST, values)).rows[0]
+  if (row) throw breach(row)
 }
 
 /** A span a member rule forbids: its place among those judged, its times as stored, and the refusal (RULE_*). */
