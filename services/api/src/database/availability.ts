@@ -1,4 +1,4 @@
-import { prepared, walkedAll, walkedPage, walkFor, type Db, type Page, type Walked } from './db.js'
+import { prepared, walkedAll, walkedPage, walkFor, walkLimit, type Db, type Page, type Walked } from './db.js'
 import type { FreeTime, Slot } from '../schemas/availability.js'
 
 /**
@@ -163,14 +163,21 @@ export const SLOTS = `
 // span is the first range of what they leave of it (member_calendar_time(), one call per
 // resource reached), its start must be on the grid and the gap's end is cut to it. This
 // walks the resources by name, one probe each, and stops at the end of the page or after
-// $11 resources (OFFSET 0 keeps the probe a subplan per resource reached). When most
+// $11 resources (OFFSET 0 keeps the probe a subplan per resource reached), or after
+// walkLimit()'s sample when nearly all of those are busy at the window's start. When most
 // resources are free at the window's start, the usual case, it fills the page at a cost
 // that grows with neither the allocations nor the resources. walked_all: whether the $11
 // were every resource (findSlots).
+const SEARCHED_BY_NAME = `${SEARCHED}
+    ORDER BY r.name, r.id`
+const FREE_AT_START = `NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')", 'r')}
+      OFFSET 0)`
 export const SLOTS_AT_START = `
-  WITH walk AS (${SEARCHED}
-    ORDER BY r.name, r.id
-    LIMIT $11
+  WITH walk_limit AS (${walkLimit(SEARCHED_BY_NAME, FREE_AT_START, '$11')}
+  ), walk AS (${SEARCHED_BY_NAME}
+    LIMIT (SELECT n FROM walk_limit)
   ), reached AS (
     SELECT w.*, CASE WHEN $10::boolean
                      THEN (SELECT first FROM unnest(member_calendar_time(w.id, w.span, $9::bigint, $5::interval)) AS first LIMIT 1)
@@ -178,7 +185,7 @@ export const SLOTS_AT_START = `
     FROM walk w
   )
   SELECT e.id AS resource_id, e.name AS resource_name, $3::timestamptz AS starts_at, x.ends_at,
-         ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '$11')}
+         ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '(SELECT n FROM walk_limit)')}
   FROM reached e
   CROSS JOIN LATERAL (
     SELECT CASE WHEN $10::boolean THEN slot_grid_previous(e.slot_grid, e.time_zone, g.ends_at) ELSE g.ends_at END AS ends_at

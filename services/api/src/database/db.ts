@@ -147,6 +147,24 @@ export function prepared (name: string, text: string, values: unknown[]): pg.Que
 /** How many resources a walk may pass per row of its page before the whole search is the cheaper way. */
 const WALK_PER_ROW = 4
 
+/** How many resources a walk judges first, to tell whether walking is worth it at all. */
+const WALK_SAMPLE = 16
+
+/**
+ * A walk's LIMIT (a one-row query, its column n): its budget, unless the first WALK_SAMPLE
+ * resources of `fleet` (the resources the walk passes, in its order, as `r`) are less than
+ * one in WALK_PER_ROW free by `free` (a condition on `r`, as the walk judges them). Then
+ * the walk would likely pass its whole budget without filling the page (a fleet mostly
+ * busy, as at a synchronised fleet's busy hour), so it stops after the sample and the
+ * whole search follows at once (walked_all is false: the fleet is larger than the sample).
+ * A budget no larger than the sample is walked without one.
+ */
+export const walkLimit = (fleet: string, free: string, budget: string) => `
+    SELECT CASE WHEN count(*) < ${WALK_SAMPLE} OR ${WALK_PER_ROW} * count(*) FILTER (WHERE s.free) >= count(*)
+                THEN ${budget}::int ELSE count(*)::int END AS n
+    FROM (SELECT ${free} AS free FROM (${fleet}
+            LIMIT CASE WHEN ${budget}::int <= ${WALK_SAMPLE} THEN 0 ELSE ${WALK_SAMPLE} END) AS r) AS s`
+
 /**
  * A walk's row: walked_all is whether the walk reached every resource it could look at
  * (there are fewer than its budget), so that what it found is all there is.

@@ -1,4 +1,4 @@
-import { walkedAll, walkedPage, withTransaction, type Db, type Page, type Walked } from './db.js'
+import { walkedAll, walkedPage, walkLimit, withTransaction, type Db, type Page, type Walked } from './db.js'
 import { blocking, freeOver } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
@@ -40,13 +40,29 @@ const memberWindow = (member: string, actor: string) => `
 const RULES_ALLOW = `(cardinality($7::text[]) = 0
       OR booking_rules_allow(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now(), $7::text[]))`
 
+// The resources an availability walk passes, in page order, with their buffers.
+const FLEET_IN_PAGE_ORDER = `
+    SELECT r.*, e.buffer_before, e.buffer_after
+    FROM resource r
+    JOIN effective_rule e ON e.resource_id = r.id
+    WHERE ($1::text IS NULL OR r.type = $1)
+      AND ($2::bigint IS NULL OR r.site_id = $2)
+    ORDER BY r.type, r.name, r.id`
+
+// Nothing blocks the window on resource `r` (a row of FLEET_IN_PAGE_ORDER).
+const FREE_IN_WINDOW = `NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')}
+      OFFSET 0)`
+
 // available_from/available_to: keep only resources where the window could be booked: no
 // blocking allocation (confirmed, or a hold that has not run out) in the way once both
 // are widened by their buffers, and none of the member rules named in $7 broken (empty
 // for admins); an omitted side is unbounded; for a member ($9, member $10), memberWindow().
 // A walk: at most $8 resources in page order, each looked up in the
 // exclusion constraint's index (resource_id, widened range) until the page is full, so a
-// page costs one index probe per resource passed over: a handful when most are free.
+// page costs one index probe per resource passed over: a handful when most are free; only
+// the sample of walkLimit() when the first resources are nearly all busy.
 // walked_all: whether those were every resource there is (walkedPage).
 // The walk is a subquery with its own ORDER BY and LIMIT, the rules joined inside it, so
 // that the planner reads the resources in order and stops as soon as the page is full;
@@ -55,23 +71,15 @@ const RULES_ALLOW = `(cardinality($7::text[]) = 0
 // effective_rule in the same statement, not through resource_blocked_range(), which would
 // be a function call per resource.
 export const LIST_AVAILABLE = `
-  WITH walk AS (
-    SELECT r.*, e.buffer_before, e.buffer_after
-    FROM resource r
-    JOIN effective_rule e ON e.resource_id = r.id
-    WHERE ($1::text IS NULL OR r.type = $1)
-      AND ($2::bigint IS NULL OR r.site_id = $2)
-    ORDER BY r.type, r.name, r.id
-    LIMIT $8
+  WITH walk_limit AS (${walkLimit(FLEET_IN_PAGE_ORDER, FREE_IN_WINDOW, '$8')}
+  ), walk AS (${FLEET_IN_PAGE_ORDER}
+    LIMIT (SELECT n FROM walk_limit)
   )
   SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at,
-         ${walkedAll('($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)', '$8')}
+         ${walkedAll('($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)', '(SELECT n FROM walk_limit)')}
   FROM walk r
   WHERE ($1::text IS NULL OR r.type = $1)
-    AND NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE ${blocking("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')}
-      OFFSET 0)
+    AND ${FREE_IN_WINDOW}
     AND ${RULES_ALLOW}
     AND ${memberWindow('$9', '$10')}
   ORDER BY r.type, r.name, r.id
@@ -82,7 +90,7 @@ export const LIST_AVAILABLE = `
 // the resource index alone (resource_type_name_idx), and only the page's rows are read
 // whole. The member rules in $7 (and memberWindow(), $8, $9) are judged only for
 // resources free in the window.
-const LIST_AVAILABLE_WHOLE = `
+export const LIST_AVAILABLE_WHOLE = `
   WITH page AS (
     SELECT r.id
     FROM resource r
