@@ -156,6 +156,18 @@ export const SLOTS = `
   ORDER BY lower(f.slot), e.name, e.id
   LIMIT $6 OFFSET $7`
 
+// The resources a slot search looks at, as a condition on resource `r`: of type $1 (at site $2).
+const OF_TYPE = 'r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)'
+
+// SEARCHED in the walk's order, and whether nothing blocks a booking of the duration from
+// the window's start on resource `r` (a row of it).
+const SEARCHED_BY_NAME = `${SEARCHED}
+    ORDER BY r.name, r.id`
+const FREE_AT_START = `NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')", 'r')}
+      OFFSET 0)`
+
 // The slots that start at the window's start come first in SLOTS' order (no gap starts
 // earlier), by name: every resource whose search span starts there and that is free for
 // the duration from there, its gap ending where the first blocking allocation (widened as
@@ -166,16 +178,10 @@ export const SLOTS = `
 // $11 resources (OFFSET 0 keeps the probe a subplan per resource reached), or after
 // walkLimit()'s sample when nearly all of those are busy at the window's start. When most
 // resources are free at the window's start, the usual case, it fills the page at a cost
-// that grows with neither the allocations nor the resources. walked_all: whether the $11
-// were every resource (findSlots).
-const SEARCHED_BY_NAME = `${SEARCHED}
-    ORDER BY r.name, r.id`
-const FREE_AT_START = `NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')", 'r')}
-      OFFSET 0)`
+// that grows with neither the allocations nor the resources. walked_all: whether the walk
+// reached every resource (findSlots).
 export const SLOTS_AT_START = `
-  WITH walk_limit AS (${walkLimit(SEARCHED_BY_NAME, FREE_AT_START, '$11')}
+  WITH walk_limit AS (${walkLimit(SEARCHED_BY_NAME, FREE_AT_START, OF_TYPE, '$11')}
   ), walk AS (${SEARCHED_BY_NAME}
     LIMIT (SELECT n FROM walk_limit)
   ), reached AS (
@@ -185,7 +191,7 @@ export const SLOTS_AT_START = `
     FROM walk w
   )
   SELECT e.id AS resource_id, e.name AS resource_name, $3::timestamptz AS starts_at, x.ends_at,
-         ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '(SELECT n FROM walk_limit)')}
+         ${walkedAll(OF_TYPE, '(SELECT n FROM walk_limit)')}
   FROM reached e
   CROSS JOIN LATERAL (
     SELECT CASE WHEN $10::boolean THEN slot_grid_previous(e.slot_grid, e.time_zone, g.ends_at) ELSE g.ends_at END AS ends_at
@@ -309,7 +315,7 @@ const EARLIER_TICK = `
 const slotsAt = (walk: boolean) => `
   SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
          ${gapEnd('$7::timestamptz', 'upper(e.span)')} AS ends_at
-         ${walk ? `, ${walkedAll('r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)', '$9')}` : ''}
+         ${walk ? `, ${walkedAll(OF_TYPE, '$9')}` : ''}
   FROM (
     SELECT r.id, r.name, r.type FROM resource r
     WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)

@@ -153,17 +153,20 @@ const WALK_SAMPLE = 16
 /**
  * A walk's LIMIT (a one-row query, its column n): its budget, unless the first WALK_SAMPLE
  * resources of `fleet` (the resources the walk passes, in its order, as `r`) are less than
- * one in WALK_PER_ROW free by `free` (a condition on `r`, as the walk judges them). Then
- * the walk would likely pass its whole budget without filling the page (a fleet mostly
- * busy, as at a synchronised fleet's busy hour), so it stops after the sample and the
- * whole search follows at once (walked_all is false: the fleet is larger than the sample).
- * A budget no larger than the sample is walked without one.
+ * one in WALK_PER_ROW free by `free` (a condition on `r`, as the walk judges them) and
+ * there are more resources than the budget (those that `where`, a condition on resource
+ * `r`, keeps). Then the walk would likely pass its whole budget without filling the page
+ * (a fleet mostly busy, as at a synchronised fleet's busy hour), so it stops after the
+ * sample and the whole search follows at once (walked_all is false). A fleet within the
+ * budget is walked whole, a complete answer in one statement; a budget no larger than the
+ * sample is walked without one.
  */
-export const walkLimit = (fleet: string, free: string, budget: string) => `
-    SELECT CASE WHEN count(*) < ${WALK_SAMPLE} OR ${WALK_PER_ROW} * count(*) FILTER (WHERE s.free) >= count(*)
-                THEN ${budget}::int ELSE count(*)::int END AS n
-    FROM (SELECT ${free} AS free FROM (${fleet}
-            LIMIT CASE WHEN ${budget}::int <= ${WALK_SAMPLE} THEN 0 ELSE ${WALK_SAMPLE} END) AS r) AS s`
+export const walkLimit = (fleet: string, free: string, where: string, budget: string) => `
+    SELECT CASE WHEN s.seen < ${WALK_SAMPLE} OR ${WALK_PER_ROW} * s.free >= s.seen OR ${fleetSize(where, budget)} < ${budget}
+                THEN ${budget}::int ELSE s.seen::int END AS n
+    FROM (SELECT count(*) AS seen, count(*) FILTER (WHERE r.free) AS free
+          FROM (SELECT ${free} AS free FROM (${fleet}
+                  LIMIT CASE WHEN ${budget}::int <= ${WALK_SAMPLE} THEN 0 ELSE ${WALK_SAMPLE} END) AS r) AS r) AS s`
 
 /**
  * A walk's row: walked_all is whether the walk reached every resource it could look at
@@ -176,8 +179,10 @@ export interface Walked { walked_all: boolean }
  * keeps, with `budget` the walk's limit: counted from the resource indexes alone, and no
  * further than the budget.
  */
-export const walkedAll = (where: string, budget: string) =>
-  `(SELECT count(*) FROM (SELECT FROM resource r WHERE ${where} LIMIT ${budget}) AS fleet) < ${budget} AS walked_all`
+export const walkedAll = (where: string, budget: string) => `${fleetSize(where, budget)} < ${budget} AS walked_all`
+
+/** How many resources `where` (a condition on resource `r`) keeps, counted from the resource indexes alone and no further than `limit`. */
+const fleetSize = (where: string, limit: string) => `(SELECT count(*) FROM (SELECT FROM resource r WHERE ${where} LIMIT ${limit}) AS fleet)`
 
 /** What a walk found, without its walked_all, and whether that is all there is (none when it found nothing: not known). */
 export interface Walk<T> { rows: T[], all: boolean }

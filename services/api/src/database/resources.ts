@@ -40,6 +40,10 @@ const memberWindow = (member: string, actor: string) => `
 const RULES_ALLOW = `(cardinality($7::text[]) = 0
       OR booking_rules_allow(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now(), $7::text[]))`
 
+// The resources an availability search looks at, as a condition on resource `r`: of type
+// $1 (any when null), at site $2 (any when null).
+const OF_TYPE = '($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)'
+
 // The resources an availability walk passes, in page order, with their buffers.
 const FLEET_IN_PAGE_ORDER = `
     SELECT r.*, e.buffer_before, e.buffer_after
@@ -71,12 +75,12 @@ const FREE_IN_WINDOW = `NOT EXISTS (
 // effective_rule in the same statement, not through resource_blocked_range(), which would
 // be a function call per resource.
 export const LIST_AVAILABLE = `
-  WITH walk_limit AS (${walkLimit(FLEET_IN_PAGE_ORDER, FREE_IN_WINDOW, '$8')}
+  WITH walk_limit AS (${walkLimit(FLEET_IN_PAGE_ORDER, FREE_IN_WINDOW, OF_TYPE, '$8')}
   ), walk AS (${FLEET_IN_PAGE_ORDER}
     LIMIT (SELECT n FROM walk_limit)
   )
   SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at,
-         ${walkedAll('($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)', '(SELECT n FROM walk_limit)')}
+         ${walkedAll(OF_TYPE, '(SELECT n FROM walk_limit)')}
   FROM walk r
   WHERE ($1::text IS NULL OR r.type = $1)
     AND ${FREE_IN_WINDOW}
