@@ -49,8 +49,7 @@ const FLEET_IN_PAGE_ORDER = `
     SELECT r.*, e.buffer_before, e.buffer_after
     FROM resource r
     JOIN effective_rule e ON e.resource_id = r.id
-    WHERE ($1::text IS NULL OR r.type = $1)
-      AND ($2::bigint IS NULL OR r.site_id = $2)
+    WHERE ${OF_TYPE}
     ORDER BY r.type, r.name, r.id`
 
 // Nothing blocks the window on resource `r` (a row of FLEET_IN_PAGE_ORDER).
@@ -94,11 +93,11 @@ export const LIST_AVAILABLE = `
 // the resource index alone (resource_type_name_idx), and only the page's rows are read
 // whole. The member rules in $7 (and memberWindow(), $8, $9) are judged only for
 // resources free in the window.
-export const LIST_AVAILABLE_WHOLE = `
+const LIST_AVAILABLE_WHOLE = `
   WITH page AS (
     SELECT r.id
     FROM resource r
-    WHERE ($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)
+    WHERE ${OF_TYPE}
       AND ${freeOver('$1', "tstzrange($3::timestamptz, $4::timestamptz, '[)')")}
       AND ${RULES_ALLOW}
       AND ${memberWindow('$8', '$9')}
