@@ -3816,7 +3816,7 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now()),
   (13, 'calendar-rules', '991188a569a4559b0e4b7c452fd31bb2', now()),
   (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now()),
-  (15, 'rules-planned-once', '3092761f39dcff505fcb7448365b6b08', now());
+  (15, 'rules-planned-once', 'be957ebacf7c6df00299e6961f5ab51c', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

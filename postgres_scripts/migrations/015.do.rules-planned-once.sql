@@ -7,10 +7,11 @@
 -- resources took 4.5 to 5.3 ms against 0.7 to 0.9 ms for an admin's, for the same execution.
 -- These two plpgsql functions ask the same questions, so that what they run is prepared
 -- once per connection and judged only for the resources a search reaches. They call the
--- SQL functions, which stay the one statement of each rule (and inline where a single
--- booking is explained). COST tells the planner that a call costs more than an index probe
--- (the default says a quarter of one), so that a search judges the rules only for the
--- resources it finds free, not for every resource it passes.
+-- SQL functions, which stay the one statement of each rule; the single booking (prepared:
+-- one plan per connection) and the explanations of a refusal still inline them. COST
+-- tells the planner that a call costs more than an index probe (the default says a quarter
+-- of one), so that a search judges the rules only for the resources it finds free, not for
+-- every resource it passes.
 --
 -- plpgsql plans a statement for the values at hand in its first five runs, then keeps one
 -- generic plan only if that looks no costlier. booking_quota_breaches()'s generic plan looks
