@@ -51,6 +51,9 @@ const FREE = `
   ORDER BY lower(f.gap)
   LIMIT $5 OFFSET $6`
 
+// The resources a slot search looks at, as a condition on resource `r`: of type $1 (at site $2).
+const OF_TYPE = 'r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)'
+
 // The resources of type $1 (at site $2) with their rules and search span: what SLOTS and
 // SLOTS_AT_START look at, as `e`; own_quotas and own_zone are the resource's own quotas
 // and the zone they are read in (the type's quotas are read once, in SLOTS).
@@ -62,7 +65,7 @@ const SEARCHED = `
     JOIN effective_rule e ON e.resource_id = r.id
     LEFT JOIN resource_rule rr ON rr.resource_id = r.id
     LEFT JOIN resource_type_rule tr ON tr.type = r.type
-    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)`
+    WHERE ${OF_TYPE}`
 
 // The allocations `a` that block `resource` (a row with the resource's id and its
 // buffer_before and buffer_after rules) within `span`: each widened by its own buffers
@@ -155,9 +158,6 @@ export const SLOTS = `
     AND ${endsOnGrid('lower(f.slot) + $5::interval', '$10')}
   ORDER BY lower(f.slot), e.name, e.id
   LIMIT $6 OFFSET $7`
-
-// The resources a slot search looks at, as a condition on resource `r`: of type $1 (at site $2).
-const OF_TYPE = 'r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)'
 
 // SEARCHED in the walk's order, and whether nothing blocks a booking of the duration from
 // the window's start on resource `r` (a row of it).
@@ -275,7 +275,7 @@ const gapsAfterEnds = (bound: string) => `
     CROSS JOIN LATERAL (${rulesOf('a.resource_id')}) e
     CROSS JOIN LATERAL (SELECT upper(${TAKEN}) AS u) g
     WHERE allocation_blocks(a.status, a.expires_at)
-      AND r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+      AND ${OF_TYPE}
       AND g.u > $7::timestamptz AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
       AND ${lengthAllowed('g.u', '$5::interval', '$6')}
       AND NOT EXISTS (
@@ -318,7 +318,7 @@ const slotsAt = (walk: boolean) => `
          ${walk ? `, ${walkedAll(OF_TYPE, '$9')}` : ''}
   FROM (
     SELECT r.id, r.name, r.type FROM resource r
-    WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
+    WHERE ${OF_TYPE}
       AND ${walk
         ? 'true'
         : `($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (

@@ -13,11 +13,14 @@ export interface ResourceFields {
 
 const COLUMNS = 'id, type, name, site_id, mac::text AS mac, created_at, updated_at'
 
+// The resources a list or an availability search looks at, as a condition on resource
+// `r`: of type $1 (any when null), at site $2 (any when null).
+const OF_TYPE = '($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)'
+
 const LIST = `
   SELECT ${COLUMNS}
   FROM resource r
-  WHERE ($1::text IS NULL OR r.type = $1)
-    AND ($2::bigint IS NULL OR r.site_id = $2)
+  WHERE ${OF_TYPE}
   ORDER BY r.type, r.name, r.id
   LIMIT $3 OFFSET $4`
 
@@ -39,10 +42,6 @@ const memberWindow = (member: string, actor: string) => `
 // an admin's, names none).
 const RULES_ALLOW = `(cardinality($7::text[]) = 0
       OR booking_rules_allow(r.id, tstzrange($3::timestamptz, $4::timestamptz, '[)'), now(), $7::text[]))`
-
-// The resources an availability search looks at, as a condition on resource `r`: of type
-// $1 (any when null), at site $2 (any when null).
-const OF_TYPE = '($1::text IS NULL OR r.type = $1) AND ($2::bigint IS NULL OR r.site_id = $2)'
 
 // The resources an availability walk passes, in page order, with their buffers.
 const FLEET_IN_PAGE_ORDER = `
