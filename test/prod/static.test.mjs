@@ -69,6 +69,14 @@ t.test('docker-compose.prod.yml', async (t) => {
   t.ok(s.nginx?.depends_on?.api !== undefined, 'prod: nginx depends on api', { depends_on: s.nginx?.depends_on })
   t.ok(s.db?.environment?.POSTGRES_PASSWORD !== undefined && s.api?.environment?.DATABASE_URL !== undefined,
     'prod: db and api get their settings from .env.prod.db and .env.prod (here: made from the *.example files)')
+  {
+    // The embedded server's malloc settings, as services/api/src/boot/embedded.ts writes them.
+    const embedded = readFileSync(join(ROOT, 'services/api/src/boot/embedded.ts'), 'utf8')
+    const malloc = Object.fromEntries([...(embedded.match(/POSTGRES_MALLOC_ENV = \{([^}]*)\}/)?.[1] ?? '').matchAll(/(\w+): '(\d+)'/g)]
+      .map(([, name, value]) => [name, value]))
+    t.ok(Object.keys(malloc).length === 2 && Object.entries(malloc).every(([name, value]) => s.db?.environment?.[name] === value),
+      "prod: db runs with the embedded server's malloc settings (POSTGRES_MALLOC_ENV)", { malloc, environment: s.db?.environment })
+  }
 
   const names = Object.keys(s)
   const noRotation = names.filter((n) => !(s[n].logging?.driver === 'json-file' && s[n].logging.options?.['max-size'] && s[n].logging.options?.['max-file']))

@@ -22,7 +22,7 @@ import path from 'node:path'
 import pg from 'pg'
 import { repoRoot } from '../src/config.js'
 import { createAccount, createFirstAdmin, createToken } from '../src/database/accounts.js'
-import { startEmbeddedPostgres } from '../src/boot/embedded.js'
+import { postmasterPid, startEmbeddedPostgres } from '../src/boot/embedded.js'
 import { ensureSchema } from './lib/schema.js'
 import { generateToken, hashToken, tokenDisplayPrefix } from '../src/tokens.js'
 import { nodeFlags, startApi, type ApiProcess } from './lib/api.js'
@@ -136,6 +136,13 @@ async function main (): Promise<void> {
     SELECT name, current_setting(name) AS setting FROM pg_settings
     WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_connections')
     ORDER BY name`)).rows.map((row) => [row.name, row.setting]))
+  // glibc's malloc settings as the server has them (POSTGRES_MALLOC_ENV): they change what a large query costs.
+  const serverPid = await postmasterPid(path.join(work, 'data'))
+  const serverEnv = serverPid === undefined ? '' : await fs.readFile(`/proc/${serverPid}/environ`, 'utf8').catch(() => '')
+  for (const entry of serverEnv.split('\0').filter((e) => e.startsWith('MALLOC_'))) {
+    const [name, value] = entry.split('=')
+    postgresSettings[name!] = value!
+  }
   console.log(`PostgreSQL ${postgresVersion} in ${work} (normal durability: ${JSON.stringify(postgresSettings)})`)
 
   const adminToken = generateToken()

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { postmasterPid } from '../src/boot/embedded.js'
+import { postmasterPid, POSTGRES_MALLOC_ENV } from '../src/boot/embedded.js'
 import { prepareDatabase } from '../src/boot/prepare.js'
 import { loadConfig, repoRoot } from '../src/config.js'
 import { DEVELOPMENT_ADMIN_TOKEN } from '../src/tokens.js'
@@ -51,9 +51,10 @@ t.test('npm start in production: a generated admin token, the development token 
   t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
   const dataDir = path.join(dir, 'data')
   const port = await freePort()
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_')))
   const npm = spawn(...untapped('npm', ['start']), {
     cwd: repoRoot,
-    env: { ...process.env, NODE_ENV: 'production', PORT: String(port), EMBEDDED_PG_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'info' },
+    env: { ...inherited, NODE_ENV: 'production', PORT: String(port), EMBEDDED_PG_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const lines: string[] = []
@@ -90,6 +91,10 @@ t.test('npm start in production: a generated admin token, the development token 
   const postgresPid = await postmasterPid(dataDir)
   started.push({ pid: serverPid, signal: 'SIGKILL' }, ...(postgresPid ? [{ pid: postgresPid, signal: 'SIGINT' as const }] : []))
   t.ok(postgresPid, 'the embedded PostgreSQL runs')
+  const environment = (await fs.readFile(`/proc/${postgresPid}/environ`, 'utf8')).split('\0')
+  t.same(Object.entries(POSTGRES_MALLOC_ENV).filter(([name, value]) => !environment.includes(`${name}=${value}`)), [],
+    'with glibc told to keep freed memory for the next query (POSTGRES_MALLOC_ENV)')
+  t.notOk(process.env.MALLOC_MMAP_THRESHOLD_, 'and this test, which started a server of its own in the test before, has them no longer in its environment')
   t.not(serverPid, npm.pid, 'the server is a process of its own')
 
   npm.kill('SIGTERM')
