@@ -94,7 +94,7 @@ t.test('npm start in production: a generated admin token, the development token 
   const environment = (await fs.readFile(`/proc/${postgresPid}/environ`, 'utf8')).split('\0')
   t.same(Object.entries(POSTGRES_MALLOC_ENV).filter(([name, value]) => !environment.includes(`${name}=${value}`)), [],
     'with glibc told to keep freed memory for the next query (POSTGRES_MALLOC_ENV)')
-  t.notOk(process.env.MALLOC_MMAP_THRESHOLD_, 'and this test, which started a server of its own in the test before, has them no longer in its environment')
+  t.notOk(process.env.MALLOC_MMAP_THRESHOLD_, 'while this process, which started a server in the test before, does not keep them in its own environment')
   t.not(serverPid, npm.pid, 'the server is a process of its own')
 
   npm.kill('SIGTERM')
