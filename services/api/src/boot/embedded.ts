@@ -26,8 +26,8 @@ const PASSWORD = 'invsys'
  * to the kernel when it is freed, so every query that builds a hash table or sorts a few
  * megabytes (a set-wise search over a large fleet) page-faults all of that memory afresh;
  * where a page fault is dear (about 15 µs on the machines the benchmark runs on), that is
- * a third of such a query (docs/performance.md). These keep up to 64 MB of freed memory in each backend for its next
- * query. The operator's own values, when set, win.
+ * a third of such a query (docs/performance.md). These keep up to 64 MB of freed memory in
+ * each backend for its next query. The operator's own values, when set, win.
  */
 export const POSTGRES_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '33554432', MALLOC_TRIM_THRESHOLD_: '67108864' }
 

@@ -70,11 +70,19 @@ const SEARCHED = `
 // The allocations `a` that block `resource` (a row with the resource's id and its
 // buffer_before and buffer_after rules) within `span`: each widened by its own buffers
 // meets `span` widened by the resource's (what the exclusion constraint compares).
-export const blocking = (span: string, resource = 'e') => `
+const blocking = (span: string, resource = 'e') => `
       a.resource_id = ${resource}.id
       AND allocation_blocks(a.status, a.expires_at)
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after)
           && allocation_blocked_range(${span}, ${resource}.buffer_before, ${resource}.buffer_after)`
+
+// Nothing blocks `span` on `resource` (as in blocking()), looked up by one probe of the
+// exclusion constraint's index; OFFSET 0 keeps that probe a subplan run per resource
+// reached, which the planner may not turn into a join over every resource.
+export const unblocked = (span: string, resource = 'e') => `NOT EXISTS (
+      SELECT 1 FROM allocation a
+      WHERE ${blocking(span, resource)}
+      OFFSET 0)`
 
 // Whether nothing blocks `span` on resource `r` (a row with the resource's id), one of the
 // resources of `type`, judged set-wise rather than by a probe per resource. A resource
@@ -159,14 +167,10 @@ export const SLOTS = `
   ORDER BY lower(f.slot), e.name, e.id
   LIMIT $6 OFFSET $7`
 
-// SEARCHED in the walk's order, and whether nothing blocks a booking of the duration from
-// the window's start on resource `r` (a row of it).
+// SEARCHED in the walk's order, and a booking of the duration from the window's start.
 const SEARCHED_BY_NAME = `${SEARCHED}
     ORDER BY r.name, r.id`
-const FREE_AT_START = `NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')", 'r')}
-      OFFSET 0)`
+const FROM_START = "tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')"
 
 // The slots that start at the window's start come first in SLOTS' order (no gap starts
 // earlier), by name: every resource whose search span starts there and that is free for
@@ -181,7 +185,7 @@ const FREE_AT_START = `NOT EXISTS (
 // that grows with neither the allocations nor the resources. walked_all: whether the walk
 // reached every resource (findSlots).
 export const SLOTS_AT_START = `
-  WITH walk_limit AS (${walkLimit(SEARCHED_BY_NAME, FREE_AT_START, OF_TYPE, '$11')}
+  WITH walk_limit AS (${walkLimit(SEARCHED_BY_NAME, unblocked(FROM_START, 'r'), OF_TYPE, '$11')}
   ), walk AS (${SEARCHED_BY_NAME}
     LIMIT (SELECT n FROM walk_limit)
   ), reached AS (
@@ -202,10 +206,7 @@ export const SLOTS_AT_START = `
     AND $3::timestamptz + $5::interval <= x.ends_at
     AND ${lengthAllowed('$3::timestamptz', '$5::interval', '$8')}
     AND ${endsOnGrid('$3::timestamptz + $5::interval', '$10')}
-    AND NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE ${blocking("tstzrange($3::timestamptz, $3::timestamptz + $5::interval, '[)')")}
-      OFFSET 0)
+    AND ${unblocked(FROM_START)}
   ORDER BY e.name, e.id
   LIMIT $6 OFFSET $7`
 
@@ -278,9 +279,7 @@ const gapsAfterEnds = (bound: string) => `
       AND ${OF_TYPE}
       AND g.u > $7::timestamptz AND g.u >= lower(e.span) AND g.u + $5::interval <= upper(e.span)
       AND ${lengthAllowed('g.u', '$5::interval', '$6')}
-      AND NOT EXISTS (
-        SELECT 1 FROM allocation a WHERE ${blocking("tstzrange(g.u, g.u + $5::interval, '[)')")}
-        OFFSET 0)
+      AND ${unblocked("tstzrange(g.u, g.u + $5::interval, '[)')")}
     ORDER BY a.bu`
 
 // The earliest start after $7: where a search span starts, or the first gap in order of

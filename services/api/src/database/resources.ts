@@ -1,5 +1,5 @@
 import { walkedAll, walkedPage, walkLimit, withTransaction, type Db, type Page, type Walked } from './db.js'
-import { blocking, freeOver } from './availability.js'
+import { freeOver, unblocked } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
 
@@ -52,10 +52,7 @@ const FLEET_IN_PAGE_ORDER = `
     ORDER BY r.type, r.name, r.id`
 
 // Nothing blocks the window on resource `r` (a row of FLEET_IN_PAGE_ORDER).
-const FREE_IN_WINDOW = `NOT EXISTS (
-      SELECT 1 FROM allocation a
-      WHERE ${blocking("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')}
-      OFFSET 0)`
+const FREE_IN_WINDOW = unblocked("tstzrange($3::timestamptz, $4::timestamptz, '[)')", 'r')
 
 // available_from/available_to: keep only resources where the window could be booked: no
 // blocking allocation (confirmed, or a hold that has not run out) in the way once both
