@@ -286,6 +286,43 @@ $$;
 
 COMMENT ON FUNCTION public.allocation_record_event() IS 'Records a change to an allocation in its history (allocation_event), which is also its event in the change feed, in the same transaction.';
 
+--
+-- Name: allocation_refresh_gaps(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.allocation_refresh_gaps() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM resource_gap_refresh(array_agg(resource_id), array_agg(allocation_blocked_range(during, buffer_before, buffer_after)))
+    FROM new_rows WHERE status = 'confirmed'
+    HAVING count(*) > 0;
+  ELSIF TG_OP = 'DELETE' THEN
+    PERFORM resource_gap_refresh(array_agg(resource_id), array_agg(allocation_blocked_range(during, buffer_before, buffer_after)))
+    FROM old_rows WHERE status = 'confirmed'
+    HAVING count(*) > 0;
+  ELSE
+    PERFORM resource_gap_refresh(array_agg(c.resource_id), array_agg(c.blocked))
+    FROM ((SELECT resource_id, allocation_blocked_range(during, buffer_before, buffer_after) AS blocked FROM old_rows WHERE status = 'confirmed'
+           EXCEPT ALL
+           SELECT resource_id, allocation_blocked_range(during, buffer_before, buffer_after) FROM new_rows WHERE status = 'confirmed')
+          UNION ALL
+          (SELECT resource_id, allocation_blocked_range(during, buffer_before, buffer_after) FROM new_rows WHERE status = 'confirmed'
+           EXCEPT ALL
+           SELECT resource_id, allocation_blocked_range(during, buffer_before, buffer_after) FROM old_rows WHERE status = 'confirmed')) AS c
+    HAVING count(*) > 0;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+--
+-- Name: FUNCTION allocation_refresh_gaps(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.allocation_refresh_gaps() IS 'Keeps resource_gap: after each statement on allocation, rewrites the gaps of the resources whose confirmed allocations it changed, around what changed.';
+
 SET LOCAL default_tablespace = '';
 
 SET LOCAL default_table_access_method = heap;
@@ -484,6 +521,25 @@ $$;
 --
 
 COMMENT ON FUNCTION public.allocation_starts(during tstzrange) IS 'lower(during), or -infinity when it is open. Orders like lower(during) NULLS FIRST.';
+
+--
+-- Name: allocation_truncate_gaps(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.allocation_truncate_gaps() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  PERFORM resource_gap_rebuild();
+  RETURN NULL;
+END
+$$;
+
+--
+-- Name: FUNCTION allocation_truncate_gaps(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.allocation_truncate_gaps() IS 'After TRUNCATE allocation every resource is free all the time again: resource_gap_rebuild().';
 
 --
 -- Name: booking_quota_breach(uuid, tstzrange, bigint, uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
@@ -1320,6 +1376,25 @@ $$;
 COMMENT ON FUNCTION public.quotas_valid(quotas jsonb) IS 'Whether quotas is a list of quotas as stored: [{"period": "day"|"week"|"month", "max_duration": ISO 8601 duration or null, "max_bookings": whole number or null}, ...], at least one limit per quota, none negative.';
 
 --
+-- Name: resource_add_gap(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_add_gap() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  INSERT INTO resource_gap (resource_id, type, during) SELECT id, type, '(,)' FROM new_rows;
+  RETURN NULL;
+END
+$$;
+
+--
+-- Name: FUNCTION resource_add_gap(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_add_gap() IS 'A new resource is free all the time: one resource_gap row.';
+
+--
 -- Name: resource_blocked_range(uuid, tstzrange); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1378,6 +1453,84 @@ $$;
 --
 
 COMMENT ON FUNCTION public.resource_free_time(resource_id uuid, span tstzrange) IS 'The parts of span where a new allocation of the resource fits now: span minus its confirmed allocations and live holds, each widened by its buffers and the resource''s. E.g. SELECT unnest(resource_free_time(id, tstzrange(now(), now() + interval ''7 days''))) FROM resource.';
+
+--
+-- Name: resource_gap_rebuild(uuid[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_gap_rebuild(resource_ids uuid[] DEFAULT NULL::uuid[]) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  written bigint;
+BEGIN
+  -- Writers of gaps write allocations first: this waits for them, and keeps them out until commit.
+  LOCK TABLE allocation IN SHARE MODE;
+  DELETE FROM resource_gap WHERE resource_ids IS NULL OR resource_id = ANY (resource_ids);
+  INSERT INTO resource_gap (resource_id, type, during)
+  SELECT r.id, r.type, gap
+  FROM resource r
+  CROSS JOIN LATERAL unnest('{(,)}'::tstzmultirange - coalesce((
+    SELECT range_agg(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))
+    FROM allocation a
+    WHERE a.resource_id = r.id AND a.status = 'confirmed'), '{}')) AS gap
+  WHERE resource_ids IS NULL OR r.id = ANY (resource_ids);
+  GET DIAGNOSTICS written = ROW_COUNT;
+  RETURN written;
+END
+$$;
+
+--
+-- Name: FUNCTION resource_gap_rebuild(resource_ids uuid[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_gap_rebuild(resource_ids uuid[]) IS 'Writes the resource_gap rows of the resources named (null: all) afresh from their confirmed allocations; returns how many. The triggers keep them otherwise: needed only after writing allocations with triggers off. E.g. SELECT resource_gap_rebuild();';
+
+--
+-- Name: resource_gap_refresh(uuid[], tstzrange[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  -- In id order, so that two statements touching the same resources do not wait on each other.
+  PERFORM pg_advisory_xact_lock(hashtextextended('invsys gaps ' || c.id, 0))
+  FROM (SELECT DISTINCT id FROM unnest(resource_ids) AS id ORDER BY id) AS c;
+  WITH changed AS (
+    SELECT c.resource_id, r.type,
+           tstzrange(lower(c.reach) - interval '1 microsecond', upper(c.reach) + interval '1 microsecond', '[)') AS reach
+    FROM (SELECT resource_id, range_merge(range_agg(during)) AS reach
+          FROM unnest(resource_ids, ranges) AS c (resource_id, during)
+          GROUP BY resource_id) AS c
+    -- A resource deleted in the same statement keeps no gaps.
+    JOIN resource r ON r.id = c.resource_id
+  ), gone AS (
+    DELETE FROM resource_gap g USING changed c
+    WHERE g.resource_id = c.resource_id AND g.during && c.reach
+    RETURNING g.resource_id, g.during
+  ), spans AS (
+    SELECT c.resource_id, c.type, range_merge(c.reach, coalesce(range_merge(range_agg(d.during)), c.reach)) AS span
+    FROM changed c
+    LEFT JOIN gone d ON d.resource_id = c.resource_id
+    GROUP BY c.resource_id, c.type, c.reach
+  )
+  INSERT INTO resource_gap (resource_id, type, during)
+  SELECT s.resource_id, s.type, gap
+  FROM spans s
+  CROSS JOIN LATERAL unnest(tstzmultirange(s.span) - coalesce((
+    SELECT range_agg(allocation_blocked_range(a.during, a.buffer_before, a.buffer_after))
+    FROM allocation a
+    WHERE a.resource_id = s.resource_id AND a.status = 'confirmed'
+      AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && s.span), '{}')) AS gap;
+END
+$$;
+
+--
+-- Name: FUNCTION resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]) IS 'Rewrites the resource_gap rows of the resources named where the paired ranges changed them (allocation_refresh_gaps calls it); writers of one resource''s gaps take turns on an advisory lock.';
 
 --
 -- Name: resource; Type: TABLE; Schema: public; Owner: -
@@ -2688,6 +2841,40 @@ CREATE VIEW public.resource_booking AS
 COMMENT ON VIEW public.resource_booking IS 'Every allocation with its resource and site by name; null starts_at / ends_at mean unbounded; status as of now (a run-out hold reads expired).';
 
 --
+-- Name: resource_gap; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.resource_gap (
+    resource_id uuid NOT NULL,
+    type text NOT NULL,
+    during tstzrange NOT NULL
+);
+
+--
+-- Name: TABLE resource_gap; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.resource_gap IS 'Derived, kept by triggers: each resource''s free time, the maximal ranges no confirmed allocation (widened by its own buffers) meets. Holds are not in it. E.g. SELECT resource_id FROM resource_gap WHERE type = ''lorry'' AND during @> tstzrange(''2026-12-24 09:00Z'', ''2026-12-24 17:00Z'').';
+
+--
+-- Name: COLUMN resource_gap.resource_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_gap.resource_id IS 'The resource whose free time this is.';
+
+--
+-- Name: COLUMN resource_gap.type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_gap.type IS 'The resource''s type (kept along by the foreign key), so that one index search serves a type.';
+
+--
+-- Name: COLUMN resource_gap.during; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.resource_gap.during IS 'A maximal free range: no confirmed allocation of the resource, widened by its own buffers, meets it. Unbounded at either end when nothing is booked beyond.';
+
+--
 -- Name: schemaversion; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -3493,6 +3680,18 @@ CREATE INDEX resource_event_resource_position_idx ON public.resource_event USING
 CREATE INDEX resource_event_unnumbered_idx ON public.resource_event USING btree (seq) WHERE ("position" IS NULL);
 
 --
+-- Name: resource_gap_resource_during_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_gap_resource_during_idx ON public.resource_gap USING gist (resource_id, during);
+
+--
+-- Name: resource_gap_type_during_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_gap_type_during_idx ON public.resource_gap USING gist (type, during);
+
+--
 -- Name: resource_site_id_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3583,10 +3782,34 @@ CREATE TRIGGER allocation_expire_overlapping_holds BEFORE INSERT OR UPDATE OF re
 CREATE TRIGGER allocation_record_event AFTER INSERT OR DELETE OR UPDATE ON public.allocation FOR EACH ROW EXECUTE FUNCTION public.allocation_record_event();
 
 --
+-- Name: allocation allocation_refresh_gaps_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER allocation_refresh_gaps_deleted AFTER DELETE ON public.allocation REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.allocation_refresh_gaps();
+
+--
+-- Name: allocation allocation_refresh_gaps_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER allocation_refresh_gaps_inserted AFTER INSERT ON public.allocation REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.allocation_refresh_gaps();
+
+--
+-- Name: allocation allocation_refresh_gaps_updated; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER allocation_refresh_gaps_updated AFTER UPDATE ON public.allocation REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.allocation_refresh_gaps();
+
+--
 -- Name: allocation allocation_touch_updated_at; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER allocation_touch_updated_at BEFORE UPDATE ON public.allocation FOR EACH ROW EXECUTE FUNCTION public.touch_updated_at();
+
+--
+-- Name: allocation allocation_truncate_gaps; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER allocation_truncate_gaps AFTER TRUNCATE ON public.allocation FOR EACH STATEMENT EXECUTE FUNCTION public.allocation_truncate_gaps();
 
 --
 -- Name: api_token api_token_notify_credentials_changed; Type: TRIGGER; Schema: public; Owner: -
@@ -3611,6 +3834,12 @@ CREATE TRIGGER api_token_notify_credentials_deleted AFTER DELETE ON public.api_t
 --
 
 CREATE TRIGGER api_token_notify_credentials_truncated AFTER TRUNCATE ON public.api_token FOR EACH STATEMENT EXECUTE FUNCTION public.notify_credentials_changed();
+
+--
+-- Name: resource resource_add_gap; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER resource_add_gap AFTER INSERT ON public.resource REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.resource_add_gap();
 
 --
 -- Name: resource resource_delete_allocations; Type: TRIGGER; Schema: public; Owner: -
@@ -3726,6 +3955,13 @@ ALTER TABLE ONLY public.idempotency_key
     ADD CONSTRAINT idempotency_key_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.account(id) ON DELETE CASCADE;
 
 --
+-- Name: resource_gap resource_gap_resource_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.resource_gap
+    ADD CONSTRAINT resource_gap_resource_fkey FOREIGN KEY (resource_id, type) REFERENCES public.resource(id, type) ON UPDATE CASCADE ON DELETE CASCADE;
+
+--
 -- Name: resource_rule resource_rule_resource_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3816,7 +4052,8 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (12, 'idempotency-in-one-transaction', 'c248c4ce9257bc15b7280705d85f62ae', now()),
   (13, 'calendar-rules', '991188a569a4559b0e4b7c452fd31bb2', now()),
   (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now()),
-  (15, 'rules-planned-once', 'be957ebacf7c6df00299e6961f5ab51c', now());
+  (15, 'rules-planned-once', 'be957ebacf7c6df00299e6961f5ab51c', now()),
+  (16, 'free-time-kept', 'aeb3f50988c1150fe097c2db63318618', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

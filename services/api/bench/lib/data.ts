@@ -132,7 +132,8 @@ const SNAPSHOT = `jsonb_build_object(
 // The fast way, and the one the benchmark uses: each loader session runs with
 // session_replication_role = replica, which turns off the user triggers (and the foreign
 // key triggers) for that session only, and writes the history rows the trigger would
-// have written in the same statement, from the inserted rows. The exclusion constraint
+// have written in the same statement, from the inserted rows (and resource_gap_rebuild()
+// then writes the free time that the gap triggers would have kept). The exclusion constraint
 // and the checks still judge every row (they are constraints, not triggers); the foreign
 // keys are checked afterwards in one query (FOREIGN_KEYS_HOLD). The hold-expiry trigger
 // has nothing to do: no holds are loaded. The rows are history from before the benchmark,
@@ -217,6 +218,8 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
       if (!(await client.query<{ ok: boolean }>(FOREIGN_KEYS_HOLD)).rows[0]!.ok) {
         throw new Error('bulk load: an allocation names a resource that does not exist')
       }
+      // The triggers that keep each resource's free time were off too.
+      await client.query('SELECT resource_gap_rebuild()')
     } else {
       await client.query(triggerInsert(shape), [1, options.lorries, options.base.toISOString(), bookings])
     }
@@ -225,7 +228,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
     for (let numbered = 1; numbered > 0;) numbered = (await client.query<{ numbered: number }>(NUMBER_BACKLOG)).rows[0]!.numbered
 
     start = performance.now()
-    await client.query('VACUUM (ANALYZE) site, resource, allocation, allocation_event, resource_event, account, api_token')
+    await client.query('VACUUM (ANALYZE) site, resource, resource_gap, allocation, allocation_event, resource_event, account, api_token')
     await client.query('CHECKPOINT')
     const vacuumSeconds = seconds(start)
 

@@ -3,7 +3,7 @@ import type { Allocation, AllocationFilter } from '../schemas/allocations.js'
 import type { Actor } from '../schemas/accounts.js'
 import { allocationCancelled, allocationConflict, DomainError, holdExpired } from './outcomes.js'
 import { getResource } from './resources.js'
-import { freeOver } from './availability.js'
+import { freeResourceRows, unblocked } from './availability.js'
 import { refuseBrokenRules, refuseWhenEveryResourceBreaksRules } from './rules.js'
 
 /** Narrows a lookup to one resource and/or one type, as the nested and per-type routes need. */
@@ -147,30 +147,41 @@ export const INSERT = `
 // as a single resource, so simultaneous requests never deadlock. No row: nothing is left
 // to try. A row without an allocation id: someone took that one in between.
 // Free means free with buffers: no live allocation's widened range meets the new one's,
-// widened by the candidate's own buffers, judged set-wise (freeOver), so that finding none
-// free costs a pass over what is busy then, not a probe per resource. The resources are
-// read in name order from resource_type_name_idx. $12: the member rules and the actor's
-// quotas must allow it too (the quota locks held as in INSERT), judged only for resources
-// that are free: outside the subquery, which OFFSET 0 keeps whole, since in one WHERE the
-// planner put the cheaper-looking quota check first and judged every resource of the type.
-// Its plan depends on the values (it is planned afresh for every request), so the rules go
-// through booking_rules_allow(), which keeps them out of that planning.
-// The actor is named as in INSERT, so each attempt is a booking whole on its own.
+// widened by the candidate's own buffers. The first BOOK_ANY_WALK resources by name are
+// each looked up in the exclusion constraint's index; when one of them is free (and
+// allowed) it is the answer, and nothing else runs: PostgreSQL runs the arms of UNION ALL
+// in order and stops at the LIMIT. Otherwise the free ones among all (freeResourceRows,
+// from the kept free time: none to read when the fleet is out) are taken by name, which
+// repeats the walk's free ones after it, to the same verdict. $12: the member rules and
+// the actor's quotas must allow it too (the quota locks held as in INSERT), judged only
+// for resources that are free: outside the subquery, which OFFSET 0 keeps whole, since in
+// one WHERE the planner put the cheaper-looking quota check first and judged every
+// resource of the type. Its plan depends on the values (it is planned afresh for every
+// request), so the rules go through booking_rules_allow(), which keeps them out of that
+// planning. The actor is named as in INSERT, so each attempt is a booking whole on its own.
+const UNTRIED = 'r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2) AND r.id <> ALL ($3::uuid[])'
+const BOOK_ANY_WALK = 16
 export const BOOK_ANY = `
   WITH acting AS (
     SELECT set_config('invsys.actor', $11::bigint::text, true)
   ), candidate AS (
     SELECT f.id FROM (
-      SELECT r.id, r.name FROM resource r
-      WHERE r.type = $1 AND ($2::bigint IS NULL OR r.site_id = $2)
-        AND r.id <> ALL ($3::uuid[])
-        AND ${freeOver('$1', 'allocation_range($4, $5)')}
-      ORDER BY r.name, r.id
+      (SELECT w.id, w.name FROM (
+         SELECT r.id, r.name, e.buffer_before, e.buffer_after FROM resource r
+         JOIN effective_rule e ON e.resource_id = r.id
+         WHERE ${UNTRIED}
+         ORDER BY r.name, r.id
+         LIMIT ${BOOK_ANY_WALK}) AS w
+       WHERE ${unblocked('allocation_range($4, $5)', 'w')}
+       ORDER BY w.name, w.id)
+      UNION ALL
+      (SELECT r.id, r.name FROM (${freeResourceRows('allocation_range($4, $5)', '$1')}) AS r
+       WHERE ${UNTRIED}
+       ORDER BY r.name, r.id)
       OFFSET 0
     ) AS f
     WHERE (NOT $12::boolean OR booking_rules_allow(f.id, allocation_range($4, $5), now()))
       AND (NOT $12::boolean OR NOT EXISTS (SELECT 1 FROM booking_quota_breach(f.id, allocation_range($4, $5), $11::bigint)))
-    ORDER BY f.name, f.id
     LIMIT 1
   ), inserted AS (
     INSERT INTO allocation (resource_id, during, kind, description, data, status, expires_at, owner_id, updated_by)

@@ -84,26 +84,35 @@ export const unblocked = (span: string, resource = 'e') => `NOT EXISTS (
       WHERE ${blocking(span, resource)}
       OFFSET 0)`
 
-// Whether nothing blocks `span` on resource `r` (a row with the resource's id), one of the
-// resources of `type`, judged set-wise rather than by a probe per resource. A resource
-// without rules of its own follows its type's buffers, so all such resources are judged
-// against one window widened by them: the live allocations that meet it are found through
-// allocation_blocked_idx once, and each resource is a lookup in that set (PostgreSQL
-// hashes an uncorrelated NOT IN subquery: `span` must not depend on the resource). A
-// resource with rules of its own (few) is looked up alone in the exclusion constraint's
-// index, as is every resource when no type is given. The cost is one pass over what is
-// busy in the window plus a hash lookup per resource.
-export const freeOver = (type: string, span: string, resource = 'r') => `
-      CASE WHEN ${type}::text IS NULL OR ${resource}.id IN (SELECT resource_id FROM resource_rule)
-        THEN NOT EXISTS (
-          SELECT 1 FROM allocation a
-          WHERE a.resource_id = ${resource}.id AND allocation_blocks(a.status, a.expires_at)
-            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && resource_blocked_range(${resource}.id, ${span}))
-        ELSE ${resource}.id NOT IN (
-          SELECT a.resource_id FROM allocation a
-          WHERE allocation_blocks(a.status, a.expires_at)
-            AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && type_blocked_range(${type}, ${span}))
-      END`
+// The resources (of `type`, when given) that nothing blocks over `span`, as resource_id,
+// found in their kept free time (resource_gap, migration 016): the gaps that contain span
+// widened by the resource's buffers, one GiST search whose rows are the answer (none when
+// the whole fleet is out), less the resources a live hold blocks. Holds are not kept in
+// resource_gap (they run out unwritten); they last an hour at most, so there are few to
+// look up. Of a type, the resources without rules of their own (most) all follow the
+// type's buffers, so one widened window is the search; the few with rules of their own,
+// and every resource when no type is given, are each checked against their own widening.
+const freeResources = (span: string, type?: string) => `
+      SELECT g.resource_id FROM resource_gap g
+      WHERE ${type === undefined
+        ? `g.during @> ${span} AND g.during @> resource_blocked_range(g.resource_id, ${span})`
+        : `g.type = ${type} AND g.during @> type_blocked_range(${type}, ${span})
+        AND g.resource_id NOT IN (SELECT resource_id FROM resource_rule)
+      UNION ALL
+      SELECT g.resource_id FROM resource_rule rr
+      JOIN resource_gap g ON g.resource_id = rr.resource_id
+      WHERE g.type = ${type} AND g.during @> ${span} AND g.during @> resource_blocked_range(g.resource_id, ${span})`}
+      EXCEPT ALL
+      SELECT a.resource_id FROM allocation a
+      WHERE a.status = 'held' AND a.expires_at > now()
+        AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && resource_blocked_range(a.resource_id, ${span})`
+
+// The rows of resource for freeResources(): read from the free ones, one lookup each
+// (OFFSET 0 keeps it so), so that the search costs what is free, never a pass over the
+// whole fleet to match them.
+export const freeResourceRows = (span: string, type?: string) => `
+    SELECT r.* FROM (${freeResources(span, type)}) AS f
+    CROSS JOIN LATERAL (SELECT * FROM resource r WHERE r.id = f.resource_id OFFSET 0) AS r`
 
 // What allocation `a` takes from resource `e`'s free time: widened by its own buffers and,
 // on each side, by the resource's for a new booking (resource_free_time() does the same).
@@ -311,20 +320,22 @@ const EARLIER_TICK = `
 // against the set of allocations that end at the tick, which may be the whole fleet's
 // (a synchronised fleet comes back at once): walkedPage tries that first, and its rows are
 // all the tick's when the $9 were every resource (walked_all).
+const FROM_TICK = "tstzrange($7::timestamptz, $7::timestamptz + $5::interval, '[)')"
+const FLEET_WITH_BUFFERS = `
+      SELECT r.*, e.buffer_before, e.buffer_after FROM resource r JOIN effective_rule e ON e.resource_id = r.id`
 const slotsAt = (walk: boolean) => `
   SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
          ${gapEnd('$7::timestamptz', 'upper(e.span)')} AS ends_at
          ${walk ? `, ${walkedAll(OF_TYPE, '$9')}` : ''}
   FROM (
-    SELECT r.id, r.name, r.type FROM resource r
+    SELECT r.id, r.name, r.type FROM (${walk ? FLEET_WITH_BUFFERS : freeResourceRows(FROM_TICK, '$1')}) r
     WHERE ${OF_TYPE}
       AND ${walk
-        ? 'true'
+        ? unblocked(FROM_TICK, 'r')
         : `($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (
         SELECT a.resource_id FROM allocation a
         WHERE a.status IN ('held', 'confirmed')
           AND ${BLOCKED_END} <= $7::timestamptz AND ${BLOCKED_END} >= $7::timestamptz - ${WIDEST_BEFORE}))`}
-      AND ${freeOver('$1', "tstzrange($7::timestamptz, $7::timestamptz + $5::interval, '[)')")}
     ${walk ? 'ORDER BY r.type, r.name, r.id LIMIT $9' : ''}
   ) c
   CROSS JOIN LATERAL (${rulesOf('c.id')}) e

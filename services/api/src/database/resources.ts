@@ -1,5 +1,5 @@
 import { walkedAll, walkedPage, walkLimit, withTransaction, type Db, type Page, type Walked } from './db.js'
-import { freeOver, unblocked } from './availability.js'
+import { freeResourceRows, unblocked } from './availability.js'
 import type { Instrument, Resource, ResourceFilter } from '../schemas/resources.js'
 import { DomainError } from './outcomes.js'
 
@@ -85,16 +85,15 @@ export const LIST_AVAILABLE = `
   LIMIT $5 OFFSET $6`
 
 // The same page when a short walk did not fill it (most resources are busy in the window):
-// every resource of the type judged set-wise (freeOver), in page order. The ids come from
-// the resource index alone (resource_type_name_idx), and only the page's rows are read
-// whole. The member rules in $7 (and memberWindow(), $8, $9) are judged only for
-// resources free in the window.
-const LIST_AVAILABLE_WHOLE = `
+// the resources free in the window (freeResourceRows: of the type when one is given, as
+// LIST_AVAILABLE_OF_TYPE_WHOLE), in page order. The
+// member rules in $7 (and memberWindow(), $8, $9) are judged only for resources free in
+// the window.
+const listAvailableWhole = (type?: string) => `
   WITH page AS (
     SELECT r.id
-    FROM resource r
+    FROM (${freeResourceRows("tstzrange($3::timestamptz, $4::timestamptz, '[)')", type)}) AS r
     WHERE ${OF_TYPE}
-      AND ${freeOver('$1', "tstzrange($3::timestamptz, $4::timestamptz, '[)')")}
       AND ${RULES_ALLOW}
       AND ${memberWindow('$8', '$9')}
     ORDER BY r.type, r.name, r.id
@@ -103,6 +102,8 @@ const LIST_AVAILABLE_WHOLE = `
   SELECT r.id, r.type, r.name, r.site_id, r.mac::text AS mac, r.created_at, r.updated_at
   FROM page JOIN resource r USING (id)
   ORDER BY r.type, r.name, r.id`
+const LIST_AVAILABLE_WHOLE = listAvailableWhole()
+const LIST_AVAILABLE_OF_TYPE_WHOLE = listAvailableWhole('$1')
 
 // $2 scopes the lookup to one type for the per-type routes; null means any type.
 const GET = `SELECT ${COLUMNS} FROM resource WHERE id = $1 AND ($2::text IS NULL OR type = $2)`
@@ -171,7 +172,7 @@ export async function listResources (db: Db, filter: ResourceFilter, page: Page,
     page.limit + 1, page.offset, options.rules ? windowRules(filter) : []]
   return walkedPage(page,
     async (budget) => (await db.query<Resource & Walked>(LIST_AVAILABLE, [...values, budget, options.rules, options.actor])).rows,
-    async () => (await db.query<Resource>(LIST_AVAILABLE_WHOLE, [...values, options.rules, options.actor])).rows)
+    async () => (await db.query<Resource>(filter.type === undefined ? LIST_AVAILABLE_WHOLE : LIST_AVAILABLE_OF_TYPE_WHOLE, [...values, options.rules, options.actor])).rows)
 }
 
 export async function getResource (db: Db, id: string, type?: string): Promise<Resource | undefined> {
