@@ -2866,7 +2866,7 @@ COMMENT ON COLUMN public.resource_gap.resource_id IS 'The resource whose free ti
 -- Name: COLUMN resource_gap.type; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.resource_gap.type IS 'The resource''s type (kept along by the foreign key), so that one index search serves a type.';
+COMMENT ON COLUMN public.resource_gap.type IS 'The resource''s type (kept along by the foreign key), so that the indexes serve a search of a type.';
 
 --
 -- Name: COLUMN resource_gap.during; Type: COMMENT; Schema: public; Owner: -
@@ -3680,16 +3680,28 @@ CREATE INDEX resource_event_resource_position_idx ON public.resource_event USING
 CREATE INDEX resource_event_unnumbered_idx ON public.resource_event USING btree (seq) WHERE ("position" IS NULL);
 
 --
+-- Name: resource_gap_bounded_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_gap_bounded_idx ON public.resource_gap USING gist (type, during) WHERE (NOT (lower_inf(during) OR upper_inf(during)));
+
+--
+-- Name: resource_gap_open_end_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_gap_open_end_idx ON public.resource_gap USING btree (type, COALESCE(lower(during), '-infinity'::timestamp with time zone)) WHERE upper_inf(during);
+
+--
+-- Name: resource_gap_open_start_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX resource_gap_open_start_idx ON public.resource_gap USING btree (type, upper(during)) WHERE (lower_inf(during) AND (NOT upper_inf(during)));
+
+--
 -- Name: resource_gap_resource_during_idx; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX resource_gap_resource_during_idx ON public.resource_gap USING gist (resource_id, during);
-
---
--- Name: resource_gap_type_during_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX resource_gap_type_during_idx ON public.resource_gap USING gist (type, during);
 
 --
 -- Name: resource_site_id_idx; Type: INDEX; Schema: public; Owner: -
@@ -4053,7 +4065,7 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (13, 'calendar-rules', '991188a569a4559b0e4b7c452fd31bb2', now()),
   (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now()),
   (15, 'rules-planned-once', 'be957ebacf7c6df00299e6961f5ab51c', now()),
-  (16, 'free-time-kept', 'aeb3f50988c1150fe097c2db63318618', now());
+  (16, 'free-time-kept', '368c862b0b236ef6726ae7e36901a6ae', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

@@ -8,7 +8,7 @@
 -- answer. resource_gap holds the complement instead: for each resource, the maximal ranges
 -- that no confirmed allocation (widened by its own buffers, as allocation_no_overlap
 -- compares them) meets. A window is free on a resource exactly when one of its gaps
--- contains it, so the free resources of a type are one GiST search whose rows are the
+-- contains it, so the free resources of a type are an index search whose rows are the
 -- answer: none when the fleet is out.
 --
 -- * Only confirmed allocations are kept out of the gaps: a hold stops blocking when it
@@ -20,8 +20,8 @@
 --   Writers of one resource's gaps take turns on a transaction-scoped advisory lock, which
 --   also orders them after one another's commits (READ COMMITTED reads afresh after it).
 -- * A resource starts with one gap, all of time. Its type is kept beside its gaps (by the
---   foreign key: a resource that changes type moves its gaps along) so that one index
---   serves a type.
+--   foreign key: a resource that changes type moves its gaps along) so that the indexes
+--   serve a type.
 -- * A load that turns off triggers (session_replication_role = replica, as the benchmark's
 --   bulk load does) must call resource_gap_rebuild() after it; TRUNCATE allocation does.
 
@@ -33,7 +33,7 @@ CREATE TABLE resource_gap (
     REFERENCES resource (id, type) ON UPDATE CASCADE ON DELETE CASCADE
 );
 COMMENT ON COLUMN resource_gap.resource_id IS 'The resource whose free time this is.';
-COMMENT ON COLUMN resource_gap.type IS 'The resource''s type (kept along by the foreign key), so that one index search serves a type.';
+COMMENT ON COLUMN resource_gap.type IS 'The resource''s type (kept along by the foreign key), so that the indexes serve a search of a type.';
 COMMENT ON COLUMN resource_gap.during IS 'A maximal free range: no confirmed allocation of the resource, widened by its own buffers, meets it. Unbounded at either end when nothing is booked beyond.';
 COMMENT ON TABLE resource_gap IS
   'Derived, kept by triggers: each resource''s free time, the maximal ranges no confirmed allocation (widened by its own buffers) meets. Holds are not in it. E.g. SELECT resource_id FROM resource_gap WHERE type = ''lorry'' AND during @> tstzrange(''2026-12-24 09:00Z'', ''2026-12-24 17:00Z'').';
@@ -169,5 +169,16 @@ CREATE TRIGGER resource_add_gap AFTER INSERT ON resource
 -- Filled before its indexes are built, so that they are built once rather than grown row by row.
 SELECT resource_gap_rebuild();
 
-CREATE INDEX resource_gap_type_during_idx ON resource_gap USING gist (type, during);
+-- A search of a type reads three indexes (availability.ts, gapContains): the bounded gaps by
+-- GiST, the gaps open at the end by where they start, and those open only at the start by
+-- where they end. The open gaps are kept out of the GiST index: a GiST key never shrinks,
+-- and every resource's first gap is open at both ends and its last stays open at the end,
+-- so with them in it the keys span all time and each search reads much of the index.
+CREATE INDEX resource_gap_bounded_idx ON resource_gap USING gist (type, during)
+  WHERE NOT (lower_inf(during) OR upper_inf(during));
+CREATE INDEX resource_gap_open_end_idx ON resource_gap (type, coalesce(lower(during), '-infinity'))
+  WHERE upper_inf(during);
+CREATE INDEX resource_gap_open_start_idx ON resource_gap (type, upper(during))
+  WHERE lower_inf(during) AND NOT upper_inf(during);
+-- A statement's rewrite of one resource's gaps (resource_gap_refresh).
 CREATE INDEX resource_gap_resource_during_idx ON resource_gap USING gist (resource_id, during);

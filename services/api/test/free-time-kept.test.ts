@@ -112,34 +112,37 @@ t.test('a fleet nearly all out: available resources, slots and book-any find the
   const fleet = []
   for (let n = 0; n < 40; n++) fleet.push(await createResource(app, 'car', { name: name(n), site_id: site.id }))
   const day = '2030-06-10'
-  // Every car busy 01:00 to 03:00, except: 07 is free; 13 is only held (still busy); 21's
-  // hold has run out (free); 30 and 33 are free from 00:45, but 30 has a buffer of 30
-  // minutes before its bookings (so not free from 01:00) and 33 follows the type (none).
+  // Every car busy 01:00 to 03:00, except: 07 is free (a gap open at both ends); 13 is
+  // only held (still busy); 21's hold has run out (free); 30 and 33 are free from 00:45
+  // (a gap open at the end), but 30 has a buffer of 30 minutes before its bookings (so
+  // not free from 01:00) and 33 follows the type (none); 35 is free from 00:45 to 04:00
+  // (a bounded gap); 38 until 02:30 (a gap open at the start).
+  const bookings: Record<number, Array<[string, string]>> = { 7: [], 30: [['00:00', '00:45']], 33: [['00:00', '00:45']], 35: [['00:00', '00:45'], ['04:00', '05:00']], 38: [['02:30', '05:00']] }
   for (const [n, car] of fleet.entries()) {
-    if (n === 7) continue
-    const early = n === 30 || n === 33
     const status = n === 13 || n === 21 ? { status: 'held', hold_seconds: 600 } : {}
-    t.equal((await book(app, car.id, `${day}T${early ? '00:00' : '01:00'}:00Z`, `${day}T${early ? '00:45' : '03:00'}:00Z`, status)).statusCode, 201)
+    for (const [from, to] of bookings[n] ?? [['01:00', '03:00']]) {
+      t.equal((await book(app, car.id, `${day}T${from}:00Z`, `${day}T${to}:00Z`, status)).statusCode, 201)
+    }
   }
   await sql(app, 'UPDATE allocation SET created_at = now() - interval \'20 minutes\', expires_at = now() - interval \'1 minute\' WHERE resource_id = $1', [fleet[21]!.id])
   t.equal((await call(app, 'PUT', `/api/resources/${fleet[30]!.id}/rules`, { buffer_before: 'PT30M' })).statusCode, 200)
-  const free = [name(7), name(21), name(33)]
+  const free = [name(7), name(21), name(33), name(35), name(38)]
 
   // Pages of two, so that the short walk in name order (a few resources per row) cannot
   // fill them and the search of the whole fleet answers.
   const window = `available_from=${day}T01:00:00Z&available_to=${day}T02:00:00Z`
   for (const [label, query] of [['of the type', `type=car&site_id=${site.id}`], ['of any type', `site_id=${site.id}`]]) {
-    const pages = [await call(app, 'GET', `/api/resources?${query}&${window}&limit=2`), await call(app, 'GET', `/api/resources?${query}&${window}&limit=2&offset=2`)]
-    t.same(pages.map((p) => p.statusCode), [200, 200])
+    const pages = await Promise.all([0, 2, 4].map(async (offset) => await call(app, 'GET', `/api/resources?${query}&${window}&limit=2&offset=${offset}`)))
+    t.same(pages.map((p) => p.statusCode), [200, 200, 200])
     t.same(pages.flatMap((p) => p.json().map((r: { name: string }) => r.name)), free, `available resources ${label}`)
   }
-  const slots = [0, 2].map(async (offset) =>
+  const slots = [0, 2, 4].map(async (offset) =>
     await call(app, 'GET', `/api/slots?type=car&site_id=${site.id}&from=${day}T01:00:00Z&to=${day}T02:00:00Z&duration=PT1H&limit=2&offset=${offset}`))
   t.same((await Promise.all(slots)).flatMap((p) => p.json().map((s: { resource_name: string, starts_at: string }) => [s.resource_name, s.starts_at])),
     free.map((n) => [n, `${day}T01:00:00Z`]), 'slots at the window\'s start')
 
   const booked = []
-  for (let k = 0; k < 4; k++) {
+  for (let k = 0; k < free.length + 1; k++) {
     const any = await call(app, 'POST', '/api/allocations', { type: 'car', site_id: site.id, starts_at: `${day}T01:00:00Z`, ends_at: `${day}T02:00:00Z` })
     booked.push(any.statusCode === 201 ? fleet.find((c) => c.id === any.json().resource_id)!.name : any.statusCode)
   }

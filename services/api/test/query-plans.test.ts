@@ -106,6 +106,13 @@ t.test('the hot reads look allocations up by index, never by reading the whole t
     FROM allocation a
     WHERE a.resource_id = $1 AND allocation_blocks(a.status, a.expires_at)
       AND allocation_blocked_range(a.during, a.buffer_before, a.buffer_after) && $2::tstzrange`, [lorry!.id, `[${month[0]},${month[1]})`]), 'allocation_no_overlap')
+  // The free ones among all, from each resource's kept free time: its three indexes,
+  // whatever the values (book-any is prepared once per connection).
+  const bookAny = ['lorry', null, [], '2031-01-01T09:00:00Z', '2031-01-01T10:00:00Z', 'booking', 'plan', {}, 'confirmed', 0, memberId, false]
+  for (const [name, plan] of [['book any', await explain(BOOK_ANY, bookAny)], ['book any, for any values', await explain(BOOK_ANY, [], true)]] as const) {
+    for (const index of ['resource_gap_bounded_idx', 'resource_gap_open_end_idx', 'resource_gap_open_start_idx']) uses(name, plan, index)
+    t.notOk(plan.includes('Seq Scan on resource_gap'), `${name}: resource_gap is not read whole`)
+  }
   for (const [name, plan] of plans) t.notOk(plan.includes('Seq Scan on allocation'), `${name}: the table is not read whole`)
 
   // The walks stop when the page is full: a page of 10 probes about as many resources as

@@ -84,24 +84,40 @@ export const unblocked = (span: string, resource = 'e') => `NOT EXISTS (
       WHERE ${blocking(span, resource)}
       OFFSET 0)`
 
-// The resources (of `type`, when given) that nothing blocks over `span`, as resource_id,
-// found in their kept free time (resource_gap, migration 016): the gaps that contain span
-// widened by the resource's buffers, one GiST search whose rows are the answer (none when
-// the whole fleet is out), less the resources a live hold blocks. Holds are not kept in
-// resource_gap (they run out unwritten); they last an hour at most, so there are few to
-// look up. Of a type, the resources without rules of their own (most) all follow the
-// type's buffers, so one widened window is the search; the few with rules of their own,
-// and every resource when no type is given, are each checked against their own widening.
-const freeResources = (span: string, type?: string) => `
+// Whether gap `g` (a row of resource_gap) contains `span`, written for resource_gap's
+// indexes, one arm each, which PostgreSQL reads together (a BitmapOr): a GiST index holds
+// the bounded gaps, and btree indexes the gaps open at the end (by where they start) and
+// those open only at the start (by where they end). Open gaps are kept out of the GiST
+// index because its keys never shrink: every resource starts with one gap open at both
+// ends, and its last gap stays open at the end, so among them the keys would span all
+// time and a search would read much of the index (measured in performance.md).
+const gapContains = (span: string) => `(
+           (NOT lower_inf(g.during) AND NOT upper_inf(g.during) AND g.during @> ${span})
+        OR (upper_inf(g.during) AND coalesce(lower(g.during), '-infinity') <= coalesce(lower(${span}), '-infinity'))
+        OR (lower_inf(g.during) AND NOT upper_inf(g.during) AND upper(g.during) >= coalesce(upper(${span}), 'infinity')))`
+
+// The resources of `type` whose kept free time (resource_gap, migration 016) holds `span`
+// widened by their buffers. Those without rules of their own (most) all follow the type's
+// buffers, so one widened window is the search; the few with rules of their own are each
+// checked against their own widening.
+const unbookedOfType = (span: string, type: string) => `
       SELECT g.resource_id FROM resource_gap g
-      WHERE ${type === undefined
-        ? `g.during @> ${span} AND g.during @> resource_blocked_range(g.resource_id, ${span})`
-        : `g.type = ${type} AND g.during @> type_blocked_range(${type}, ${span})
+      WHERE g.type = ${type} AND ${gapContains(`type_blocked_range(${type}, ${span})`)}
         AND g.resource_id NOT IN (SELECT resource_id FROM resource_rule)
       UNION ALL
       SELECT g.resource_id FROM resource_rule rr
       JOIN resource_gap g ON g.resource_id = rr.resource_id
-      WHERE g.type = ${type} AND g.during @> ${span} AND g.during @> resource_blocked_range(g.resource_id, ${span})`}
+      WHERE g.type = ${type} AND g.during @> ${span} AND g.during @> resource_blocked_range(g.resource_id, ${span})`
+
+// The resources (of `type`, when given; else of each type in turn) that nothing blocks over
+// `span`, as resource_id: those whose kept free time holds it, less those a live hold
+// blocks. The answer is read, not the fleet: none when the whole fleet is out. Holds are
+// not kept in resource_gap (they run out unwritten); they last an hour at most, so there
+// are few to look up.
+const freeResources = (span: string, type?: string) => `
+      ${type === undefined
+        ? `SELECT f.resource_id FROM resource_type t CROSS JOIN LATERAL (${unbookedOfType(span, 't.name')}) AS f`
+        : unbookedOfType(span, type)}
       EXCEPT ALL
       SELECT a.resource_id FROM allocation a
       WHERE a.status = 'held' AND a.expires_at > now()
