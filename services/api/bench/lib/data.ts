@@ -76,6 +76,9 @@ export interface LoadTimings {
 
 const seconds = (start: number) => (performance.now() - start) / 1000
 
+// The lorries with their numbers (lorry-000042 is 42): a load session's share is a range of them.
+const LORRIES = "SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry'"
+
 // Lorry n's booking i starts i weeks after base, 0 to 149 hours into its week, and lasts
 // 2 to 12 hours, so one lorry's bookings never overlap (149 + 12 < 168). One in 25 is
 // cancelled, one in 50 is maintenance. Rows are written time-major (all lorries' week 0,
@@ -90,7 +93,7 @@ const SPREAD_ROWS = `
          CASE WHEN (n * 7 + i) % 25 = 0 THEN now() END AS cancelled_at,
          'bench load' AS description
   FROM generate_series(0, $4::int - 1) AS i
-  CROSS JOIN (SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry') AS l
+  CROSS JOIN (${LORRIES}) AS l
   CROSS JOIN LATERAL (SELECT $3::timestamptz + i * interval '${BOOKING_SPACING_DAYS} days'
                              + ((n * 37 + i * 11) % 150) * interval '1 hour' AS s) AS t
   WHERE n BETWEEN $1::int AND $2::int
@@ -104,7 +107,7 @@ const TIGHT_ROWS = `
          'booking' AS kind, 'confirmed' AS status, NULL::timestamptz AS cancelled_at,
          'bench load' AS description
   FROM generate_series(0, $4::int - 1) AS i
-  CROSS JOIN (SELECT id, right(name, 6)::int AS n FROM resource WHERE type = 'lorry') AS l
+  CROSS JOIN (${LORRIES}) AS l
   CROSS JOIN LATERAL (SELECT $3::timestamptz + i * interval '1 day' AS s) AS t
   WHERE n BETWEEN $1::int AND $2::int
   ORDER BY i, n`
@@ -132,8 +135,8 @@ const SNAPSHOT = `jsonb_build_object(
 // The fast way, and the one the benchmark uses: each loader session runs with
 // session_replication_role = replica, which turns off the user triggers (and the foreign
 // key triggers) for that session only, and writes the history rows the trigger would
-// have written in the same statement, from the inserted rows (rebuildFreeTime then writes
-// the free time that the gap triggers would have kept). The exclusion constraint
+// have written in the same statement, from the inserted rows (and REBUILD_FREE_TIME then
+// writes the free time the gap triggers would have kept). The exclusion constraint
 // and the checks still judge every row (they are constraints, not triggers); the foreign
 // keys are checked afterwards in one query (FOREIGN_KEYS_HOLD). The hold-expiry trigger
 // has nothing to do: no holds are loaded. The rows are history from before the benchmark,
@@ -166,15 +169,23 @@ const HISTORY_MATCHES = `
 // wrote through the trigger), so that the API does not number a backlog while it is measured.
 const NUMBER_BACKLOG = 'SELECT event_number_committed(10000) AS numbered'
 
-// The triggers that keep each resource's free time (resource_gap) were off too: it is
-// written again whole, without its indexes, which are then built anew, each in its own
-// session, as a bulk load would.
-async function rebuildFreeTime (url: string, client: pg.Client): Promise<void> {
-  const indexes = (await client.query<{ name: string, definition: string }>(`
+// The triggers that keep each resource's free time (resource_gap) are off too: each load
+// session writes its lorries' afresh after its allocations. resource_gap's indexes are
+// dropped for the load and built anew after it, each in its own session, as a bulk load
+// would: quicker than growing them row by row.
+const REBUILD_FREE_TIME = `SELECT resource_gap_rebuild(array(SELECT l.id FROM (${LORRIES}) AS l WHERE l.n BETWEEN $1::int AND $2::int))`
+
+interface IndexDefinition { name: string, definition: string }
+
+async function dropIndexes (client: pg.Client, table: string): Promise<IndexDefinition[]> {
+  const indexes = (await client.query<IndexDefinition>(`
     SELECT indexname AS name, indexdef AS definition FROM pg_indexes
-    WHERE schemaname = current_schema() AND tablename = 'resource_gap'`)).rows
+    WHERE schemaname = current_schema() AND tablename = $1`, [table])).rows
   for (const index of indexes) await client.query(`DROP INDEX ${index.name}`)
-  await client.query('SELECT resource_gap_rebuild()')
+  return indexes
+}
+
+async function buildIndexes (url: string, indexes: IndexDefinition[]): Promise<void> {
   await Promise.all(indexes.map(async (index) => {
     const builder = await session(url)
     try {
@@ -223,13 +234,16 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
 
     start = performance.now()
     if (options.method === 'bulk') {
+      const indexes = await dropIndexes(client, 'resource_gap')
       const jobs = Math.max(1, Math.min(options.jobs, options.lorries))
       const per = Math.ceil(options.lorries / jobs)
       await Promise.all(Array.from({ length: jobs }, async (_, job) => {
         const loader = await session(url)
         try {
+          const lorries = [job * per + 1, Math.min(options.lorries, (job + 1) * per)]
           await loader.query('SET session_replication_role = replica')
-          await loader.query(bulkInsert(shape), [job * per + 1, Math.min(options.lorries, (job + 1) * per), options.base.toISOString(), bookings])
+          await loader.query(bulkInsert(shape), [...lorries, options.base.toISOString(), bookings])
+          await loader.query(REBUILD_FREE_TIME, lorries)
         } finally {
           await loader.end()
         }
@@ -237,7 +251,7 @@ export async function loadData (url: string, options: LoadOptions): Promise<Load
       if (!(await client.query<{ ok: boolean }>(FOREIGN_KEYS_HOLD)).rows[0]!.ok) {
         throw new Error('bulk load: an allocation names a resource that does not exist')
       }
-      await rebuildFreeTime(url, client)
+      await buildIndexes(url, indexes)
     } else {
       await client.query(triggerInsert(shape), [1, options.lorries, options.base.toISOString(), bookings])
     }
