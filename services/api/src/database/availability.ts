@@ -330,30 +330,33 @@ const EARLIER_TICK = `
   SELECT min(c.u) AS tick FROM (${gapsAfterEnds(`${BLOCKED_END} >= $8::timestamptz AND ${BLOCKED_END} < $9::timestamptz`)}) AS c`
 
 // The slots that start at tick $7, by name, at most $8: resources free for the duration
-// from there (judged set-wise), where a search span starts or an allocation's TAKEN range
-// ends, each then checked exactly, in name order until the page is full. `walk`: only the
-// first $9 resources by name, each checked on its own (one probe each) rather than
-// against the set of allocations that end at the tick, which may be the whole fleet's
-// (a synchronised fleet comes back at once): walkedPage tries that first, and its rows are
-// all the tick's when the $9 were every resource (walked_all).
+// from there, where a search span starts or an allocation's TAKEN range ends, each then
+// checked exactly, in name order until the page is full. Which resources: `walk`, the
+// first $9 by name, each looked up alone (one probe each; walkedPage tries that first, and
+// its rows are all the tick's when the $9 were every resource: walked_all); otherwise the
+// free ones among all (freeResourceRows, from the kept free time) whose span starts at the
+// tick or whose allocation ends there.
 const FROM_TICK = "tstzrange($7::timestamptz, $7::timestamptz + $5::interval, '[)')"
-const FLEET_WITH_BUFFERS = `
-      SELECT r.*, e.buffer_before, e.buffer_after FROM resource r JOIN effective_rule e ON e.resource_id = r.id`
+const WALKED_AT_TICK = `
+    SELECT r.id, r.name FROM (
+      SELECT r.id, r.name, e.buffer_before, e.buffer_after FROM resource r
+      JOIN effective_rule e ON e.resource_id = r.id
+      WHERE ${OF_TYPE}
+      ORDER BY r.type, r.name, r.id
+      LIMIT $9) AS r
+    WHERE ${unblocked(FROM_TICK, 'r')}`
+const FREE_AT_TICK = `
+    SELECT r.id, r.name FROM (${freeResourceRows(FROM_TICK, '$1')}) AS r
+    WHERE ${OF_TYPE}
+      AND ($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (
+        SELECT a.resource_id FROM allocation a
+        WHERE a.status IN ('held', 'confirmed')
+          AND ${BLOCKED_END} <= $7::timestamptz AND ${BLOCKED_END} >= $7::timestamptz - ${WIDEST_BEFORE}))`
 const slotsAt = (walk: boolean) => `
   SELECT c.id AS resource_id, c.name AS resource_name, $7::timestamptz AS starts_at,
          ${gapEnd('$7::timestamptz', 'upper(e.span)')} AS ends_at
          ${walk ? `, ${walkedAll(OF_TYPE, '$9')}` : ''}
-  FROM (
-    SELECT r.id, r.name, r.type FROM (${walk ? FLEET_WITH_BUFFERS : freeResourceRows(FROM_TICK, '$1')}) r
-    WHERE ${OF_TYPE}
-      AND ${walk
-        ? unblocked(FROM_TICK, 'r')
-        : `($7::timestamptz IN (${SPAN_STARTS}) OR r.id IN (
-        SELECT a.resource_id FROM allocation a
-        WHERE a.status IN ('held', 'confirmed')
-          AND ${BLOCKED_END} <= $7::timestamptz AND ${BLOCKED_END} >= $7::timestamptz - ${WIDEST_BEFORE}))`}
-    ${walk ? 'ORDER BY r.type, r.name, r.id LIMIT $9' : ''}
-  ) c
+  FROM (${walk ? WALKED_AT_TICK : FREE_AT_TICK}) AS c
   CROSS JOIN LATERAL (${rulesOf('c.id')}) e
   WHERE $7::timestamptz >= lower(e.span) AND $7::timestamptz + $5::interval <= upper(e.span)
     AND ${lengthAllowed('$7::timestamptz', '$5::interval', '$6')}
