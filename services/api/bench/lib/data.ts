@@ -288,7 +288,7 @@ export async function relationSizes (client: pg.ClientBase): Promise<Record<stri
   const { rows } = await client.query<{ name: string, size: string }>(`
     SELECT c.relname AS name, pg_size_pretty(pg_total_relation_size(c.oid)) AS size
     FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
-    WHERE ns.nspname = 'public' AND c.relname IN ('allocation', 'allocation_event', 'resource')
+    WHERE ns.nspname = 'public' AND c.relname IN ('allocation', 'allocation_event', 'resource', 'resource_gap')
     ORDER BY pg_total_relation_size(c.oid) DESC`)
   return Object.fromEntries(rows.map((row) => [row.name, row.size]))
 }
