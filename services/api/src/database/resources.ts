@@ -86,9 +86,8 @@ export const LIST_AVAILABLE = `
 
 // The same page when a short walk did not fill it (most resources are busy in the window):
 // the resources free in the window (freeResourceRows: of the type when one is given, as
-// LIST_AVAILABLE_OF_TYPE_WHOLE), in page order. The
-// member rules in $7 (and memberWindow(), $8, $9) are judged only for resources free in
-// the window.
+// LIST_AVAILABLE_OF_TYPE_WHOLE), in page order. The member rules in $7 (and memberWindow(),
+// $8, $9) are judged only for resources free in the window.
 const listAvailableWhole = (type?: string) => `
   WITH page AS (
     SELECT r.id
