@@ -1495,9 +1495,11 @@ CREATE FUNCTION public.resource_gap_refresh(resource_ids uuid[], ranges tstzrang
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 BEGIN
-  -- In id order, so that two statements touching the same resources do not wait on each other.
-  PERFORM pg_advisory_xact_lock(hashtextextended('invsys gaps ' || c.id, 0))
-  FROM (SELECT DISTINCT id FROM unnest(resource_ids) AS id ORDER BY id) AS c;
+  -- One lock per bucket of resources, not per resource: a statement touching 100,000
+  -- resources would otherwise hold 100,000 locks, more than PostgreSQL's lock table takes
+  -- (out of shared memory). In bucket order, so that two statements do not wait on each other.
+  PERFORM pg_advisory_xact_lock(hashtext('invsys gaps'), c.bucket)
+  FROM (SELECT DISTINCT abs(hashtext(id::text) % 1024) AS bucket FROM unnest(resource_ids) AS id ORDER BY 1) AS c;
   WITH changed AS (
     SELECT c.resource_id, r.type,
            tstzrange(lower(c.reach) - interval '1 microsecond', upper(c.reach) + interval '1 microsecond', '[)') AS reach
@@ -1531,7 +1533,7 @@ $$;
 -- Name: FUNCTION resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]) IS 'Rewrites the resource_gap rows of the resources named where the paired ranges changed them (allocation_refresh_gaps calls it); writers of one resource''s gaps take turns on an advisory lock.';
+COMMENT ON FUNCTION public.resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]) IS 'Rewrites the resource_gap rows of the resources named where the paired ranges changed them (allocation_refresh_gaps calls it); writers of one resource''s gaps take turns on an advisory lock (one of 1,024, by resource id).';
 
 --
 -- Name: resource; Type: TABLE; Schema: public; Owner: -
@@ -4060,7 +4062,7 @@ INSERT INTO public.schemaversion (version, name, md5, run_at) VALUES
   (13, 'calendar-rules', '991188a569a4559b0e4b7c452fd31bb2', now()),
   (14, 'change-feed', 'faf3457e29bd00a1158dcf8770185efc', now()),
   (15, 'rules-planned-once', 'be957ebacf7c6df00299e6961f5ab51c', now()),
-  (16, 'free-time-kept', '19e7d4028c3fb98175339d40fc6ccbc2', now());
+  (16, 'free-time-kept', '2be8fe15ef9abae3147ed5570c6bf41d', now());
 
 -- Dropping account and api_token fires none of their triggers: tell running API replicas
 -- to forget every token lookup they keep (sent when this transaction commits).

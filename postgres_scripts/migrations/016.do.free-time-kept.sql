@@ -17,8 +17,9 @@
 -- * Triggers keep the gaps in the same transaction as the change that moves them, so a
 --   search sees the same allocations through both. Each statement on allocation rewrites,
 --   for each resource it touched, only the gaps that meet or adjoin what changed.
---   Writers of one resource's gaps take turns on a transaction-scoped advisory lock, which
---   also orders them after one another's commits (READ COMMITTED reads afresh after it).
+--   Writers of one resource's gaps take turns on a transaction-scoped advisory lock (one of
+--   1,024, by the resource's id), which also orders them after one another's commits (READ
+--   COMMITTED reads afresh after it).
 -- * A resource starts with one gap, all of time. Its type is kept beside its gaps (by the
 --   foreign key: a resource that changes type moves its gaps along) so that the indexes
 --   serve a type.
@@ -75,9 +76,11 @@ COMMENT ON FUNCTION resource_gap_rebuild(uuid[]) IS
 CREATE FUNCTION resource_gap_refresh(resource_ids uuid[], ranges tstzrange[]) RETURNS void
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
-  -- In id order, so that two statements touching the same resources do not wait on each other.
-  PERFORM pg_advisory_xact_lock(hashtextextended('invsys gaps ' || c.id, 0))
-  FROM (SELECT DISTINCT id FROM unnest(resource_ids) AS id ORDER BY id) AS c;
+  -- One lock per bucket of resources, not per resource: a statement touching 100,000
+  -- resources would otherwise hold 100,000 locks, more than PostgreSQL's lock table takes
+  -- (out of shared memory). In bucket order, so that two statements do not wait on each other.
+  PERFORM pg_advisory_xact_lock(hashtext('invsys gaps'), c.bucket)
+  FROM (SELECT DISTINCT abs(hashtext(id::text) % 1024) AS bucket FROM unnest(resource_ids) AS id ORDER BY 1) AS c;
   WITH changed AS (
     SELECT c.resource_id, r.type,
            tstzrange(lower(c.reach) - interval '1 microsecond', upper(c.reach) + interval '1 microsecond', '[)') AS reach
@@ -107,7 +110,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION resource_gap_refresh(uuid[], tstzrange[]) IS
-  'Rewrites the resource_gap rows of the resources named where the paired ranges changed them (allocation_refresh_gaps calls it); writers of one resource''s gaps take turns on an advisory lock.';
+  'Rewrites the resource_gap rows of the resources named where the paired ranges changed them (allocation_refresh_gaps calls it); writers of one resource''s gaps take turns on an advisory lock (one of 1,024, by resource id).';
 
 -- A statement's changes to confirmed allocations: the (resource, widened range) pairs it
 -- added or took away. An UPDATE that leaves them as they were (a description) has none.
